@@ -1,0 +1,3 @@
+"""infbench: benchmark AI inference servers under realistic traffic."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Targets: the server under test, launched (bentoml, command) or attached to (url)."""

@@ -1,0 +1,47 @@
+"""The Target seam: start (or attach), wait until ready, report pids, stop without orphans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["TargetHandle", "TargetInfo"]
+
+
+@dataclass
+class TargetInfo:
+    """What run.json records under ``target``."""
+
+    kind: str
+    base_url: str
+    command: list[str] | None = None
+    pids: list[int] = field(default_factory=list)
+    startup_s: float | None = None
+    metrics_url: str | None = None
+    config: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "command": self.command,
+            "pids": self.pids,
+            "startup_s": self.startup_s,
+            "metrics_url": self.metrics_url,
+            "config": self.config,
+        }
+
+
+class TargetHandle(Protocol):
+    """A server under test. ``start`` returns once the server is ready (or raises TargetError,
+    exit 3); ``stop`` is idempotent and leaves no process it launched alive."""
+
+    def start(self) -> TargetInfo: ...
+
+    def process_pids(self) -> list[int]:
+        """Pids of the whole server process tree now (empty for an attached URL)."""
+        ...
+
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
