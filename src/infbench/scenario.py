@@ -258,7 +258,9 @@ class Readiness(_Model):
 
 class BentomlTarget(_Model):
     kind: Literal["bentoml"]
-    service: str = Field(description="MODULE:Class as `bentoml serve` takes it, relative to the file")
+    service: str = Field(
+        description="MODULE:Class as `bentoml serve` takes it, relative to the file"
+    )
     workers: Annotated[int, Field(ge=1)] | Literal["cpu_count"] = 1
     config: dict[str, Any] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)

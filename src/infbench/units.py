@@ -1,4 +1,4 @@
-"""Durations and rates as users write them: ``500ms``, ``30s``, ``2m``; ``50``, ``50/s``, ``3000/m``."""
+"""Durations and rates as users write them: ``500ms``, ``30s``, ``2m``; ``50``, ``3000/m``."""
 
 from __future__ import annotations
 
