@@ -214,7 +214,7 @@ def _error_path(loc: tuple[int | str, ...], data: Any) -> PathKey:
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         if in_dict or in_list:
-            node = node[part]  # type: ignore[index]
+            node = node[part]
             path.append(part)
         elif (
             isinstance(node, dict)

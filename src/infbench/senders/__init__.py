@@ -1,0 +1,43 @@
+"""Senders: the HTTP clients the engine drives (DESIGN §6).
+
+``make_sender`` picks one by the scenario's ``client.sender``. Each implementation is imported
+only when chosen, so importing this package (or ``senders.base``) never pays for aiohttp or
+httpx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import UsageError
+from .base import Outcome, PreparedRequest, Sender, SenderOptions
+
+__all__ = ["SENDERS", "Outcome", "PreparedRequest", "Sender", "SenderOptions", "make_sender"]
+
+
+def _aiohttp(options: SenderOptions) -> Sender:
+    from .aiohttp_sender import AiohttpSender
+
+    return AiohttpSender(options)
+
+
+def _httpx(options: SenderOptions) -> Sender:
+    from .httpx_sender import HttpxSender
+
+    return HttpxSender(options)
+
+
+SENDERS: dict[str, Callable[[SenderOptions], Sender]] = {"aiohttp": _aiohttp, "httpx": _httpx}
+
+
+def make_sender(name: str, options: SenderOptions) -> Sender:
+    """The sender called ``name``; raises UsageError naming the choices for anything else."""
+    constructor = SENDERS.get(name)
+    if constructor is None:
+        choices = ", ".join(SENDERS)
+        what = "is not built yet" if name == "fast" else "is not a sender"
+        raise UsageError(
+            f"client.sender: {name!r} {what}; choose one of: {choices}",
+            hint=f"set client.sender to one of {choices} (e.g. --set client.sender=aiohttp)",
+        )
+    return constructor(options)
