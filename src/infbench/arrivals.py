@@ -435,14 +435,8 @@ def _digest(plans: tuple[PhasePlan, ...]) -> str:
     """SHA-256 of a canonical encoding: a JSON header a plan, then its offsets as <f8 bytes."""
     digest = hashlib.sha256(_SCHEDULE_FORMAT)
     for plan in plans:
-        head: dict[str, object] = {
-            "name": plan.name,
-            "index": plan.index,
-            "process": plan.process,
-            "duration_s": plan.duration_s,
-            "max_requests": plan.max_requests,
-            "scheduled": plan.scheduled,
-        }
+        keys = ("name", "index", "process", "duration_s", "max_requests", "scheduled")
+        head: dict[str, object] = {key: getattr(plan, key) for key in keys}
         if plan.closed is not None:
             head["closed"] = plan.closed.model_dump(mode="json")
             head["seed"] = [plan.seed_seq.entropy, list(plan.seed_seq.spawn_key)]
@@ -460,18 +454,11 @@ def _seed_seq(seed: int, stream: int) -> np.random.SeedSequence:
 def build_schedule(workload: Workload, base_dir: pathlib.Path) -> Schedule:
     """Plans for the warm-up (first, when present) and each phase; trace paths from ``base_dir``."""
     shift = 1 if workload.warmup is not None else 0
-    plans = [
-        _plan(
-            phase.name,
-            i + shift,
-            phase.arrival,
-            phase.duration_s,
-            _seed_seq(workload.seed, i + 1),
-            base_dir,
-            phase.max_requests,
-        )
-        for i, phase in enumerate(workload.phases)
-    ]
+    plans = []
+    for i, p in enumerate(workload.phases):
+        seed_seq = _seed_seq(workload.seed, i + 1)
+        args = (p.arrival, p.duration_s, seed_seq, base_dir, p.max_requests)
+        plans.append(_plan(p.name, i + shift, *args))
     if workload.warmup is not None:
         arrival = _warmup_arrival(workload, plans[0])
         seed_seq = _seed_seq(workload.seed, 0)

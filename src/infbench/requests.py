@@ -73,7 +73,8 @@ class RequestFactory:
         dataset = request.dataset
         source = _dataset_path(dataset, base_dir)
         rows = load_rows(dataset, base_dir)
-        return cls([_render(request, row, source, i) for i, row in enumerate(rows)], dataset.order, seed)
+        rendered = [_render(request, row, source, i) for i, row in enumerate(rows)]
+        return cls(rendered, dataset.order, seed)
 
     def __len__(self) -> int:
         """Number of distinct pre-rendered requests (dataset rows, or 1)."""
@@ -147,7 +148,7 @@ def _jsonl_rows(stream: io.TextIOBase, path: Path) -> Iterator[dict[str, Any]]:
         if not isinstance(row, dict):
             raise InputError(
                 f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}",
-                hint="wrap the value, e.g. {\"text\": ...}, or use a .txt dataset",
+                hint='wrap the value, e.g. {"text": ...}, or use a .txt dataset',
             )
         yield row
 

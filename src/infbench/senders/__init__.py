@@ -38,6 +38,6 @@ def make_sender(name: str, options: SenderOptions) -> Sender:
         what = "is not built yet" if name == "fast" else "is not a sender"
         raise UsageError(
             f"client.sender: {name!r} {what}; choose one of: {choices}",
-            hint=f"set client.sender to one of {choices} (e.g. --set client.sender=aiohttp)",
+            hint=f"set client.sender in the scenario (or with --set) to one of: {choices}",
         )
     return constructor(options)

@@ -1,0 +1,1 @@
+"""Views of a RunResult or a Comparison: console (rich), markdown, json, html."""

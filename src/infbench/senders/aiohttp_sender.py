@@ -1,0 +1,156 @@
+"""The default sender: one aiohttp ClientSession over a capped keep-alive pool (DESIGN §6).
+
+Choices that keep the measurement honest:
+
+- No ``Accept-Encoding`` is added and nothing is decompressed, so ``bytes_in`` counts the body
+  bytes that crossed the wire, as with the httpx sender.
+- Redirects are not followed: a 3xx is the answer of the endpoint under test.
+- aiohttp's silent retry of idempotent requests on a reused connection is switched off: it
+  would hide a server's resets and send the request twice, and only for GET-like methods.
+- The body is read under a cap; an oversized answer is cut off and its connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic_ns
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from .. import __version__
+from ..errors import UsageError
+from .base import ErrorKind, Outcome, PreparedRequest, SenderOptions, classify_status
+
+__all__ = ["AiohttpSender"]
+
+_PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
+_URL_CACHE_MAX = 65_536  # distinct paths remembered; beyond that URLs are built per request
+_READ_CHUNK = 256 * 1024
+
+
+class _TooLarge(Exception):
+    def __init__(self, bytes_in: int) -> None:
+        super().__init__(bytes_in)
+        self.bytes_in = bytes_in
+
+
+class AiohttpSender:
+    name = "aiohttp"
+
+    def __init__(self, options: SenderOptions) -> None:
+        self.options = options
+        self._base = _base_url(options.base_url)
+        self._cap = options.max_response_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+
+    async def open(self) -> None:
+        options = self.options
+        connector = aiohttp.TCPConnector(
+            limit=options.connections,
+            limit_per_host=options.connections,
+            ttl_dns_cache=300,
+            ssl=options.verify_tls,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=options.timeout_s),
+            headers={"User-Agent": f"infbench/{__version__}"},
+            skip_auto_headers=("Accept-Encoding",),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        # Private switch, hence the guard: see the module docstring for why retries are off.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def send(self, request: PreparedRequest) -> Outcome:
+        session = self._session
+        if session is None:
+            raise RuntimeError("AiohttpSender.send() before open()")
+        url = self._urls.get(request.path) or self._url(request.path)
+        first_byte_ns = status = bytes_in = 0
+        try:
+            async with session.request(
+                request.method,
+                url,
+                headers=request.headers,
+                data=request.body,
+                allow_redirects=False,
+            ) as response:
+                first_byte_ns = monotonic_ns()
+                status = response.status
+                bytes_in = await self._read(response)
+                done_ns = monotonic_ns()
+        except _TooLarge as exc:
+            return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
+        return Outcome(done_ns, first_byte_ns, status, classify_status(status), bytes_in)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> int:
+        """Read the body under the cap; returns its length in bytes."""
+        cap = self._cap
+        length = response.content_length
+        if length is not None and length <= cap:
+            # The parser stops at Content-Length, so this read is bounded: take the fast path.
+            return len(await response.read())
+        if length is not None:
+            response.close()
+            raise _TooLarge(0)
+        total = 0
+        content = response.content
+        while chunk := await content.read(_READ_CHUNK):
+            total += len(chunk)
+            if total > cap:
+                response.close()  # drops the connection rather than draining it
+                raise _TooLarge(total)
+        return total
+
+    def _url(self, path: str) -> URL:
+        # Paths from RequestFactory are already encoded; encoding again only touches what may
+        # not stand in a URL, and encoded=True stops yarl from re-normalising the path.
+        url = URL(self._base + quote(path, safe=_PATH_SAFE), encoded=True)
+        if len(self._urls) < _URL_CACHE_MAX:
+            self._urls[path] = url
+        return url
+
+
+def _base_url(base_url: str) -> str:
+    try:
+        url = URL(base_url)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"target URL {base_url!r} is not a valid URL: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"target URL {base_url!r} must be http:// or https:// with a host",
+            hint="e.g. http://127.0.0.1:3000",
+        )
+    return str(url).rstrip("/")
+
+
+def _classify(exc: BaseException) -> ErrorKind:
+    """aiohttp's exceptions to DESIGN §5's error kinds (the httpx sender mirrors this)."""
+    # Before the connection errors: aiohttp's timeouts subclass ServerConnectionError.
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect"  # refused, DNS, TLS handshake: no connection was made
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # The connection dropped before the body was complete: the peer went away mid-answer.
+        # Anything else here (bad chunk framing, bad encoding) is a malformed response.
+        return "reset" if "not completed" in str(exc) else "protocol"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "protocol"  # bad status line, headers or Content-Length
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
+        return "reset"  # server disconnected, connection reset, broken pipe
+    if isinstance(exc, aiohttp.ClientError):
+        return "protocol"
+    return "connect"  # any other OSError comes from setting up the socket

@@ -1,0 +1,168 @@
+"""The httpx sender: for HTTP/2 targets and users who want httpx (DESIGN §6).
+
+It behaves like the aiohttp sender so results do not depend on the client: no
+``Accept-Encoding`` and no decoding (``bytes_in`` is wire bytes), no redirects, no proxies
+from the environment, the same body cap, and one deadline for the whole request. httpx's own
+timeouts are per operation (connect, each read, ...), so a server that trickles bytes would
+never time out; ``asyncio.timeout`` (Python 3.11+) adds the total that aiohttp applies.
+
+httpx is slow with many connections (its pool scans every connection per request): Limits and
+Timeout are always set explicitly, and ``sniffio`` must be installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from time import monotonic_ns
+
+import httpx
+
+from .. import __version__
+from ..errors import UsageError
+from .base import ErrorKind, Outcome, PreparedRequest, SenderOptions, classify_status
+
+__all__ = ["HttpxSender"]
+
+_URL_CACHE_MAX = 65_536
+# httpcore/h11 messages for a peer that closed the connection before the answer was complete.
+_DISCONNECTED = ("server disconnected", "peer closed")
+
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout
+else:  # pragma: no cover - Python 3.10 relies on httpx's per-operation timeouts alone
+
+    def _deadline(delay: float | None) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
+class _TooLarge(Exception):
+    def __init__(self, bytes_in: int) -> None:
+        super().__init__(bytes_in)
+        self.bytes_in = bytes_in
+
+
+class HttpxSender:
+    name = "httpx"
+
+    def __init__(self, options: SenderOptions) -> None:
+        if options.http2:
+            try:
+                import h2  # noqa: F401  (httpx needs it for HTTP/2 and says so only at send)
+            except ImportError:
+                raise UsageError(
+                    "client.http2 needs the `h2` package, which is not installed",
+                    hint="pip install h2  (or set client.http2: false)",
+                ) from None
+        self.options = options
+        self._base = _base_url(options.base_url)
+        self._cap = options.max_response_bytes
+        self._timeout_s = options.timeout_s
+        self._client: httpx.AsyncClient | None = None
+        self._urls: dict[str, httpx.URL] = {}
+
+    async def open(self) -> None:
+        options = self.options
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=options.connections,
+                max_keepalive_connections=options.connections,
+            ),
+            timeout=httpx.Timeout(options.timeout_s),
+            http2=options.http2,
+            verify=options.verify_tls,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": f"infbench/{__version__}"},
+        )
+        # httpx always offers compression; drop it so servers answer as they do for aiohttp.
+        del client.headers["Accept-Encoding"]
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def send(self, request: PreparedRequest) -> Outcome:
+        client = self._client
+        if client is None:
+            raise RuntimeError("HttpxSender.send() before open()")
+        url = self._urls.get(request.path) or self._url(request.path)
+        first_byte_ns = status = bytes_in = 0
+        try:
+            async with _deadline(self._timeout_s):
+                http_request = client.build_request(
+                    request.method, url, headers=request.headers, content=request.body
+                )
+                response = await client.send(http_request, stream=True)
+                try:
+                    first_byte_ns = monotonic_ns()
+                    status = response.status_code
+                    bytes_in = await self._read(response)
+                    done_ns = monotonic_ns()
+                finally:
+                    # Closing an unfinished response (too large, timed out) drops its connection.
+                    await response.aclose()
+        except _TooLarge as exc:
+            return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
+        except (httpx.TransportError, OSError, asyncio.TimeoutError) as exc:
+            return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
+        return Outcome(done_ns, first_byte_ns, status, classify_status(status), bytes_in)
+
+    async def _read(self, response: httpx.Response) -> int:
+        """Read the raw body under the cap; returns its length in bytes."""
+        cap = self._cap
+        length = _content_length(response.headers)
+        if length is not None and length > cap:
+            raise _TooLarge(0)
+        total = 0
+        async for chunk in response.aiter_raw():
+            total += len(chunk)
+            if total > cap:
+                raise _TooLarge(total)
+        return total
+
+    def _url(self, path: str) -> httpx.URL:
+        url = httpx.URL(self._base + path)
+        if len(self._urls) < _URL_CACHE_MAX:
+            self._urls[path] = url
+        return url
+
+
+def _content_length(headers: httpx.Headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None or not value.isdigit():
+        return None  # absent or malformed: the streaming cap still applies
+    return int(value)
+
+
+def _base_url(base_url: str) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UsageError(f"target URL {base_url!r} is not a valid URL: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"target URL {base_url!r} must be http:// or https:// with a host",
+            hint="e.g. http://127.0.0.1:3000",
+        )
+    return str(url).rstrip("/")
+
+
+def _classify(exc: BaseException) -> ErrorKind:
+    """httpx's exceptions to DESIGN §5's error kinds, mirroring the aiohttp sender."""
+    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+        return "connect"  # refused, DNS, TLS handshake: no connection was made
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # httpcore reports a peer that hung up as a protocol error; it is a reset to us.
+        message = str(exc).lower()
+        return "reset" if message.startswith(_DISCONNECTED) else "protocol"
+    if isinstance(exc, httpx.NetworkError | ConnectionError):
+        return "reset"  # read/write failed on an open connection
+    if isinstance(exc, httpx.TransportError):
+        return "protocol"
+    return "connect"  # any other OSError comes from setting up the socket
