@@ -105,7 +105,6 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(connections)
-        self._current_phase = ""
         self._spin_ns = 0
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
@@ -211,7 +210,6 @@ class Engine:
             await self._sleep_until(start_ns)
             if self._stop.is_set():
                 return
-            self._current_phase = plan.name
             self._hook(self.hooks.on_phase, plan.name, "start")
             if plan.closed is not None:
                 await self._closed_phase(index, plan, start_ns, end_ns)
@@ -244,7 +242,16 @@ class Engine:
 
     def _tick(self, start_s: float, length_s: float) -> None:
         stats = self.recorder.flush_interval(start_s, length_s)
-        self._hook(self.hooks.on_interval, stats, self._in_flight, self._current_phase)
+        self._hook(self.hooks.on_interval, stats, self._in_flight, self._phase_at(start_s))
+
+    def _phase_at(self, offset_s: float) -> str:
+        """The phase whose window holds this offset from the start (the last one past the end)."""
+        end = 0.0
+        for plan in self.schedule.phases:
+            end += plan.duration_s
+            if offset_s < end:
+                return plan.name
+        return self.schedule.phases[-1].name
 
     def stop(self) -> None:
         """Stop dispatching (SIGINT/SIGTERM); requests in flight get a short grace."""

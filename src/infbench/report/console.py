@@ -14,7 +14,7 @@ from rich.text import Text
 from ..gate import RuleResult
 from ..recorder import IntervalStats
 
-__all__ = ["LiveView", "phase_table", "print_run"]
+__all__ = ["LiveView", "phase_tables", "print_run"]
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -72,21 +72,30 @@ class LiveView:
             self._live.update(line, refresh=True)
 
 
-def phase_table(run: dict[str, Any]) -> Table:
-    """The per-phase summary: counts, rates, latency percentiles, service time and lag."""
-    server = (run.get("server") or {}).get("phases", {})
-    table = Table(title=f"{run['scenario']['name']} — {run['status']}", title_justify="left")
-    for header in ("phase", "process", "requests", "ok", "errors", "offered/s", "achieved/s"):
-        table.add_column(header, justify="left" if header in ("phase", "process") else "right")
-    for header in ("p50", "p90", "p99", "p99.9", "max", "mean", "svc p50", "svc p99", "lag p99"):
-        table.add_column(f"{header} ms", justify="right")
-    if server:
-        for header in ("srv p50 ms", "srv p99 ms", "batch", "srv CPU %", "RSS MB"):
-            table.add_column(header, justify="right")
-    for phase in run["phases"]:
-        lat, svc = phase["latency_ms"], phase["service_ms"]
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for index, header in enumerate(columns):
+        table.add_column(header, justify="left" if index == 0 else "right")
+    return table
+
+
+def phase_tables(run: dict[str, Any]) -> list[Table]:
+    """Per phase: the traffic (counts and rates), the latency (ms), and the server when measured.
+
+    Three narrow tables rather than one wide one, so they fit an 80-column terminal or CI log.
+    """
+    phases = run["phases"]
+    traffic = _table(
+        f"{run['scenario']['name']}: {run['status']}",
+        ("phase", "process", "requests", "ok", "errors", "offered/s", "achieved/s", "good/s"),
+    )
+    latency = _table(
+        "latency (ms, from intended send time)",
+        ("phase", "p50", "p90", "p99", "p99.9", "max", "svc p50", "svc p99", "lag p99"),
+    )
+    for phase in phases:
         errors = sum(phase["errors"].values()) + phase["dropped"]
-        cells = [
+        traffic.add_row(
             phase["name"],
             phase["process"],
             _num(phase["completed"] + phase["dropped"]),
@@ -94,27 +103,37 @@ def phase_table(run: dict[str, Any]) -> Table:
             Text(_num(errors), style="red" if errors else ""),
             _num(phase["offered_rps"]),
             _num(phase["achieved_rps"]),
-            *(_num(lat[k], 2) for k in ("p50", "p90", "p99", "p999", "max", "mean")),
-            _num(svc["p50"], 2),
-            _num(svc["p99"], 2),
-            _num(phase["lag_ms"]["p99"], 3),
-        ]
-        if server:
+            _num(phase["goodput_rps"]),
+        )
+        lat, svc = phase["latency_ms"], phase["service_ms"]
+        latency.add_row(
+            phase["name"],
+            *(_num(lat[k], 1) for k in ("p50", "p90", "p99", "p999", "max")),
+            _num(svc["p50"], 1),
+            _num(svc["p99"], 1),
+            _num(phase["lag_ms"]["p99"], 2),
+        )
+    tables = [traffic, latency]
+    server = (run.get("server") or {}).get("phases", {})
+    if server:
+        table = _table("server", ("phase", "srv p50 ms", "srv p99 ms", "batch", "CPU %", "RSS MB"))
+        for phase in phases:
             srv = server.get(phase["name"], {})
-            cells += [
+            table.add_row(
+                phase["name"],
                 _num(srv.get("duration_p50_ms"), 2),
                 _num(srv.get("duration_p99_ms"), 2),
                 _num(srv.get("mean_batch_size"), 2),
                 _num(srv.get("cpu_pct_mean")),
                 _num(srv.get("rss_mb_max")),
-            ]
-        table.add_row(*cells)
-    return table
+            )
+        tables.append(table)
+    return tables
 
 
 def print_run(console: Console, run: dict[str, Any], slo: list[RuleResult]) -> None:
     """Table, validity verdict with its reasons, SLO results, and where the files are."""
-    parts: list[Any] = [phase_table(run)]
+    parts: list[Any] = [*phase_tables(run)]
     if run["errors_by_kind"]:
         kinds = ", ".join(f"{kind} {n:,}" for kind, n in run["errors_by_kind"].items())
         parts.append(Text(f"errors: {kinds}", style="red"))
@@ -123,8 +142,7 @@ def print_run(console: Console, run: dict[str, Any], slo: list[RuleResult]) -> N
     else:
         parts.append(Text("INVALID run:", style="bold red"))
         parts += [Text(f"  - {reason}", style="red") for reason in run["invalid_reasons"]]
-    for result in slo:
-        parts.append(Text(f"slo {result.message}", style="green" if result.passed else "bold red"))
+    parts += _slo_lines(slo)
     for warning in run.get("warnings", []):
         parts.append(Text(f"warning: {warning}", style="yellow"))
     target = run.get("target") or {}
@@ -132,3 +150,20 @@ def print_run(console: Console, run: dict[str, Any], slo: list[RuleResult]) -> N
         parts.append(Text(f"target started in {target['startup_s']:.2f} s"))
     parts.append(Text(f"results: {run['result_dir']}", style="dim"))
     console.print(Group(*parts))
+
+
+def _slo_lines(results: list[RuleResult]) -> list[Text]:
+    """One line per SLO rule: ok, or each phase that broke it with its value."""
+    by_rule: dict[str, list[RuleResult]] = {}
+    for result in results:
+        by_rule.setdefault(f"{result.rule.metric} {result.rule.text}", []).append(result)
+    lines = []
+    for group in by_rule.values():
+        failed = [r for r in group if not r.passed]
+        if failed:
+            lines += [Text(f"slo {r.message}", style="bold red") for r in failed]
+        else:
+            rule = group[0].rule
+            op = "≥" if rule.higher_is_better else "≤"
+            lines.append(Text(f"slo {rule.metric} {op} {rule.text}: ok in every phase", "green"))
+    return lines

@@ -171,9 +171,7 @@ def _check_process(
         what = f"the server exited with code {code} after {clock() - started:.1f} s"
     else:
         what = f"the server logged {(fatal or '').strip()!r} and will not become ready"
-    raise _failure(
-        what, process.log_path, f"run it by hand to debug: {' '.join(process.argv)}"
-    )
+    raise _failure(what, process.log_path, f"run it by hand to debug: {' '.join(process.argv)}")
 
 
 class LaunchedProcess:

@@ -1,0 +1,147 @@
+"""The infbench command line. Each command parses, calls library functions, maps errors to exit
+codes (DESIGN §11); the logic lives in the modules it calls."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import GateFailed, InfbenchError, Interrupted, InvalidRun
+
+app = typer.Typer(
+    name="infbench",
+    help="Benchmark AI inference servers under steady, bursty and ramp traffic.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+_state = {"debug": False}
+
+ScenarioPath = Annotated[
+    Path, typer.Argument(help="Scenario file (YAML, version 1).", show_default=False)
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a key: --set workload.phases[0].arrival.rate=100."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"infbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _fail(exc: InfbenchError) -> typer.Exit:
+    if _state["debug"]:
+        errors.print_exception()
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command()
+def run(
+    scenario: ScenarioPath,
+    out: Annotated[Path, typer.Option("--out", help="Results root directory.")] = Path("results"),
+    set_: SetOption = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Attach to this running server instead.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run.json to stdout.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 4 when the run is invalid.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+) -> None:
+    """Run a scenario: start the target, drive the load, write a result directory."""
+    from .run_command import run_scenario
+
+    try:
+        outcome = run_scenario(
+            scenario,
+            out,
+            set_ or [],
+            url,
+            live=not (quiet or as_json),
+            console=errors if as_json else console,
+        )
+    except InfbenchError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.run, indent=2, default=str) + "\n")
+    if outcome.interrupted:
+        raise _fail(
+            Interrupted(f"interrupted; partial results kept in {outcome.run['result_dir']}")
+        )
+    failed = [r for r in outcome.slo if not r.passed]
+    if failed:
+        raise _fail(GateFailed("; ".join(r.message for r in failed)))
+    if strict and not outcome.run["valid"]:
+        raise _fail(InvalidRun("invalid run: " + "; ".join(outcome.run["invalid_reasons"])))
+
+
+@app.command()
+def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
+    """Check a scenario file and preview each phase's request count and rate."""
+    from .arrivals import build_schedule
+    from .gate import parse_slo
+    from .scenario_source import load_scenario
+    from .units import format_duration
+
+    try:
+        loaded = load_scenario(scenario, set_ or [])
+        parse_slo(loaded.scenario.slo)
+        schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
+    except InfbenchError as exc:
+        raise _fail(exc) from None
+    from rich.table import Table
+
+    table = Table(title=f"{loaded.scenario.name}: valid", title_justify="left")
+    for column in ("phase", "process", "duration", "requests", "mean rate/s"):
+        table.add_column(column, justify="left" if column in ("phase", "process") else "right")
+    for plan in schedule.phases:
+        closed = plan.closed is not None
+        table.add_row(
+            plan.name + (" (warm-up)" if plan.warmup else ""),
+            plan.process,
+            format_duration(plan.duration_s),
+            f"closed loop, {plan.closed.concurrency} workers"
+            if plan.closed
+            else f"{plan.scheduled:,}",
+            "–" if closed else f"{plan.mean_rate:,.2f}",
+        )
+    console.print(table)
+    console.print(f"schedule sha256 {schedule.sha256}", style="dim")
+
+
+@app.command()
+def schema() -> None:
+    """Print the scenario file's JSON schema (for editors and CI linting)."""
+    from .scenario import Scenario
+
+    document: dict[str, Any] = Scenario.model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "infbench scenario v1"
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,43 @@
+"""Build the TargetHandle a scenario's ``target`` describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import UsageError
+from ..scenario import BentomlTarget, CommandTarget, Target, UrlTarget
+from .base import TargetHandle
+from .bentoml import BentomlHandle
+from .command import CommandHandle
+from .url import UrlHandle
+
+__all__ = ["open_target"]
+
+
+def open_target(
+    spec: Target, base_dir: Path, log_path: Path, url_override: str | None = None
+) -> TargetHandle:
+    """A handle for ``spec``; nothing starts until ``start()``.
+
+    ``url_override`` (``infbench run --url``) attaches to that URL instead of launching, keeping
+    the target's readiness probe and metrics path: the same scenario then measures a server
+    started by hand, for example on another host.
+    """
+    if url_override is not None:
+        return UrlHandle(_as_url(spec, url_override))
+    if isinstance(spec, BentomlTarget):
+        return BentomlHandle(spec, base_dir, log_path)
+    if isinstance(spec, CommandTarget):
+        return CommandHandle(spec, base_dir, log_path)
+    return UrlHandle(spec)
+
+
+def _as_url(spec: Target, url: str) -> UrlTarget:
+    try:
+        if isinstance(spec, UrlTarget):
+            return spec.model_copy(update={"url": UrlTarget(kind="url", url=url).url})
+        return UrlTarget(kind="url", url=url, ready=spec.ready, metrics_path=spec.metrics_path)
+    except ValidationError as exc:
+        raise UsageError(f"--url: expected http://host:port or https://..., got {url!r}") from exc
