@@ -143,5 +143,46 @@ def schema() -> None:
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="Baseline result directory.", show_default=False)],
+    candidate: Annotated[
+        Path, typer.Argument(help="Candidate result directory.", show_default=False)
+    ],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown or json.")] = "table",
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="Gate rule, repeatable: p99=+10% (relative), error_rate=0.5% (absolute), "
+            "achieved_rps=-5%.",
+        ),
+    ] = None,
+    gate_file: Annotated[
+        Path | None, typer.Option("--gate", help="YAML file of gate rules.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 1,
+) -> None:
+    """Compare two result directories with statistics; exit 1 when a gate rule fails."""
+    from .compare_command import run_compare
+
+    try:
+        run_compare(
+            base,
+            candidate,
+            fmt=fmt,
+            fail_on=fail_on or [],
+            gate_file=gate_file,
+            junit=junit,
+            html=html,
+            seed=seed,
+            console=console,
+        )
+    except InfbenchError as exc:
+        raise _fail(exc) from None
+
+
 def main() -> None:
     app()
