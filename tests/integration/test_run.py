@@ -1,0 +1,302 @@
+"""`infbench run` end to end against the in-process fake server (target kind `url`)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeserver import FakeServer
+from typer.testing import CliRunner
+
+from infbench.arrivals import build_schedule
+from infbench.cli import app
+from infbench.scenario_source import load_scenario
+
+runner = CliRunner()
+PHASE_KEYS = {
+    "name", "process", "duration_s", "scheduled", "sent", "completed", "ok", "dropped", "errors",
+    "offered_rps", "achieved_rps", "goodput_rps", "latency_ms", "service_ms", "lag_ms", "ttfb_ms",
+}  # fmt: skip
+RESULT_FILES = {
+    "run.json", "summary.csv", "summary.md", "latency.hlog", "requests.csv.gz", "timeseries.csv",
+}  # fmt: skip
+
+
+@contextmanager
+def server_process(delay_s: float) -> Iterator[str]:
+    """The fake server in a process of its own, so its timing does not share our GIL."""
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from fakeserver import FakeServer\n"
+        f"with FakeServer(delay_s={delay_s}) as s:\n"
+        "    print(s.url, flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    tests_dir = str(Path(__file__).parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, tests_dir],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def scenario(tmp_path: Path, url: str, phases: str, extra: str = "", warmup: str = "0s") -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(
+        f"""version: 1
+name: test
+target: {{kind: url, url: "{url}"}}
+request: {{method: POST, path: /classify, body: {{text: hello}}, timeout: 5s}}
+{extra}
+workload:
+  seed: 11
+  warmup: {warmup}
+  phases:
+{phases}
+"""
+    )
+    return path
+
+
+def invoke(path: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any] | None, str]:
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "results"), *args])
+    dirs = sorted((tmp_path / "results").glob("*")) if (tmp_path / "results").exists() else []
+    run = None
+    if dirs and (dirs[-1] / "run.json").exists():
+        run = json.loads((dirs[-1] / "run.json").read_text())
+    return result.exit_code, run, result.output
+
+
+def test_three_phase_run_writes_the_contract(tmp_path: Path) -> None:
+    with server_process(delay_s=0.02) as url:
+        path = scenario(
+            tmp_path,
+            url,
+            """    - {name: steady, duration: 2s, arrival: {process: poisson, rate: 40}}
+    - {name: bursty, duration: 2s, arrival: {process: gamma, rate: 40, cv: 3}}
+    - {name: ramp, duration: 2s, arrival: {process: ramp, from: 10, to: 60}}""",
+            warmup="1s",
+        )
+        code, run, output = invoke(path, tmp_path)
+    assert code == 0, output
+    assert run is not None
+    result_dir = Path(run["result_dir"])
+    assert RESULT_FILES <= {p.name for p in result_dir.iterdir()}
+    schedule = build_schedule(load_scenario(path).scenario.workload, tmp_path)
+    expected = {plan.name: plan.scheduled for plan in schedule.phases}
+    assert [p["name"] for p in run["phases"]] == ["steady", "bursty", "ramp"]
+    for phase in run["phases"]:
+        assert PHASE_KEYS <= set(phase)
+        assert phase["scheduled"] == expected[phase["name"]]
+        assert phase["completed"] + phase["dropped"] == phase["scheduled"]
+        assert phase["ok"] == phase["scheduled"]
+        assert abs(phase["latency_ms"]["p50"] - 20.0) <= 2.0
+    assert run["warmup"]["completed"] == expected["warmup"]
+    assert run["schedule_sha256"] == schedule.sha256
+    assert run["status"] == "complete"
+    with gzip.open(result_dir / "requests.csv.gz", "rt") as rows:
+        assert sum(1 for _ in rows) == 1 + sum(expected.values())
+    timeseries = (result_dir / "timeseries.csv").read_text().splitlines()
+    assert timeseries[0].startswith("second,phase,offered,sent,completed")
+    assert len(timeseries) >= 7
+    assert "steady" in output and "p99" in output
+
+
+def test_coordinated_omission_is_corrected(tmp_path: Path) -> None:
+    """A 1 s stall under open-loop load with 4 connections: latency p99 shows the stall,
+    service p99 does not, and no arrival is lost."""
+    with FakeServer(delay_s=0.005) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 4s, arrival: {process: constant, rate: 100}}",
+            extra="client: {connections: 4}",
+        )
+        server.stall(start_after_s=1.6, duration_s=1.0)
+        code, run, output = invoke(path, tmp_path)
+        received = server.count("/classify")
+    assert code == 0, output
+    assert run is not None
+    phase = run["phases"][0]
+    assert phase["scheduled"] == 400
+    assert phase["ok"] == 400 and phase["dropped"] == 0 and received == 400
+    assert phase["latency_ms"]["p99"] >= 900.0
+    assert phase["service_ms"]["p99"] < 100.0
+    assert phase["latency_ms"]["p99"] > 10 * phase["service_ms"]["p99"]
+
+
+def test_connection_cap_drops_are_counted(tmp_path: Path) -> None:
+    with FakeServer(delay_s=3.0) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 1s, arrival: {process: constant, rate: 20}}",
+            extra="client: {connections: 1}",
+        )
+        path.write_text(path.read_text().replace("timeout: 5s", "timeout: 1s"))
+        code, run, output = invoke(path, tmp_path)
+    assert run is not None, output
+    phase = run["phases"][0]
+    assert phase["dropped"] > 0
+    assert phase["completed"] + phase["dropped"] == phase["scheduled"] == 20
+    assert phase["errors"].get("timeout", 0) >= 1
+    assert not run["valid"] and any("dropped" in r for r in run["invalid_reasons"])
+
+
+def test_errors_are_classified(tmp_path: Path) -> None:
+    with FakeServer(status=(200, 200, 200, 503)) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 1s, arrival: {process: constant, rate: 40}}",
+        )
+        code, run, output = invoke(path, tmp_path)
+    assert code == 0, output
+    assert run is not None
+    phase = run["phases"][0]
+    assert phase["errors"] == {"http_5xx": 10}
+    assert phase["status_codes"] == {"200": 30, "503": 10}
+    assert phase["error_rate"] == 0.25
+
+
+def test_closed_loop(tmp_path: Path) -> None:
+    with FakeServer(delay_s=0.02) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: closed, duration: 2s, arrival: {process: closed, concurrency: 4}}",
+        )
+        code, run, output = invoke(path, tmp_path)
+        received = server.count("/classify")
+    assert code == 0, output
+    assert run is not None
+    phase = run["phases"][0]
+    assert phase["process"] == "closed"
+    # 4 workers, ~20 ms each: about 200 requests/s, never more than 4 in flight
+    assert 150 <= phase["achieved_rps"] <= 210
+    assert phase["completed"] == received
+    assert server.max_in_flight <= 4
+
+
+def test_slo_failure_exits_1(tmp_path: Path) -> None:
+    with FakeServer(delay_s=0.03) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 1s, arrival: {process: constant, rate: 20}}",
+            extra="slo: {p99: 10ms}",
+        )
+        code, run, output = invoke(path, tmp_path)
+    assert code == 1
+    assert "p99" in output and "FAILED" in output
+    assert run is not None and run["slo"][0]["passed"] is False
+
+
+def test_json_output_is_run_json(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 1s, arrival: {process: constant, rate: 10}}",
+        )
+        result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["phases"][0]["scheduled"] == 10
+    assert data["format_version"] == 1
+
+
+def test_broken_scenario_exits_2_naming_the_key(tmp_path: Path) -> None:
+    path = scenario(
+        tmp_path,
+        "http://127.0.0.1:9",
+        "    - {name: steady, duration: 1s, arrival: {process: gamma, rate: 10, cv: -3}}",
+    )
+    code, run, output = invoke(path, tmp_path)
+    assert code == 2
+    assert "workload.phases[0].arrival.cv" in output and "scenario.yaml:" in output
+    assert run is None
+
+
+def test_url_override_attaches_elsewhere(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        path = scenario(
+            tmp_path,
+            "http://127.0.0.1:9",
+            "    - {name: steady, duration: 1s, arrival: {process: constant, rate: 10}}",
+        )
+        code, run, output = invoke(path, tmp_path, "--url", server.url)
+        assert code == 0, output
+        assert server.count("/classify") == 10
+
+
+def test_interrupt_keeps_partial_results(tmp_path: Path) -> None:
+    with FakeServer(delay_s=0.01) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 20s, arrival: {process: constant, rate: 20}}",
+        )
+        timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            code, run, output = invoke(path, tmp_path)
+        finally:
+            timer.cancel()
+    assert code == 130, output
+    assert run is not None and run["status"] == "interrupted"
+    phase = run["phases"][0]
+    assert 10 <= phase["completed"] <= 60
+
+
+def test_validate_previews_phases(tmp_path: Path) -> None:
+    path = scenario(
+        tmp_path,
+        "http://127.0.0.1:9",
+        """    - {name: steady, duration: 10s, arrival: {process: constant, rate: 5}}
+    - {name: loop, duration: 10s, arrival: {process: closed, concurrency: 3}}""",
+    )
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "steady" in result.output and "50" in result.output and "5.00" in result.output
+    assert "closed loop, 3 workers" in result.output
+    bad = runner.invoke(app, ["validate", str(path), "--set", "client.connections=0"])
+    assert bad.exit_code == 2 and "client.connections" in bad.output
+
+
+def test_schema_is_json_schema() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "infbench scenario v1"
+    assert "workload" in schema["properties"]
+
+
+@pytest.mark.parametrize("sender", ["aiohttp", "httpx"])
+def test_each_sender_runs_a_scenario(tmp_path: Path, sender: str) -> None:
+    with FakeServer() as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 1s, arrival: {process: poisson, rate: 30}}",
+            extra=f"client: {{sender: {sender}}}",
+        )
+        code, run, output = invoke(path, tmp_path)
+    assert code == 0, output
+    assert run is not None and run["phases"][0]["ok"] == run["phases"][0]["scheduled"]
