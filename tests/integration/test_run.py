@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer
 from typer.testing import CliRunner
 
+from fakeserver import FakeServer
 from infbench.arrivals import build_schedule
 from infbench.cli import app
 from infbench.scenario_source import load_scenario
@@ -97,12 +97,12 @@ def test_three_phase_run_writes_the_contract(tmp_path: Path) -> None:
     assert code == 0, output
     assert run is not None
     result_dir = Path(run["result_dir"])
-    assert RESULT_FILES <= {p.name for p in result_dir.iterdir()}
+    assert {p.name for p in result_dir.iterdir()} >= RESULT_FILES
     schedule = build_schedule(load_scenario(path).scenario.workload, tmp_path)
     expected = {plan.name: plan.scheduled for plan in schedule.phases}
     assert [p["name"] for p in run["phases"]] == ["steady", "bursty", "ramp"]
     for phase in run["phases"]:
-        assert PHASE_KEYS <= set(phase)
+        assert set(phase) >= PHASE_KEYS
         assert phase["scheduled"] == expected[phase["name"]]
         assert phase["completed"] + phase["dropped"] == phase["scheduled"]
         assert phase["ok"] == phase["scheduled"]
@@ -150,7 +150,7 @@ def test_connection_cap_drops_are_counted(tmp_path: Path) -> None:
             extra="client: {connections: 1}",
         )
         path.write_text(path.read_text().replace("timeout: 5s", "timeout: 1s"))
-        code, run, output = invoke(path, tmp_path)
+        _, run, output = invoke(path, tmp_path)
     assert run is not None, output
     phase = run["phases"][0]
     assert phase["dropped"] > 0
@@ -241,7 +241,7 @@ def test_url_override_attaches_elsewhere(tmp_path: Path) -> None:
             "http://127.0.0.1:9",
             "    - {name: steady, duration: 1s, arrival: {process: constant, rate: 10}}",
         )
-        code, run, output = invoke(path, tmp_path, "--url", server.url)
+        code, _, output = invoke(path, tmp_path, "--url", server.url)
         assert code == 0, output
         assert server.count("/classify") == 10
 

@@ -141,7 +141,7 @@ def test_parse_override_reads_yaml_values() -> None:
 
 def test_gamma_needs_exactly_one_of_cv_or_shape(tmp_path: Path) -> None:
     text = BASE.replace("cv: 3", "cv: 3, shape: 2")
-    with pytest.raises(ScenarioError, match="exactly one of `cv` or `shape`"):
+    with pytest.raises(ScenarioError, match=r"exactly one of `cv` or `shape`"):
         load_scenario(write(tmp_path, text), env={"API_TOKEN": "x"})
 
 
@@ -177,7 +177,8 @@ def test_alias_bomb_refused(tmp_path: Path) -> None:
     for level in range(1, 8):
         prev = chr(ord("a") + level - 1)
         cur = chr(ord("a") + level)
-        bomb += f"{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        items = ", ".join([f"*{prev}"] * 10)
+        bomb += f"{cur}: &{cur} [{items}]\n"
     with pytest.raises(ScenarioError, match="YAML nodes"):
         load_scenario(write(tmp_path, bomb))
 
