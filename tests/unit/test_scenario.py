@@ -129,7 +129,7 @@ def test_set_overrides_values_and_marks_origin(tmp_path: Path) -> None:
     assert loaded.scenario.client.connections == 8
     with pytest.raises(ScenarioError, match=r"arrival\.rate.*\(--set\)"):
         load_scenario(path, ["workload.phases[0].arrival.rate=-5"], env={"API_TOKEN": "x"})
-    with pytest.raises(ScenarioError, match="expected key.path=value"):
+    with pytest.raises(ScenarioError, match=r"expected key\.path=value"):
         load_scenario(path, ["nonsense"], env={"API_TOKEN": "x"})
 
 
