@@ -38,6 +38,7 @@ __all__ = [
     "Workload",
 ]
 
+MAX_REQUESTS_PER_PHASE = 100_000_000  # 800 MB of schedule: beyond it, a typo is likelier
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 PositiveRate = Annotated[Rate, Field(gt=0)]
@@ -137,6 +138,12 @@ class StepsArrival(_Model):
     step: PositiveDuration
     shape: Literal["constant", "poisson"] = "poisson"
 
+    @model_validator(mode="after")
+    def _some_traffic(self) -> StepsArrival:
+        if not any(self.rates):
+            raise ValueError("every rate in `rates` is 0: the phase would send nothing")
+        return self
+
     def mean_rate(self, duration_s: float) -> float:
         total, t = 0.0, 0.0
         for rate in self.rates:
@@ -198,6 +205,13 @@ class Phase(_Model):
     def _duration_known(self) -> Phase:
         if self.duration is None and not isinstance(self.arrival, StepsArrival | TraceArrival):
             raise ValueError("`duration` is required (e.g. duration: 30s)")
+        duration = self.duration_s or 0.0
+        expected = self.arrival.mean_rate(duration) * duration
+        if expected > MAX_REQUESTS_PER_PHASE:  # NaN (closed loop, trace) compares False
+            raise ValueError(
+                f"this phase schedules about {expected:,.0f} requests; the limit is "
+                f"{MAX_REQUESTS_PER_PHASE:,} per phase (check the rate and duration units)"
+            )
         return self
 
     @property
