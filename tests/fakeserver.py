@@ -17,6 +17,7 @@ follow a request counter that restarts at every ``set``, so tests never depend o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import socket
@@ -145,7 +146,8 @@ class FakeServer:
             connection.abort()
         if self._server is not None:
             # Python 3.12+ waits for every connection here; they were just aborted.
-            await asyncio.wait_for(self._server.wait_closed(), timeout=2)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), timeout=2)
 
     # --- knobs (thread-safe) -----------------------------------------------------------------
 
@@ -401,8 +403,10 @@ def _response(plan: _Plan, chunked: bool) -> tuple[bytes, bytes]:
     if chunked:
         lines.append("Transfer-Encoding: chunked")
         step = 64 * 1024
-        parts = [b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step]) for i in
-                 range(0, len(body), step)]
+        parts = [
+            b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step])
+            for i in range(0, len(body), step)
+        ]
         body = b"".join(parts) + b"0\r\n\r\n"
     else:
         lines.append(f"Content-Length: {len(body)}")

@@ -216,7 +216,7 @@ ARRIVAL = st.one_of(
             "step": s,
             "shape": "poisson" if c else "constant",
         },
-        st.lists(st.floats(0, 500), min_size=1, max_size=5),
+        st.lists(st.floats(0, 500), min_size=1, max_size=5).filter(any),
         st.floats(0.1, 3),
         st.booleans(),
     ),

@@ -99,12 +99,12 @@ class AiohttpSender:
         """Read the body under the cap; returns its length in bytes."""
         cap = self._cap
         length = response.content_length
-        if length is not None and length <= cap:
+        if length is not None:
+            if length > cap and _has_body(response.method, response.status):
+                response.close()
+                raise _TooLarge(0)
             # The parser stops at Content-Length, so this read is bounded: take the fast path.
             return len(await response.read())
-        if length is not None:
-            response.close()
-            raise _TooLarge(0)
         total = 0
         content = response.content
         while chunk := await content.read(_READ_CHUNK):
@@ -121,6 +121,11 @@ class AiohttpSender:
         if len(self._urls) < _URL_CACHE_MAX:
             self._urls[path] = url
         return url
+
+
+def _has_body(method: str, status: int) -> bool:
+    # HEAD and 304 answers declare the length of a body they never send.
+    return method != "HEAD" and status != 304
 
 
 def _base_url(base_url: str) -> str:

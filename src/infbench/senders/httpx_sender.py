@@ -115,7 +115,7 @@ class HttpxSender:
         """Read the raw body under the cap; returns its length in bytes."""
         cap = self._cap
         length = _content_length(response.headers)
-        if length is not None and length > cap:
+        if length is not None and length > cap and _has_body(response):
             raise _TooLarge(0)
         total = 0
         async for chunk in response.aiter_raw():
@@ -129,6 +129,11 @@ class HttpxSender:
         if len(self._urls) < _URL_CACHE_MAX:
             self._urls[path] = url
         return url
+
+
+def _has_body(response: httpx.Response) -> bool:
+    # HEAD and 304 answers declare the length of a body they never send.
+    return response.request.method != "HEAD" and response.status_code != 304
 
 
 def _content_length(headers: httpx.Headers) -> int | None:
