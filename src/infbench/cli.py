@@ -70,6 +70,15 @@ def run(
         bool, typer.Option("--strict", help="Exit 4 when the run is invalid.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")] = False,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            min=1,
+            max=100,
+            help="N runs (target restarted each time) into one directory.",
+        ),
+    ] = 1,
 ) -> None:
     """Run a scenario: start the target, drive the load, write a result directory."""
     from .run_command import run_scenario
@@ -81,6 +90,7 @@ def run(
             set_ or [],
             url,
             live=not (quiet or as_json),
+            repeat=repeat,
             console=errors if as_json else console,
         )
     except InfbenchError as exc:

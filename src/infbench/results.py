@@ -226,8 +226,13 @@ class ResultDir:
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         self.file("summary.md").write_text("\n".join(lines) + "\n")
 
-    def finalize(self, run: dict[str, Any]) -> None:
-        if self._timeseries is None and not self.file("timeseries.csv").exists():
+    def finalize(self, run: dict[str, Any], *, with_timeseries: bool = True) -> None:
+        """Summary files, then run.json last; an aggregate of repetitions has no time series."""
+        if (
+            with_timeseries
+            and self._timeseries is None
+            and not self.file("timeseries.csv").exists()
+        ):
             # Header only: the directory's file set stays complete even for a run cut short.
             self.file("timeseries.csv").write_text(",".join(TIMESERIES_COLUMNS) + "\n")
         if self._timeseries is not None:

@@ -6,12 +6,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .arrivals import build_schedule
+from .arrivals import Schedule, build_schedule
 from .gate import parse_slo
+from .observe import Observer
+from .repeat import aggregate_repetitions
 from .report.console import LiveView, print_run
 from .results import ResultDir, new_run_dir
 from .runner import RunOutcome, execute
-from .scenario_source import load_scenario
+from .scenario_source import LoadedScenario, load_scenario
 from .target.factory import open_target
 
 __all__ = ["run_scenario"]
@@ -25,23 +27,59 @@ def run_scenario(
     *,
     live: bool,
     console: Console,
+    repeat: int = 1,
 ) -> RunOutcome:
     """Load scenario, build schedule, start target, run engine, save results, render report."""
     loaded = load_scenario(scenario_path, overrides)
     parse_slo(loaded.scenario.slo)  # a bad SLO fails now, before any load is sent
     schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
-    results = ResultDir(new_run_dir(out_root, loaded.scenario.name))
-    target = open_target(loaded.scenario.target, loaded.base_dir, results.file("server.log"), url)
-    try:
-        info = target.start()
-        observer = _observer(target, info, results)
-        with LiveView(console, schedule.total_duration_s, enabled=live) as view:
-            outcome = execute(loaded, schedule, results, info, observer, view.update)
-    finally:
-        target.stop()
+    run_dir = new_run_dir(out_root, loaded.scenario.name)
+    if repeat == 1:
+        outcome = _measure(loaded, schedule, ResultDir(run_dir), url, live, console)
+    else:
+        outcome = _repeat(loaded, schedule, run_dir, url, live, console, repeat)
     print_run(console, outcome.run, outcome.slo)
     return outcome
 
 
-def _observer(target: object, info: object, results: ResultDir) -> object | None:
-    return None
+def _measure(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    results: ResultDir,
+    url: str | None,
+    live: bool,
+    console: Console,
+) -> RunOutcome:
+    """One run with a freshly started target, stopped again whatever happens."""
+    target = open_target(loaded.scenario.target, loaded.base_dir, results.file("server.log"), url)
+    try:
+        info = target.start()
+        snapshots = results.file("server_metrics")
+        snapshots.mkdir(exist_ok=True)
+        observer = Observer(target.process_pids, info.metrics_url, snapshots)
+        with LiveView(console, schedule.total_duration_s, enabled=live) as view:
+            return execute(loaded, schedule, results, info, observer, view.update)
+    finally:
+        target.stop()
+
+
+def _repeat(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    run_dir: Path,
+    url: str | None,
+    live: bool,
+    console: Console,
+    repeat: int,
+) -> RunOutcome:
+    """N independent runs (the target restarted for each) in run-1 .. run-N, then an aggregate."""
+    outcomes = []
+    for index in range(1, repeat + 1):
+        child = run_dir / f"run-{index}"
+        child.mkdir()
+        console.print(f"[bold]repetition {index}/{repeat}[/]")
+        outcome = _measure(loaded, schedule, ResultDir(child), url, live, console)
+        outcomes.append(outcome)
+        if outcome.interrupted:
+            break
+    return aggregate_repetitions(ResultDir(run_dir), [o.run for o in outcomes], loaded.scenario.slo)

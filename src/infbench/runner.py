@@ -61,7 +61,7 @@ def _goodput_threshold_us(slo: dict[str, Any]) -> int | None:
     return None
 
 
-def _highest_us(timeout_s: float) -> int:
+def highest_us(timeout_s: float) -> int:
     # A request may wait up to one timeout for a connection and another for its answer.
     return int((3 * timeout_s + 10) * 1e6)
 
@@ -116,6 +116,19 @@ def _summaries(
     return phases, warmup
 
 
+def slo_json(results: list[RuleResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "metric": r.rule.metric,
+            "threshold": r.rule.text,
+            "phase": r.phase,
+            "value": r.value,
+            "passed": r.passed,
+        }
+        for r in results
+    ]
+
+
 def execute(
     loaded: LoadedScenario,
     schedule: Schedule,
@@ -129,7 +142,7 @@ def execute(
     start_epoch = time.time() + START_LEAD_NS / 1e9
     recorder = Recorder(
         [plan.name for plan in schedule.phases],
-        _highest_us(scenario.request.timeout),
+        highest_us(scenario.request.timeout),
         results.path,
         t0_ns,
         start_epoch,
@@ -220,16 +233,7 @@ def execute(
         "errors_by_kind": errors_by_kind,
         "server": server,
         "generator": generator,
-        "slo": [
-            {
-                "metric": r.rule.metric,
-                "threshold": r.rule.text,
-                "phase": r.phase,
-                "value": r.value,
-                "passed": r.passed,
-            }
-            for r in slo
-        ],
+        "slo": slo_json(slo),
         "warnings": warnings,
         "result_dir": str(results.path),
         "pid": os.getpid(),

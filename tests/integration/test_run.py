@@ -300,3 +300,28 @@ def test_each_sender_runs_a_scenario(tmp_path: Path, sender: str) -> None:
         code, run, output = invoke(path, tmp_path)
     assert code == 0, output
     assert run is not None and run["phases"][0]["ok"] == run["phases"][0]["scheduled"]
+
+
+def test_repeat_writes_runs_and_an_exact_aggregate(tmp_path: Path) -> None:
+    with FakeServer(delay_s=0.005) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 1s, arrival: {process: poisson, rate: 30}}",
+        )
+        code, run, output = invoke(path, tmp_path, "--repeat", "3")
+    assert code == 0, output
+    assert run is not None
+    assert run["repetitions"] == ["run-1", "run-2", "run-3"]
+    root = Path(run["result_dir"])
+    children = [json.loads((root / name / "run.json").read_text()) for name in run["repetitions"]]
+    merged, parts = run["phases"][0], [child["phases"][0] for child in children]
+    assert merged["completed"] == sum(p["completed"] for p in parts)
+    assert merged["scheduled"] == sum(p["scheduled"] for p in parts)
+    assert merged["duration_s"] == 3.0
+    # merged percentiles lie within the runs' range: histograms added, not averaged
+    lows = min(p["latency_ms"]["p50"] for p in parts)
+    highs = max(p["latency_ms"]["p50"] for p in parts)
+    assert lows <= merged["latency_ms"]["p50"] <= highs
+    assert merged["latency_ms"]["max"] == max(p["latency_ms"]["max"] for p in parts)
+    assert (root / "summary.csv").exists() and not (root / "timeseries.csv").exists()
