@@ -206,3 +206,21 @@ def test_same_file_same_hash(tmp_path: Path) -> None:
     first = load_scenario(write(tmp_path, BASE), env={"API_TOKEN": "a"})
     second = load_scenario(write(tmp_path, BASE), env={"API_TOKEN": "b"})
     assert first.sha256 == second.sha256  # secrets never enter the hash either
+
+
+def test_literal_secrets_are_redacted_in_the_stored_copy(tmp_path: Path) -> None:
+    text = BASE.replace(
+        'headers: {Authorization: "Bearer ${API_TOKEN}"}',
+        "headers: {Authorization: Bearer hunter2, X-Api-Key: k3y, "
+        'X-Trace: "${API_TOKEN}", Accept: x}',
+    )
+    loaded = load_scenario(write(tmp_path, text), env={"API_TOKEN": "s3cret"})
+    headers = loaded.stored["request"]["headers"]
+    assert headers == {
+        "Authorization": "<redacted>",
+        "X-Api-Key": "<redacted>",
+        "X-Trace": "${API_TOKEN}",
+        "Accept": "x",
+    }
+    assert loaded.scenario.request.headers["Authorization"] == "Bearer hunter2"
+    assert "hunter2" not in json.dumps(loaded.stored) and "s3cret" not in json.dumps(loaded.stored)
