@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ __all__ = ["Engine", "EngineHooks", "EngineReport", "run_async"]
 # dispatcher sleeps until this much before a due time and yields in a tight loop for the rest:
 # send lag stays well under a millisecond while the polling costs ~0.2 ms of CPU per arrival.
 SPIN_NS = 600_000
+SWITCH_INTERVAL_S = 0.0005
 START_LEAD_NS = 100_000_000  # time to set up before the first arrival is due
 CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
 
@@ -264,6 +266,10 @@ class Engine:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop)
         await self.sender.open()
+        # Background threads (row writer, observer, display) hold the GIL for up to the switch
+        # interval, 5 ms by default, whenever the loop wants it back: that was send lag.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         gc.collect()
         gc.disable()  # a collection pause inside a measured phase would show up as latency
         ticker = loop.create_task(self._ticker())
@@ -272,6 +278,7 @@ class Engine:
             await self._drain()
         finally:
             gc.enable()
+            sys.setswitchinterval(switch_interval)
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker

@@ -14,6 +14,7 @@ call of up to ``SENTIMENT_MAX_BATCH_SIZE`` texts, waiting at most ``SENTIMENT_MA
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -39,7 +40,7 @@ MAX_LATENCY_MS = int(os.environ.get("SENTIMENT_MAX_LATENCY_MS", "1000"))
 def feature_indices(text: str) -> np.ndarray:
     """Hashed unigram and bigram buckets; crc32 because Python's str hash is salted per process."""
     words = TOKEN.findall(text.lower())
-    grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
     return np.array([zlib.crc32(g.encode()) % DIMENSIONS for g in grams], dtype=np.int64)
 
 
