@@ -4,6 +4,7 @@ codes (DESIGN §11); the logic lives in the modules it calls."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,6 +51,11 @@ def main_options(
     _state["debug"] = debug
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM outside the measured window: unwind like Ctrl-C so the target is stopped."""
+    raise KeyboardInterrupt
+
+
 def _fail(exc: InfbenchError) -> typer.Exit:
     if _state["debug"]:
         errors.print_exception()
@@ -83,6 +89,7 @@ def run(
     """Run a scenario: start the target, drive the load, write a result directory."""
     from .run_command import run_scenario
 
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         outcome = run_scenario(
             scenario,
@@ -95,6 +102,10 @@ def run(
         )
     except InfbenchError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _fail(
+            Interrupted("interrupted before the load started; the target was stopped")
+        ) from None
     if as_json:
         sys.stdout.write(json.dumps(outcome.run, indent=2, default=str) + "\n")
     if outcome.interrupted:

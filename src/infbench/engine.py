@@ -262,7 +262,8 @@ class Engine:
 
     async def run(self) -> EngineReport:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop)
         await self.sender.open()
@@ -290,7 +291,8 @@ class Engine:
             self.report.spin_s = self._spin_ns / 1e9
             await self.sender.close()
             self._hook_thread.shutdown(wait=True)
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig, handler in previous.items():
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
+                    signal.signal(sig, handler)  # the CLI's handlers guard the target's stop
         return self.report

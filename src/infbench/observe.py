@@ -9,7 +9,8 @@ BentoML 1.4 series used (verified against ``bentoml serve`` 1.4.40):
 ``bentoml_service_request_total`` (counter; labels endpoint, http_response_code),
 ``bentoml_service_request_duration_seconds`` (histogram; same labels),
 ``bentoml_service_request_in_progress`` (gauge; label endpoint),
-``bentoml_service_adaptive_batch_size`` (histogram; labels method_name, worker_index).
+``bentoml_service_adaptive_batch_size`` (histogram; labels method_name, worker_index), which
+counts the *requests* merged into one call, not the items inside them.
 Any other server simply yields None for the figures it does not expose.
 """
 
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -207,12 +209,9 @@ class _PhaseStats:
 
     def summary(self) -> dict[str, object]:
         start, end = self.start_scrape, self.end_scrape
-        figures: dict[str, object] = {
-            "requests_by_status": None,
-            "duration_p50_ms": None,
-            "duration_p99_ms": None,
-            "mean_batch_size": None,
-        }
+        figures: dict[str, object] = dict.fromkeys(
+            ("requests_by_status", "duration_p50_ms", "duration_p99_ms", "mean_batch_size")
+        )
         if start is not None and end is not None:
             quantiles = duration_quantiles_ms(start, end)
             figures = {
@@ -269,7 +268,7 @@ class Observer:
         self.snapshot_dir, self.interval_s = snapshot_dir, interval_s
         self._scrape_timeout_s = scrape_timeout_s
         self._server, self._generator = _TreeSampler(), _TreeSampler()
-        self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._commands: queue.Queue[tuple[str, str, threading.Event | None]] = queue.Queue()
         self._lock = threading.Lock()  # guards what other threads read: latest, phases
         self._latest: dict[str, float | None] = dict.fromkeys(TIMESERIES_COLUMNS)
         self._phases: dict[str, _PhaseStats] = {}
@@ -286,20 +285,29 @@ class Observer:
         self._thread = threading.Thread(target=self._run, name="infbench-observer", daemon=True)
         self._thread.start()
 
-    def phase_started(self, name: str) -> None:
-        """Mark a boundary; the scrape happens on the observer thread, never delaying the caller."""
-        self._commands.put(("start", name))
+    def phase_started(self, name: str, wait: bool = False) -> None:
+        """Mark a boundary. The scrape runs on the observer thread so the caller (an event loop
+        sending requests) is never delayed; ``wait=True`` blocks until it is done, for the first
+        boundary, before any traffic, so no early request escapes the phase's counts. Marking
+        the start of a phase that is already open keeps the first mark."""
+        self._mark("start", name, wait)
 
-    def phase_ended(self, name: str) -> None:
-        self._commands.put(("end", name))
+    def phase_ended(self, name: str, wait: bool = False) -> None:
+        self._mark("end", name, wait)
+
+    def _mark(self, kind: str, name: str, wait: bool) -> None:
+        done = threading.Event()
+        self._commands.put((kind, name, done))
+        if wait and self._thread is not None and self._thread.is_alive():
+            done.wait(timeout=self._scrape_timeout_s + self.interval_s + 1.0)
 
     def latest(self) -> dict[str, float | None]:
         with self._lock:
             return dict(self._latest)
 
-    def stop(self) -> dict[str, object]:
+    def stop(self) -> dict[str, Any]:
         """End sampling and return the ``server`` section of run.json."""
-        self._commands.put(("stop", ""))
+        self._commands.put(("stop", "", None))
         if self._thread is not None:
             self._thread.join(timeout=10 * self._scrape_timeout_s + self.interval_s)
         else:
@@ -326,9 +334,11 @@ class Observer:
             next_tick = time.monotonic() + self.interval_s
             while True:
                 try:
-                    kind, name = self._commands.get(timeout=max(0.0, next_tick - time.monotonic()))
+                    kind, name, done = self._commands.get(
+                        timeout=max(0.0, next_tick - time.monotonic())
+                    )
                 except queue.Empty:
-                    kind, name = "tick", ""
+                    kind, name, done = "tick", "", None
                 if kind == "stop":
                     self._guarded(self._tick)
                     return
@@ -338,6 +348,8 @@ class Observer:
                     next_tick = max(next_tick + self.interval_s, time.monotonic())
                 else:
                     self._guarded(functools.partial(self._boundary, kind, name))
+                if done is not None:
+                    done.set()
         finally:
             self._client.close()
 
@@ -354,30 +366,23 @@ class Observer:
         series = self._scrape(None)
         batch = mean_batch_size(self._last_scrape, series) if series and self._last_scrape else None
         busy = in_progress(series) if series else None
+        values = (cpu, rss, generator_cpu, generator_rss, busy, batch)
         with self._lock:
-            self._latest = {
-                "server_cpu_pct": _round(cpu),
-                "server_rss_mb": _round(rss),
-                "generator_cpu_pct": _round(generator_cpu),
-                "generator_rss_mb": _round(generator_rss),
-                "server_in_progress": busy,
-                "server_batch_size": _round(batch),
-            }
-            if generator_cpu is not None:
-                self._generator_cpu.append(generator_cpu)
-            if generator_rss is not None:
-                self._generator_rss.append(generator_rss)
-            for stats in self._phases.values():
-                if stats.open:
-                    _append(stats.cpu, cpu)
-                    _append(stats.rss, rss)
-                    _append(stats.generator_cpu, generator_cpu)
-                    _append(stats.in_progress, busy)
+            self._latest = {k: _round(v) for k, v in zip(TIMESERIES_COLUMNS, values, strict=True)}
+            _append(self._generator_cpu, generator_cpu)
+            _append(self._generator_rss, generator_rss)
+            for stats in (s for s in self._phases.values() if s.open):
+                _append(stats.cpu, cpu)
+                _append(stats.rss, rss)
+                _append(stats.generator_cpu, generator_cpu)
+                _append(stats.in_progress, busy)
         if series is not None:
             self._last_scrape = series
 
     def _boundary(self, kind: str, name: str) -> None:
-        series = self._scrape(f"{name}-{kind}.prom") if self.metrics_url else None
+        if kind == "start" and name in self._phases and self._phases[name].open:
+            return  # marked by the caller (wait=True), then by the engine: keep the first
+        series = self._scrape(f"{name}-{kind}.prom")
         scrape = series if series is not None else self._last_scrape
         with self._lock:
             if kind == "start":

@@ -55,7 +55,7 @@ def test_sentiment_with_two_workers_serves_is_observed_and_leaves_nothing(tmp_pa
         assert workers_of(handle.process_pids(), "Sentiment") == 2
         observer = Observer(handle.process_pids, info.metrics_url, tmp_path / "m", 0.2)
         observer.start()
-        observer.phase_started("steady")
+        observer.phase_started("steady", wait=True)
         with httpx.Client(base_url=info.base_url, timeout=10) as client:
             for _ in range(20):
                 answer = client.post("/classify", json={"text": "A wonderful, friendly hotel."})
@@ -65,12 +65,14 @@ def test_sentiment_with_two_workers_serves_is_observed_and_leaves_nothing(tmp_pa
             assert client.post("/classify", json={}).status_code == 400
         time.sleep(0.5)
         observer.phase_ended("steady")
-        phase = observer.stop()["phases"]["steady"]  # type: ignore[index]
+        phase = observer.stop()["phases"]["steady"]
         pids = handle.process_pids()
     finally:
         handle.stop()
     assert phase["requests_by_status"] == {"200": 21, "400": 1}
-    assert phase["duration_p50_ms"] is not None and phase["mean_batch_size"] == 2.0
+    assert (
+        phase["duration_p50_ms"] is not None and phase["mean_batch_size"] == 1.0
+    )  # requests per call, not items
     assert phase["rss_mb_max"] > 50 and phase["cpu_pct_max"] > 0
     assert (tmp_path / "m" / "steady-end.prom").read_text().startswith("# HELP")
     assert live(pids) == [] and port_is_free(handle.port)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -119,7 +121,7 @@ def test_a_fatal_log_line_fails_fast_although_the_process_lives(tmp_path: Path) 
         PY,
         "-c",
         "import time; print('Application startup failed. Exiting.', flush=True); time.sleep(60)",
-    ]  # noqa: E501
+    ]
     handle = CommandHandle(command(argv), tmp_path, tmp_path / "server.log")
     started = time.monotonic()
     with pytest.raises(TargetError, match="Application startup failed"):
@@ -320,3 +322,61 @@ def test_bentoml_handle_command_line(services: Path) -> None:
     assert handle.argv[1:5] == ["-m", "bentoml", "serve", "service:Model"]
     assert handle.argv[-4:] == ["--host", "127.0.0.1", "--port", str(handle.port)]
     handle.stop()  # never started: nothing to do
+
+
+SIGNALLED = textwrap.dedent(
+    """
+    import signal, sys
+    from pathlib import Path
+    from infbench.scenario import CommandTarget, Readiness
+    from infbench.target.command import CommandHandle
+    from infbench.target.process import stop_all_targets
+
+    def on_signal(signum, frame):
+        stop_all_targets()  # what the CLI does from its handlers
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    base = Path(sys.argv[1])
+    spec = CommandTarget(kind="command", command=[sys.executable, sys.argv[2], "{port}"],
+                         url="http://127.0.0.1:{port}", ready=Readiness(path="/"))
+    handle = CommandHandle(spec, base, base / "server.log")
+    handle.start()
+    print(handle.port, *handle.process_pids(), flush=True)
+    if sys.argv[3] == "raise":
+        sys.stdin.readline()
+        raise RuntimeError("a bug in infbench")  # atexit must still stop the server
+    signal.pause()
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["signal", "raise"])
+def test_no_server_outlives_a_sigterm_or_an_exception(tmp_path: Path, ending: str) -> None:
+    (tmp_path / "tree_server.py").write_text(TREE_SERVER)
+    (tmp_path / "driver.py").write_text(SIGNALLED)
+    driver = subprocess.Popen(
+        [PY, str(tmp_path / "driver.py"), str(tmp_path), str(tmp_path / "tree_server.py"), ending],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert driver.stdout is not None and driver.stdin is not None
+        port, *pids = (int(word) for word in driver.stdout.readline().split())
+        deadline = time.monotonic() + 5  # the grandchild may still be starting
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids = [pids[0], *(c.pid for c in psutil.Process(pids[0]).children(recursive=True))]
+            time.sleep(0.05)
+        if ending == "signal":
+            driver.send_signal(signal.SIGTERM)
+        else:
+            driver.stdin.write("go\n")
+            driver.stdin.flush()
+        expected = 128 + signal.SIGTERM if ending == "signal" else 1
+        assert driver.wait(timeout=20) == expected
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert len(pids) == 2 and gone(pids) and port_is_free(port)

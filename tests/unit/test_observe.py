@@ -169,7 +169,7 @@ def test_observer_reports_phases_and_saves_snapshots(tmp_path: Path) -> None:
     try:
         observer.start()
         _Metrics.page = exposition(classify_200=5, buckets=(5, 5, 5))
-        observer.phase_started("steady")
+        observer.phase_started("steady", wait=True)
         time.sleep(0.3)
         _Metrics.page = exposition(classify_200=25, buckets=(5, 25, 25), busy=2)
         time.sleep(0.2)
@@ -178,27 +178,27 @@ def test_observer_reports_phases_and_saves_snapshots(tmp_path: Path) -> None:
         section = observer.stop()
     finally:
         server.shutdown()
-    phase = section["phases"]["steady"]  # type: ignore[index]
+    phase = section["phases"]["steady"]
     assert phase["requests_by_status"] == {"200": 20}
     assert phase["duration_p50_ms"] == pytest.approx(7.5)
     assert phase["in_progress_max"] == 2.0
     assert phase["rss_mb_max"] > 0
     assert latest["server_in_progress"] == 2.0 and latest["server_rss_mb"] is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["steady-end.prom", "steady-start.prom"]
-    assert section["scrapes"]["failed"] == 0  # type: ignore[index]
+    assert section["scrapes"]["failed"] == 0
 
 
 def test_observer_survives_an_unreachable_metrics_url(tmp_path: Path) -> None:
     observer = Observer(lambda: [], "http://127.0.0.1:9/metrics", tmp_path, interval_s=0.05)
     observer.start()
-    observer.phase_started("steady")
+    observer.phase_started("steady", wait=True)
     time.sleep(0.15)
     observer.phase_ended("steady")
     section = observer.stop()
-    phase = section["phases"]["steady"]  # type: ignore[index]
+    phase = section["phases"]["steady"]
     assert phase["requests_by_status"] is None and phase["cpu_pct_mean"] is None
-    assert section["scrapes"]["failed"] > 0  # type: ignore[index]
-    assert section["generator"]["rss_mb_max"] > 0  # type: ignore[index]
+    assert section["scrapes"]["failed"] > 0
+    assert section["generator"]["rss_mb_max"] > 0
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,7 +15,9 @@ Shared by the ``bentoml`` and ``command`` targets. Three facts shape this module
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -59,6 +61,12 @@ def stop_all_targets() -> None:
             process.stop()
         except Exception:  # one failure must not leave the other servers running
             log.exception("could not stop %s", process.argv[:3])
+
+
+@functools.cache
+def _register_atexit() -> None:
+    """Stop servers when the interpreter exits on an uncaught exception, even without the CLI."""
+    atexit.register(stop_all_targets)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -217,6 +225,7 @@ class LaunchedProcess:
                 hint="check the command (`target.command`) and that the program is installed",
             ) from exc
         _LIVE[id(self)] = self
+        _register_atexit()
         self.pids()
 
     @property
