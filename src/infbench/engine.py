@@ -108,6 +108,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(connections)
         self._spin_ns = 0
+        self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
 
@@ -259,6 +260,8 @@ class Engine:
         """Stop dispatching (SIGINT/SIGTERM); requests in flight get a short grace."""
         self.report.interrupted = True
         self._stop.set()
+        if self._phases_task is not None:
+            self._phases_task.cancel()  # wakes it from any sleep, however long
 
     async def run(self) -> EngineReport:
         loop = asyncio.get_running_loop()
@@ -275,7 +278,12 @@ class Engine:
         gc.disable()  # a collection pause inside a measured phase would show up as latency
         ticker = loop.create_task(self._ticker())
         try:
-            await self._run_phases()
+            self._phases_task = loop.create_task(self._run_phases())
+            try:
+                await self._phases_task
+            except asyncio.CancelledError:
+                if not self.report.interrupted:
+                    raise
             await self._drain()
         finally:
             gc.enable()
