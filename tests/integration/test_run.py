@@ -106,7 +106,11 @@ def test_three_phase_run_writes_the_contract(tmp_path: Path) -> None:
         assert phase["scheduled"] == expected[phase["name"]]
         assert phase["completed"] + phase["dropped"] == phase["scheduled"]
         assert phase["ok"] == phase["scheduled"]
-        assert abs(phase["latency_ms"]["p50"] - 20.0) <= 2.0
+        # Never faster than the server's delay; the generator adds well under a millisecond at
+        # the median (the rest of any gap is the server's own timer slack on a busy machine).
+        assert phase["latency_ms"]["p50"] >= 20.0
+        assert phase["latency_ms"]["p50"] - phase["service_ms"]["p50"] <= 1.0
+        assert phase["service_ms"]["p50"] <= 25.0
     assert run["warmup"]["completed"] == expected["warmup"]
     assert run["schedule_sha256"] == schedule.sha256
     assert run["status"] == "complete"
