@@ -1,0 +1,53 @@
+"""The README's demo, shortened: a real `bentoml serve`, server-side metrics, resources, startup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from infbench.cli import app
+
+pytestmark = pytest.mark.e2e
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
+
+
+def test_quickstart_shortened(tmp_path: Path) -> None:
+    shorten = [
+        "--set", "workload.warmup=1s",
+        "--set", "workload.phases[0].duration=3s",
+        "--set", "workload.phases[1].duration=3s",
+        "--set", "workload.phases[2].duration=3s",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, ["run", str(QUICKSTART), "--out", str(tmp_path), *shorten])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert [p["name"] for p in run["phases"]] == ["steady", "bursty", "ramp"]
+    assert run["target"]["kind"] == "bentoml" and run["target"]["startup_s"] > 0
+    server = run["server"]["phases"]
+    for phase in run["phases"]:
+        assert phase["ok"] == phase["scheduled"] > 0
+        srv = server[phase["name"]]
+        # the server saw what we sent (boundaries are sampled, so allow a request or two)
+        seen = srv["requests_by_status"].get("200", 0)
+        assert abs(seen - phase["completed"]) <= 3, (phase["name"], seen, phase["completed"])
+        assert srv["duration_p50_ms"] is not None and srv["rss_mb_max"] > 10
+    assert (run_dir / "server.log").stat().st_size > 0
+    assert any((run_dir / "server_metrics").iterdir())
+    timeseries = (run_dir / "timeseries.csv").read_text().splitlines()
+    header = timeseries[0].split(",")
+    cpu = [row.split(",")[header.index("server_rss_mb")] for row in timeseries[1:]]
+    assert any(value for value in cpu)
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "bentoml" in " ".join(p.info["cmdline"] or [])
+        and str(run["target"]["base_url"].rsplit(":", 1)[1]) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers
+    assert "srv p50" in result.output
