@@ -35,7 +35,10 @@ __all__ = ["Engine", "EngineHooks", "EngineReport", "run_async"]
 SPIN_NS = 600_000
 SWITCH_INTERVAL_S = 0.0005
 START_LEAD_NS = 100_000_000  # time to set up before the first arrival is due
-CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
+CHUNK = 65_536
+CLOSED_LOOP_BLOCK = (
+    1 << 40
+)  # request numbers reserved per closed-loop phase  # due times are converted to Python ints in chunks, keeping memory flat
 
 
 class RequestSource(Protocol):
@@ -58,6 +61,15 @@ class EngineReport:
     phase_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     spin_s: float = 0.0
     abandoned: int = 0
+
+
+def sequence_bases(schedule: Schedule) -> list[int]:
+    """First request number of each phase; closed-loop phases reserve a large block."""
+    bases, next_base = [], 0
+    for plan in schedule.phases:
+        bases.append(next_base)
+        next_base += plan.scheduled if plan.closed is None else CLOSED_LOOP_BLOCK
+    return bases
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -92,6 +104,8 @@ class Engine:
         t0_ns: int,
         hooks: EngineHooks | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
+        stride: tuple[int, int] = (0, 1),
+        seq_bases: list[int] | None = None,
     ) -> None:
         self.schedule = schedule
         self.sender = sender
@@ -102,7 +116,11 @@ class Engine:
         self.hooks = hooks or EngineHooks()
         self.clock = clock
         self.report = EngineReport(t0_ns=t0_ns)
-        self._seq = 0
+        # This engine may run every N-th arrival of a larger schedule (one of N processes):
+        # request numbers stay those of the whole schedule, so datasets pick the same rows.
+        self._stride = stride
+        self._seq_bases = seq_bases if seq_bases is not None else sequence_bases(schedule)
+        self._closed_counts = [0] * len(schedule.phases)
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -150,9 +168,7 @@ class Engine:
             self._in_flight -= 1
             slots.release()
 
-    def _spawn(self, phase: int, intended_ns: int) -> None:
-        seq = self._seq
-        self._seq += 1
+    def _spawn(self, phase: int, seq: int, intended_ns: int) -> None:
         self.recorder.offered()
         task = asyncio.get_running_loop().create_task(self._send(phase, seq, intended_ns))
         self._tasks.add(task)
@@ -162,22 +178,34 @@ class Engine:
 
     async def _open_phase(self, phase: int, plan: PhasePlan, start_ns: int) -> None:
         offsets = plan.offsets if plan.offsets is not None else np.empty(0)
+        first_of_process, processes = self._stride
+        base = self._seq_bases[phase] + first_of_process
         for first in range(0, len(offsets), CHUNK):
             due_times = (
                 np.rint(offsets[first : first + CHUNK] * 1e9).astype(np.int64) + start_ns
             ).tolist()
-            for due_ns in due_times:
+            for index, due_ns in enumerate(due_times, first):
                 if self.clock() < due_ns:
                     await self._sleep_until(due_ns)
                 if self._stop.is_set():
                     return
-                self._spawn(phase, due_ns)
+                self._spawn(phase, base + index * processes, due_ns)
 
     async def _closed_worker(
-        self, phase: int, plan: PhasePlan, start_ns: int, end_ns: int, budget: list[int]
+        self,
+        phase: int,
+        plan: PhasePlan,
+        worker: int,
+        window: tuple[int, int],
+        budget: list[int],
     ) -> None:
         assert plan.closed is not None
-        think = think_sampler(plan.closed, np.random.default_rng(plan.seed_seq.spawn(1)[0]))
+        parent = plan.seed_seq
+        stream = np.random.SeedSequence(
+            parent.entropy, spawn_key=(*parent.spawn_key, self._stride[0], worker)
+        )
+        think = think_sampler(plan.closed, np.random.default_rng(stream))
+        start_ns, end_ns = window
         free_at = start_ns
         while not self._stop.is_set():
             intended_ns = free_at + int(think() * 1e9)
@@ -187,8 +215,10 @@ class Engine:
             await self._sleep_until(intended_ns)
             if self._stop.is_set():
                 return
-            seq = self._seq
-            self._seq += 1
+            first_of_process, processes = self._stride
+            count = self._closed_counts[phase]
+            self._closed_counts[phase] += 1
+            seq = self._seq_bases[phase] + first_of_process + count * processes
             self.recorder.offered()
             await self._send(phase, seq, intended_ns)
             free_at = self.clock()
@@ -197,8 +227,8 @@ class Engine:
         assert plan.closed is not None
         budget = [plan.max_requests if plan.max_requests is not None else -1]
         workers = [
-            self._closed_worker(phase, plan, start_ns, end_ns, budget)
-            for _ in range(plan.closed.concurrency)
+            self._closed_worker(phase, plan, worker, (start_ns, end_ns), budget)
+            for worker in range(plan.closed.concurrency)
         ]
         await asyncio.gather(*workers)
 
