@@ -35,10 +35,8 @@ __all__ = ["Engine", "EngineHooks", "EngineReport", "run_async"]
 SPIN_NS = 600_000
 SWITCH_INTERVAL_S = 0.0005
 START_LEAD_NS = 100_000_000  # time to set up before the first arrival is due
-CHUNK = 65_536
-CLOSED_LOOP_BLOCK = (
-    1 << 40
-)  # request numbers reserved per closed-loop phase  # due times are converted to Python ints in chunks, keeping memory flat
+CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
+CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
 
 
 class RequestSource(Protocol):
