@@ -27,7 +27,7 @@ from .arrivals import PhasePlan, Schedule, think_sampler
 from .recorder import IntervalStats, Recorder
 from .senders.base import PreparedRequest, Sender
 
-__all__ = ["Engine", "EngineHooks", "EngineReport", "run_async"]
+__all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "sequence_bases"]
 
 # Event-loop timers have millisecond granularity (epoll and libuv both round to 1 ms). The
 # dispatcher sleeps until this much before a due time and yields in a tight loop for the rest:
@@ -54,11 +54,22 @@ class EngineHooks:
 @dataclass
 class EngineReport:
     t0_ns: int
+    start_epoch_s: float = 0.0
     end_ns: int = 0
     interrupted: bool = False
     phase_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     spin_s: float = 0.0
     abandoned: int = 0
+
+
+def phase_at(schedule: Schedule, offset_s: float) -> str:
+    """The phase whose window holds this offset from the start (the last one past the end)."""
+    end = 0.0
+    for plan in schedule.phases:
+        end += plan.duration_s
+        if offset_s < end:
+            return plan.name
+    return schedule.phases[-1].name
 
 
 def sequence_bases(schedule: Schedule) -> list[int]:
@@ -276,13 +287,7 @@ class Engine:
         self._hook(self.hooks.on_interval, stats, self._in_flight, self._phase_at(start_s))
 
     def _phase_at(self, offset_s: float) -> str:
-        """The phase whose window holds this offset from the start (the last one past the end)."""
-        end = 0.0
-        for plan in self.schedule.phases:
-            end += plan.duration_s
-            if offset_s < end:
-                return plan.name
-        return self.schedule.phases[-1].name
+        return phase_at(self.schedule, offset_s)
 
     def stop(self) -> None:
         """Stop dispatching (SIGINT/SIGTERM); requests in flight get a short grace."""

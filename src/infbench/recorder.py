@@ -124,11 +124,12 @@ class _RowWriter:
 
     CHUNK = 256
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, header: bool) -> None:
         # Kept open for the whole run; closed by close().
         self._file = gzip.open(path, "wt", compresslevel=1, newline="", encoding="utf-8")  # noqa: SIM115
         self._csv = csv.writer(self._file)
-        self._csv.writerow(ROW_COLUMNS)
+        if header:
+            self._csv.writerow(ROW_COLUMNS)
         self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._drain, name="infbench-rows", daemon=True)
         self._thread.start()
@@ -159,6 +160,7 @@ class Recorder:
         t0_ns: int,
         start_epoch_s: float,
         goodput_threshold_us: int | None = None,
+        rows_header: bool = True,
     ) -> None:
         self.highest_us = highest_us
         self.t0_ns = t0_ns
@@ -170,7 +172,7 @@ class Recorder:
         self._rows: list[Row] = []
         self._hlog_file: IO[str] = open(out_dir / "latency.hlog", "w", encoding="ascii")  # noqa: SIM115
         self._hlog = IntervalLogWriter(self._hlog_file, start_epoch_s)
-        self._row_writer = _RowWriter(out_dir / "requests.csv.gz")
+        self._row_writer = _RowWriter(out_dir / "requests.csv.gz", rows_header)
 
     # --- hot path -----------------------------------------------------------------------------
 

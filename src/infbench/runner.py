@@ -9,30 +9,24 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import psutil
-
 from . import __version__
 from .arrivals import Schedule
-from .engine import START_LEAD_NS, Engine, EngineHooks, EngineReport, run_async
-from .gate import LATENCY_METRICS, RuleResult, check_run, parse_slo
-from .recorder import IntervalStats, Recorder
-from .requests import RequestFactory
+from .engine import EngineHooks, EngineReport
+from .gate import RuleResult, check_run, parse_slo
+from .load import highest_us, run_local
+from .recorder import IntervalStats, PhaseTally
 from .results import ResultDir, capture_environment
 from .scenario_source import LoadedScenario
-from .senders import make_sender
-from .senders.base import SenderOptions
 from .stats import PhaseInfo, phase_summary, validity
 from .target.base import TargetInfo
+from .workers import resolve_processes, run_processes
 
-__all__ = ["Observing", "RunOutcome", "execute"]
-
-_PERCENTILE_ORDER = ("max", "p999", "p99", "p95", "p90", "mean", "p50")
+__all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_json"]
 
 
 class Observing(Protocol):
@@ -50,20 +44,6 @@ class RunOutcome:
     run: dict[str, Any]
     slo: list[RuleResult]
     interrupted: bool
-
-
-def _goodput_threshold_us(slo: dict[str, Any]) -> int | None:
-    """A request counts toward goodput when it succeeded within the SLO's latency bound."""
-    rules = {rule.metric: rule for rule in parse_slo(slo)}
-    for metric in _PERCENTILE_ORDER:
-        if metric in rules and metric in LATENCY_METRICS:
-            return int(rules[metric].threshold * 1000)
-    return None
-
-
-def highest_us(timeout_s: float) -> int:
-    # A request may wait up to one timeout for a connection and another for its answer.
-    return int((3 * timeout_s + 10) * 1e6)
 
 
 class _Hooks:
@@ -101,10 +81,10 @@ class _Hooks:
 
 
 def _summaries(
-    schedule: Schedule, recorder: Recorder, report: EngineReport
+    schedule: Schedule, tallies: list[PhaseTally], report: EngineReport
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     phases, warmup = [], None
-    for plan, tally in zip(schedule.phases, recorder.tallies, strict=True):
+    for plan, tally in zip(schedule.phases, tallies, strict=True):
         start, end = report.phase_windows.get(plan.name, (0.0, 0.0))
         ran = end - start if end > start else max((report.end_ns - report.t0_ns) / 1e9 - start, 0)
         duration = plan.duration_s if plan.name in report.phase_windows else ran
@@ -138,61 +118,23 @@ def execute(
     display: Callable[[IntervalStats, int, str], None] | None = None,
 ) -> RunOutcome:
     scenario = loaded.scenario
-    t0_ns = time.monotonic_ns() + START_LEAD_NS
-    start_epoch = time.time() + START_LEAD_NS / 1e9
-    recorder = Recorder(
-        [plan.name for plan in schedule.phases],
-        highest_us(scenario.request.timeout),
-        results.path,
-        t0_ns,
-        start_epoch,
-        _goodput_threshold_us(scenario.slo),
-    )
-    sender = make_sender(
-        scenario.client.sender,
-        SenderOptions(
-            base_url=target.base_url,
-            connections=scenario.client.connections,
-            timeout_s=scenario.request.timeout,
-            max_response_bytes=scenario.request.max_response_bytes,
-            http2=scenario.client.http2,
-        ),
-    )
-    requests = RequestFactory.from_scenario(
-        scenario.request, loaded.base_dir, scenario.workload.seed
-    )
     hooks = _Hooks(results, observer, display)
-    engine = Engine(
-        schedule,
-        sender,
-        requests,
-        recorder,
-        connections=scenario.client.connections,
-        timeout_s=scenario.request.timeout,
-        t0_ns=t0_ns,
-        hooks=EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase),
-    )
-    me = psutil.Process()
-    cpu_before = me.cpu_times()
-    wall_before = time.monotonic()
+    engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
+    processes = resolve_processes(scenario.client.processes)
     if observer is not None:
         observer.start()
     try:
-        report: EngineReport = run_async(engine.run())
+        if processes == 1:
+            load = run_local(loaded, schedule, results.path, target.base_url, engine_hooks)
+        else:
+            load = run_processes(
+                loaded, schedule, results.path, target.base_url, engine_hooks, processes
+            )
     finally:
-        recorder.close()
         server = observer.stop() if observer is not None else None
-    wall = max(time.monotonic() - wall_before, 1e-9)
-    cpu_after = me.cpu_times()
-    cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-    generator = {
-        "cpu_pct": round(100 * cpu_s / wall, 1),
-        "busy_cpu_pct": round(100 * max(cpu_s - report.spin_s, 0) / wall, 1),
-        "spin_s": round(report.spin_s, 3),
-        "rss_mb": round(me.memory_info().rss / 2**20, 1),
-        "processes": 1,
-    }
-    phases, warmup = _summaries(schedule, recorder, report)
+    report, generator = load.report, load.generator
+    start_epoch = report.start_epoch_s
+    phases, warmup = _summaries(schedule, load.tallies, report)
     valid, reasons = validity(phases, generator["busy_cpu_pct"])
     slo = check_run(parse_slo(scenario.slo), phases)
     errors_by_kind: dict[str, int] = {}
@@ -202,6 +144,8 @@ def execute(
         if phase["dropped"]:
             errors_by_kind["dropped"] = errors_by_kind.get("dropped", 0) + phase["dropped"]
     warnings = []
+    if scenario.client.insecure:
+        warnings.append("TLS certificate verification was off (client.insecure: true)")
     if report.abandoned:
         warnings.append(
             f"{report.abandoned} requests were still in flight at the end and were abandoned"

@@ -335,6 +335,7 @@ class Client(_Model):
     connections: Annotated[int, Field(ge=1, le=100_000)] = 64
     http2: bool = False
     processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+    insecure: bool = False  # skip TLS certificate verification (recorded as a warning)
 
 
 # --- the scenario -------------------------------------------------------------------------------
