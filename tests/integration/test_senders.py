@@ -1,6 +1,6 @@
 """Both senders against the fake server: stamps, status, and every error kind of DESIGN §5.
 
-Each case runs for aiohttp and httpx: the two must classify the same failure the same way.
+Each case runs for aiohttp, httpx and fast: they must classify the same failure the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from infbench.errors import UsageError
 from infbench.senders import make_sender
 from infbench.senders.base import Outcome, PreparedRequest, SenderOptions
 
-SENDERS = ["aiohttp", "httpx"]
+SENDERS = ["aiohttp", "httpx", "fast"]
 GET = PreparedRequest("GET", "/x")
 
 
@@ -202,9 +202,9 @@ def test_stall_holds_requests_until_it_ends(sender_name: str, fake_server: FakeS
 # --- construction errors ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["fast", "curl"])
+@pytest.mark.parametrize("name", ["curl", "Fast"])
 def test_unknown_sender_names_the_key_and_choices(name: str) -> None:
-    with pytest.raises(UsageError, match=r"client\.sender.*aiohttp, httpx"):
+    with pytest.raises(UsageError, match=r"client\.sender.*aiohttp, httpx, fast"):
         make_sender(name, SenderOptions(base_url="http://127.0.0.1:1"))
 
 

@@ -27,7 +27,17 @@ def _httpx(options: SenderOptions) -> Sender:
     return HttpxSender(options)
 
 
-SENDERS: dict[str, Callable[[SenderOptions], Sender]] = {"aiohttp": _aiohttp, "httpx": _httpx}
+def _fast(options: SenderOptions) -> Sender:
+    from .fast_sender import FastSender
+
+    return FastSender(options)
+
+
+SENDERS: dict[str, Callable[[SenderOptions], Sender]] = {
+    "aiohttp": _aiohttp,
+    "httpx": _httpx,
+    "fast": _fast,
+}
 
 
 def make_sender(name: str, options: SenderOptions) -> Sender:
@@ -35,9 +45,8 @@ def make_sender(name: str, options: SenderOptions) -> Sender:
     constructor = SENDERS.get(name)
     if constructor is None:
         choices = ", ".join(SENDERS)
-        what = "is not built yet" if name == "fast" else "is not a sender"
         raise UsageError(
-            f"client.sender: {name!r} {what}; choose one of: {choices}",
+            f"client.sender: {name!r} is not a sender; choose one of: {choices}",
             hint=f"set client.sender in the scenario (or with --set) to one of: {choices}",
         )
     return constructor(options)
