@@ -205,5 +205,73 @@ def compare(
         raise _fail(exc) from None
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run's result directory.", show_default=False)],
+    open_: Annotated[bool, typer.Option("--open", help="Open it in a web browser.")] = False,
+) -> None:
+    """Render a run's report.html again (one self-contained file, plots inline)."""
+    from .report.html import write_run_html
+
+    try:
+        path = write_run_html(run_dir)
+    except InfbenchError as exc:
+        raise _fail(exc) from None
+    console.print(f"report: {path}", markup=False, highlight=False)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+@app.command()
+def calibrate(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Short levels, ~10 s per sender: a rough figure (CI).")
+    ] = False,
+    sender: Annotated[
+        list[str] | None,
+        typer.Option("--sender", help="Calibrate only this sender (repeatable)."),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option("--budget", min=0, help="Seconds of search per sender [default: 60, 10 quick]."),
+    ] = None,
+    level: Annotated[
+        float | None,
+        typer.Option("--level", min=0.1, help="Seconds per rate level [default: 3, 1 quick]."),
+    ] = None,
+    connections: Annotated[
+        int, typer.Option("--connections", min=1, help="Connections per sender.")
+    ] = 64,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the calibration here [default: $INFBENCH_CALIBRATION, else "
+            "$XDG_CACHE_HOME/infbench/calibration.json].",
+        ),
+    ] = None,
+) -> None:
+    """Measure this machine's load-generation capacity per sender; `run` warns above it."""
+    from .calibrate import run_calibration
+
+    try:
+        run_calibration(
+            console,
+            output=output,
+            quick=quick,
+            senders=sender or [],
+            budget_s=budget,
+            level_s=level,
+            connections=connections,
+        )
+    except InfbenchError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _fail(Interrupted("calibration interrupted; nothing was saved")) from None
+
+
 def main() -> None:
     app()

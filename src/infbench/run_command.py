@@ -11,6 +11,7 @@ from .gate import parse_slo
 from .observe import Observer
 from .repeat import aggregate_repetitions
 from .report.console import LiveView, print_run
+from .report.html import write_run_html_quietly
 from .results import ResultDir, new_run_dir
 from .runner import RunOutcome, execute
 from .scenario_source import LoadedScenario, load_scenario
@@ -39,6 +40,7 @@ def run_scenario(
     else:
         outcome = _repeat(loaded, schedule, run_dir, url, live, console, repeat)
     print_run(console, outcome.run, outcome.slo)
+    write_run_html_quietly(run_dir, console)
     return outcome
 
 

@@ -1,0 +1,99 @@
+"""Plots of a comparison: both runs' percentile distributions and latency over time, overlaid."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .plots import (
+    Plot,
+    encode,
+    headroom,
+    legend_below,
+    new_figure,
+    percentile_axis,
+    percentile_curve,
+    shade_phases,
+    style,
+)
+from .rundata import RunData
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["BASE_COLOR", "CAND_COLOR", "compare_latency_over_time", "compare_percentiles"]
+
+BASE_COLOR = "#1f77b4"
+CAND_COLOR = "#ff7f0e"
+
+
+def _percentile_panel(ax: Axes, base: RunData, cand: RunData, phase: str) -> None:
+    largest = 2
+    for data, label, color in ((base, "base", BASE_COLOR), (cand, "candidate", CAND_COLOR)):
+        dist = data.distributions["latency"][phase]
+        largest = max(largest, dist.total)
+        ax.plot(*percentile_curve(dist), color=color, label=f"{label} latency")
+        if phase in data.distributions["service"]:
+            x, y = percentile_curve(data.distributions["service"][phase])
+            ax.plot(x, y, "--", color=color, lw=1, label=f"{label} service time")
+    percentile_axis(ax, largest)
+    ax.set_ylabel("latency (ms)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(phase)
+    ax.legend(loc="upper left", fontsize=9)
+
+
+def compare_percentiles(base: RunData, cand: RunData, phases: Sequence[str]) -> Plot | None:
+    """One panel per phase both runs measured: base and candidate latency by percentile."""
+    both = base.distributions["latency"].keys() & cand.distributions["latency"].keys()
+    shown = [phase for phase in phases if phase in both]
+    if not shown:
+        return None
+    cols = min(2, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    with style():
+        fig, axes = new_figure(3.6 * rows + 0.6, rows, cols)
+        for ax, phase in zip(axes, shown, strict=False):
+            _percentile_panel(ax, base, cand, phase)
+        for ax in axes[len(shown) :]:
+            ax.set_visible(False)
+        fig.suptitle("Latency by percentile per phase: base vs candidate")
+        return Plot(
+            "compare-percentiles",
+            "Percentile distributions, base vs candidate",
+            "Line charts, one per phase: latency in milliseconds against percentile on a log "
+            "scale of 1/(1-p), base in blue and candidate in orange, service time dashed",
+            "A candidate curve below the base is faster at that percentile. The verdicts in the "
+            "table say which differences are beyond noise.",
+            encode(fig),
+        )
+
+
+def compare_latency_over_time(base: RunData, cand: RunData) -> Plot | None:
+    """p50 and p99 per second of both runs on one time axis (phases shaded as in the base)."""
+    if not len(base.seconds) and not len(cand.seconds):
+        return None
+    with style():
+        fig, (ax,) = new_figure(4.6)
+        shade_phases(ax, base.windows)
+        for data, label, color in ((base, "base", BASE_COLOR), (cand, "candidate", CAND_COLOR)):
+            x = data.seconds + 0.5
+            ax.plot(
+                x, data.percentiles["latency_p99"], color=color, marker=".", label=f"{label} p99"
+            )
+            ax.plot(x, data.percentiles["latency_p50"], "--", color=color, label=f"{label} p50")
+        ax.set_xlabel("time since the run started (s)")
+        ax.set_ylabel("latency (ms)")
+        headroom(ax)
+        ax.set_title("Latency over time: base vs candidate (per second)")
+        legend_below(ax)
+        return Plot(
+            "compare-latency-over-time",
+            "Latency over time, base vs candidate",
+            "Line chart: latency p50 (dashed) and p99 (solid) in milliseconds per second for "
+            "the base (blue) and the candidate (orange)",
+            "Both runs from their own start; phase bands are the base's. Look for a difference "
+            "that holds through a phase rather than a single spike.",
+            encode(fig),
+        )

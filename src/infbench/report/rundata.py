@@ -1,0 +1,322 @@
+"""What the visual report draws, read back from a result directory (DESIGN §8).
+
+Per second: the rows of ``timeseries.csv``, latency and service percentiles over every phase
+(from the interval histograms of ``latency.hlog``) and failed requests by class (from
+``requests.csv.gz``). Per phase: each metric's whole histogram, added up from its seconds. An
+aggregate of ``run --repeat`` holds no per-second files: its distributions pool every
+repetition's histograms and its time series are those of the first repetition.
+
+Anything that does not parse raises ResultFormatError naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ResultFormatError
+from ..intervals import BucketGrid, MetricSeconds, PhaseSeconds, read_interval_log, union_grid
+from ..results import TIMESERIES_COLUMNS, RunResult, load_run
+
+__all__ = ["Distribution", "PhaseWindow", "RunData", "load_run_data", "percentile_values"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+_PHASE_KEYS = ("name", "completed", "ok", "dropped", "offered_rps", "achieved_rps")
+_PHASE_SECTIONS = ("errors", "latency_ms", "service_ms", "lag_ms")
+_ROWS_CHUNK = 500_000
+_T = TypeVar("_T")
+
+
+def percentile_values(counts: IntArray, highs: IntArray, q: FloatArray) -> FloatArray:
+    """Values at percentiles ``q`` (0–100) exactly as HdrHistogram's get_value_at_percentile:
+    the highest equivalent value of the first bucket whose running count reaches q·n.
+    ``counts`` may be 2-D (one histogram per row); rows without values give NaN."""
+    cum = np.cumsum(np.atleast_2d(counts), axis=1)
+    total = cum[:, -1] if cum.shape[1] else np.zeros(cum.shape[0], dtype=np.int64)
+    wanted = np.maximum(np.floor(np.outer(total, q) / 100.0 + 0.5), 1)
+    index = np.stack([np.searchsorted(row, want) for row, want in zip(cum, wanted, strict=True)])
+    values = highs[np.minimum(index, max(len(highs) - 1, 0))].astype(np.float64)
+    values[total == 0] = np.nan
+    result: FloatArray = values if np.ndim(counts) == 2 else values[0]
+    return result
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One phase's whole histogram of one metric (µs buckets)."""
+
+    grid: BucketGrid
+    counts: IntArray
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def at_ms(self, q: FloatArray) -> FloatArray:
+        return percentile_values(self.counts, self.grid.highs, q) / 1000.0
+
+
+@dataclass(frozen=True)
+class PhaseWindow:
+    """A phase's span in seconds since the run's start."""
+
+    name: str
+    start_s: float
+    end_s: float
+    warmup: bool
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything the plots of one run draw; arrays are per second unless named per phase."""
+
+    run: RunResult
+    windows: tuple[PhaseWindow, ...]
+    timeseries: Mapping[str, FloatArray]
+    seconds: IntArray
+    percentiles: Mapping[str, FloatArray]  # latency_p50, latency_p99, service_p50, service_p99
+    distributions: Mapping[str, Mapping[str, Distribution]]  # metric -> phase -> histogram
+    error_seconds: IntArray
+    errors: Mapping[str, IntArray]  # class -> failed requests per error second
+    notes: tuple[str, ...] = field(default=())
+    missing: tuple[str, ...] = field(default=())  # per-second files not in the directory
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [str(p["name"]) for p in self.run.phases]
+
+
+def check_phases(run: RunResult) -> None:
+    """The phase fields the report reads, so a damaged run.json fails with a clear message."""
+    where = run.path / "run.json"
+    for index, phase in enumerate(run.phases):
+        if not isinstance(phase, dict):
+            raise ResultFormatError(f"{where}: phases[{index}] is not an object")
+        for key in _PHASE_KEYS + _PHASE_SECTIONS:
+            if key not in phase:
+                raise ResultFormatError(f"{where}: phases[{index}] lacks `{key}`")
+        for key in _PHASE_SECTIONS:
+            if not isinstance(phase[key], dict):
+                raise ResultFormatError(f"{where}: phases[{index}].{key} is not an object")
+
+
+def _windows(run: RunResult) -> tuple[PhaseWindow, ...]:
+    timings = run.data.get("timings")
+    raw = timings.get("phase_windows_s") if isinstance(timings, dict) else None
+    if not isinstance(raw, dict):
+        return ()
+    windows = []
+    for name, span in raw.items():
+        if not (isinstance(span, list) and len(span) == 2 and all(_is_number(v) for v in span)):
+            raise ResultFormatError(
+                f"{run.path / 'run.json'}: timings.phase_windows_s.{name} is not [start, end]"
+            )
+        windows.append(PhaseWindow(str(name), float(span[0]), float(span[1]), name == "warmup"))
+    return tuple(windows)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _cell(text: str, where: str, column: str) -> float:
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise ResultFormatError(f"{where}: column {column}: {text!r} is not a number") from None
+
+
+def read_timeseries(path: Path) -> dict[str, FloatArray]:
+    """The numeric columns of timeseries.csv; empty cells (not measured) become NaN."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ResultFormatError(f"{path}: cannot read ({exc})") from None
+    if not rows or tuple(rows[0]) != TIMESERIES_COLUMNS:
+        raise ResultFormatError(
+            f"{path}: header is not the v1 columns ({','.join(TIMESERIES_COLUMNS)})"
+        )
+    numeric = [c for c in TIMESERIES_COLUMNS if c != "phase"]
+    table: dict[str, list[float]] = {c: [] for c in numeric}
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(TIMESERIES_COLUMNS):
+            raise ResultFormatError(
+                f"{path}:{number}: {len(row)} fields, expected {len(TIMESERIES_COLUMNS)}; "
+                "the file is truncated or corrupt"
+            )
+        for column, text in zip(TIMESERIES_COLUMNS, row, strict=True):
+            if column != "phase":
+                table[column].append(_cell(text, f"{path}:{number}", column))
+    return {column: np.asarray(values, dtype=np.float64) for column, values in table.items()}
+
+
+def read_errors(path: Path) -> tuple[IntArray, dict[str, IntArray]]:
+    """Failed requests per second of completion (done_ns) and class, from requests.csv.gz.
+
+    HTTP classes carry their status (``http_5xx 503``). Read in chunks: memory stays flat.
+    """
+    import pandas as pd
+
+    counts: dict[tuple[int, str], int] = {}
+    columns = ["done_ns", "status", "error"]
+    try:
+        with gzip.open(path, "rb") as handle:
+            reader = pd.read_csv(
+                handle,
+                encoding="utf-8",
+                usecols=columns,
+                dtype={"done_ns": "int64", "status": "int64", "error": "str"},
+                keep_default_na=False,
+                chunksize=_ROWS_CHUNK,
+            )
+            for chunk in reader:
+                _count_errors(chunk, counts)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as exc:
+        raise ResultFormatError(f"{path}: corrupt or truncated ({exc})") from None
+    except pd.errors.ParserError as exc:
+        raise ResultFormatError(f"{path}: corrupt rows ({exc})") from None
+    return _error_matrix(counts)
+
+
+def _count_errors(chunk: Any, counts: dict[tuple[int, str], int]) -> None:
+    """Add one chunk's failed rows, grouped by (second of done_ns, class), to ``counts``."""
+    failed = chunk[chunk["error"] != ""]
+    if failed.empty:
+        return
+    seconds = failed["done_ns"] // 1_000_000_000
+    http = failed["error"].str.startswith("http_") & (failed["status"] > 0)
+    labels = failed["error"].where(~http, failed["error"] + " " + failed["status"].astype(str))
+    for (second, label), n in labels.groupby([seconds, labels]).size().items():
+        counts[(int(second), str(label))] = counts.get((int(second), str(label)), 0) + int(n)
+
+
+def _error_matrix(counts: dict[tuple[int, str], int]) -> tuple[IntArray, dict[str, IntArray]]:
+    if not counts:
+        return np.zeros(0, dtype=np.int64), {}
+    first = min(s for s, _ in counts)
+    seconds = np.arange(first, max(s for s, _ in counts) + 1, dtype=np.int64)
+    by_class: dict[str, IntArray] = {}
+    for (second, label), n in sorted(counts.items()):
+        row = by_class.setdefault(label, np.zeros(len(seconds), dtype=np.int64))
+        row[second - first] += n
+    return seconds, by_class
+
+
+def _merge(parts: Iterable[tuple[IntArray, MetricSeconds]]) -> tuple[IntArray, MetricSeconds]:
+    """Several phases' seconds of one metric, summed where the seconds coincide."""
+    parts = [p for p in parts if len(p[1].grid)]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, MetricSeconds(BucketGrid(empty, empty, empty), np.zeros((0, 0), np.int64))
+    grid = union_grid(m.grid for _, m in parts)
+    first = min(int(s[0]) for s, _ in parts)
+    seconds = np.arange(first, max(int(s[-1]) for s, _ in parts) + 1, dtype=np.int64)
+    counts = np.zeros((len(seconds), len(grid)), dtype=np.int64)
+    for secs, metric in parts:
+        counts[secs - first] += metric.on_grid(grid).counts
+    return seconds, MetricSeconds(grid, counts)
+
+
+def _per_second(log: Mapping[str, PhaseSeconds]) -> tuple[IntArray, dict[str, FloatArray]]:
+    """Latency and service p50/p99 per second over every phase (warm-up included)."""
+    out: dict[str, FloatArray] = {}
+    merged = {
+        m: _merge((p.seconds, p.metric(m)) for p in log.values()) for m in ("latency", "service")
+    }
+    seconds = np.union1d(merged["latency"][0], merged["service"][0]).astype(np.int64)
+    for metric, (secs, data) in merged.items():
+        values = np.full((len(seconds), 2), np.nan)
+        if len(secs):
+            found = percentile_values(data.counts, data.grid.highs, np.array([50.0, 99.0]))
+            values[np.searchsorted(seconds, secs)] = found / 1000.0
+        out[f"{metric}_p50"], out[f"{metric}_p99"] = values[:, 0], values[:, 1]
+    return seconds, out
+
+
+def _distributions(
+    logs: list[dict[str, PhaseSeconds]], phases: list[str]
+) -> dict[str, dict[str, Distribution]]:
+    """Each metric's whole histogram per phase, pooled over ``logs`` (repetitions)."""
+    result: dict[str, dict[str, Distribution]] = {}
+    for metric in ("latency", "service", "lag", "failed"):
+        per_phase: dict[str, Distribution] = {}
+        for phase in phases:
+            parts = [log[phase].metric(metric) for log in logs if phase in log]
+            parts = [p for p in parts if p.total]
+            if parts:
+                grid = union_grid(p.grid for p in parts)
+                per_phase[phase] = Distribution(
+                    grid, sum(p.on_grid(grid).counts.sum(0) for p in parts)
+                )
+        result[metric] = per_phase
+    return result
+
+
+def _sources(run: RunResult) -> tuple[list[RunResult], tuple[str, ...]]:
+    """The directories holding per-second files: the run itself, or its repetitions."""
+    names = run.data.get("repetitions")
+    if names is None:
+        return [run], ()
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ResultFormatError(f"{run.path / 'run.json'}: `repetitions` is not a list of names")
+    reps = [load_run(run.path / name) for name in names]
+    note = (
+        f"Aggregate of {len(reps)} repetitions: distributions pool all of them; time series "
+        f"show {names[0]} (each repetition directory has its own report)."
+    )
+    return reps, (note,)
+
+
+def _read_or_empty(path: Path, missing: list[str], read: Callable[[Path], _T], empty: _T) -> _T:
+    """A per-second file that is absent (deleted to save space, say) leaves its plots out;
+    one that is present but damaged raises ResultFormatError."""
+    if path.exists():
+        return read(path)
+    missing.append(path.name)
+    return empty
+
+
+def load_run_data(run: RunResult, *, with_rows: bool = True) -> RunData:
+    """Read every file the report draws from; ResultFormatError names the one at fault.
+
+    ``with_rows=False`` skips requests.csv.gz (the comparison page draws no errors).
+    """
+    check_phases(run)
+    sources, notes = _sources(run)
+    first, missing = sources[0], list[str]()
+    no_log: dict[str, PhaseSeconds] = {}
+    logs = [
+        _read_or_empty(source.path / "latency.hlog", missing, read_interval_log, no_log)
+        for source in sources
+    ]
+    seconds, percentiles = _per_second(logs[0])
+    no_errors: tuple[IntArray, dict[str, IntArray]] = (np.zeros(0, dtype=np.int64), {})
+    rows = first.path / "requests.csv.gz"
+    errors = _read_or_empty(rows, missing, read_errors, no_errors) if with_rows else no_errors
+    no_series = {c: np.zeros(0) for c in TIMESERIES_COLUMNS if c != "phase"}
+    timeseries = _read_or_empty(first.path / "timeseries.csv", missing, read_timeseries, no_series)
+    return RunData(
+        run=run,
+        windows=_windows(first),
+        timeseries=timeseries,
+        seconds=seconds,
+        percentiles=percentiles,
+        distributions=_distributions(logs, [str(p["name"]) for p in run.phases]),
+        error_seconds=errors[0],
+        errors=errors[1],
+        notes=notes,
+        missing=tuple(dict.fromkeys(missing)),
+    )
