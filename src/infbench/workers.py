@@ -33,7 +33,19 @@ from .load import LoadResult, highest_us, run_local
 from .recorder import METRICS, ROW_COLUMNS, IntervalLogWriter, IntervalStats, PhaseTally
 from .scenario_source import LoadedScenario
 
-__all__ = ["resolve_processes", "run_processes", "slice_schedule"]
+__all__ = [
+    "IntervalMerger",
+    "fire_phase_marks",
+    "generator_summary",
+    "merge_hlogs",
+    "merge_reports",
+    "merge_rows",
+    "merge_tallies",
+    "resolve_processes",
+    "run_processes",
+    "slice_schedule",
+    "tally_to_wire",
+]
 
 READY_TIMEOUT_S = 120.0
 _COUNTS = (
@@ -79,7 +91,7 @@ def slice_schedule(schedule: Schedule, process: int, processes: int) -> Schedule
 # --- the child's side -------------------------------------------------------------------------
 
 
-def _tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
+def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
     return {
         "counts": {key: getattr(tally, key) for key in _COUNTS},
         "errors": dict(tally.errors),
@@ -120,7 +132,7 @@ def _child(
             rows_header=False,
         )
         wire = {
-            "tallies": [_tally_to_wire(t) for t in result.tallies],
+            "tallies": [tally_to_wire(t) for t in result.tallies],
             "report": dataclasses.asdict(result.report),
             "generator": result.generator,
         }
@@ -132,7 +144,7 @@ def _child(
 # --- the parent's side ------------------------------------------------------------------------
 
 
-class _Intervals:
+class IntervalMerger:
     """Adds up the processes' per-second figures and hands each complete second on."""
 
     def __init__(self, processes: int, schedule: Schedule, hooks: EngineHooks) -> None:
@@ -168,7 +180,9 @@ class _Intervals:
         self.hooks.on_interval(merged, in_flight, phase_at(self.schedule, merged.start_s))
 
 
-def _phase_marks(schedule: Schedule, t0_ns: int, hooks: EngineHooks, stop: threading.Event) -> None:
+def fire_phase_marks(
+    schedule: Schedule, t0_ns: int, hooks: EngineHooks, stop: threading.Event
+) -> None:
     """Fire the observer's phase boundaries from the parent, on the shared clock."""
     start_ns = t0_ns
     for plan in schedule.phases:
@@ -179,7 +193,7 @@ def _phase_marks(schedule: Schedule, t0_ns: int, hooks: EngineHooks, stop: threa
         start_ns += int(plan.duration_s * 1e9)
 
 
-def _merge_hlogs(out_dir: Path, parts: list[Path], start_epoch: float) -> None:
+def merge_hlogs(out_dir: Path, parts: list[Path], start_epoch: float) -> None:
     sums: dict[tuple[float, str], HdrHistogram] = {}
     lengths: dict[tuple[float, str], float] = {}
     for part in parts:
@@ -201,7 +215,7 @@ def _merge_hlogs(out_dir: Path, parts: list[Path], start_epoch: float) -> None:
             log.write(key[1], key[0], lengths[key], sums[key])
 
 
-def _merge_rows(out_dir: Path, parts: list[Path]) -> None:
+def merge_rows(out_dir: Path, parts: list[Path]) -> None:
     """A gzip file may hold several members: a header member, then each process's rows."""
     with open(out_dir / "requests.csv.gz", "wb") as merged:
         merged.write(gzip.compress((",".join(ROW_COLUMNS) + "\r\n").encode()))
@@ -212,7 +226,7 @@ def _merge_rows(out_dir: Path, parts: list[Path]) -> None:
                     shutil.copyfileobj(piece, merged)
 
 
-def _merge_tallies(
+def merge_tallies(
     schedule: Schedule, wires: list[dict[str, Any]], ceiling_us: int
 ) -> list[PhaseTally]:
     tallies = [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
@@ -227,7 +241,7 @@ def _merge_tallies(
     return tallies
 
 
-def _merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -> EngineReport:
+def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -> EngineReport:
     reports = [EngineReport(**wire["report"]) for wire in wires]
     windows: dict[str, tuple[float, float]] = {}
     for report in reports:
@@ -244,7 +258,7 @@ def _merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) 
     )
 
 
-def _generator(wires: list[dict[str, Any]]) -> dict[str, Any]:
+def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
     per_process = [wire["generator"] for wire in wires]
     return {
         "cpu_pct": max(g["cpu_pct"] for g in per_process),
@@ -310,7 +324,7 @@ def _wait_ready(children: _Children, n: int) -> None:
         ready += kind == "ready"
 
 
-def _collect(children: _Children, n: int, intervals: _Intervals) -> list[dict[str, Any]]:
+def _collect(children: _Children, n: int, intervals: IntervalMerger) -> list[dict[str, Any]]:
     done: dict[int, dict[str, Any]] = {}
     while len(done) < n:
         try:
@@ -354,20 +368,20 @@ def run_processes(
         children.t0.value = t0_ns
         children.go.set()
         marks = threading.Thread(
-            target=_phase_marks, args=(schedule, t0_ns, hooks, marks_stop), daemon=True
+            target=fire_phase_marks, args=(schedule, t0_ns, hooks, marks_stop), daemon=True
         )
         marks.start()
-        wires = _collect(children, processes, _Intervals(processes, schedule, hooks))
+        wires = _collect(children, processes, IntervalMerger(processes, schedule, hooks))
     finally:
         marks_stop.set()
         signal.signal(signal.SIGTERM, previous)
         children.signal_all()
         children.close()
-    _merge_hlogs(out_dir, children.parts, start_epoch)
-    _merge_rows(out_dir, children.parts)
+    merge_hlogs(out_dir, children.parts, start_epoch)
+    merge_rows(out_dir, children.parts)
     ceiling = highest_us(loaded.scenario.request.timeout)
-    tallies = _merge_tallies(schedule, wires, ceiling)
-    report = _merge_reports(wires, t0_ns, start_epoch)
+    tallies = merge_tallies(schedule, wires, ceiling)
+    report = merge_reports(wires, t0_ns, start_epoch)
     for part in children.parts:
         shutil.rmtree(part, ignore_errors=True)
-    return LoadResult(tallies, report, _generator(wires))
+    return LoadResult(tallies, report, generator_summary(wires))
