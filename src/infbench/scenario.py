@@ -7,6 +7,7 @@ lives in ``scenario_source.py``; this module holds only the shape of a scenario.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "OnOffArrival",
     "Phase",
     "PoissonArrival",
+    "RaySettings",
     "RampArrival",
     "Readiness",
     "Request",
@@ -330,12 +332,31 @@ class Request(_Model):
         return self
 
 
+class RaySettings(_Model):
+    """Where the Ray generators run: an existing cluster (``auto``, ``ray://host:10001``) or,
+    without an address, a Ray instance started on this machine for the run."""
+
+    address: str | None = None
+    actors: Annotated[int, Field(ge=1, le=4096)] | None = None  # default: one per node
+    num_cpus: Annotated[float, Field(gt=0)] = 1.0  # reserved per actor
+
+
 class Client(_Model):
     sender: Literal["aiohttp", "httpx", "fast"] = "aiohttp"
     connections: Annotated[int, Field(ge=1, le=100_000)] = 64
     http2: bool = False
     processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
     insecure: bool = False  # skip TLS certificate verification (recorded as a warning)
+    engine: Literal["local", "ray"] = "local"
+    ray: RaySettings = RaySettings()
+
+    @model_validator(mode="after")
+    def _ray_installed(self) -> Client:
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError(
+                "`engine: ray` needs Ray, which is not installed: pip install 'infbench[ray]'"
+            )
+        return self
 
 
 # --- the scenario -------------------------------------------------------------------------------
