@@ -12,6 +12,13 @@ request is counted and time-stamped with ``time.monotonic_ns()``, the clock the 
 
 Fractions (``reset``, ``malformed``, ``truncate``) and status cycles are deterministic: they
 follow a request counter that restarts at every ``set``, so tests never depend on luck.
+
+Hostile answers for reliability tests: ``raw`` (any bytes, then close), ``wrong_length``
+(a Content-Length off by that many bytes), ``endless`` (a chunked body that never ends),
+``drip_s``/``drip_bytes`` (the whole answer trickled out), ``headers`` (e.g. a Location for a
+redirect loop). Bodies over 1 MiB, endless ones and dripped ones are streamed under flow
+control, so a 100 MB answer never sits in the test process's memory. ``ssl_context`` serves
+HTTPS.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import contextlib
 import dataclasses
 import math
 import socket
+import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -32,6 +41,8 @@ __all__ = ["FakeServer", "Knobs", "ReceivedRequest", "free_port"]
 
 _MAX_HEAD = 64 * 1024
 _MALFORMED = b"HTPT/1.1 2x0 ???\r\nContent-Length: 0\r\n\r\n"
+_STEP = 64 * 1024
+_STREAM_OVER = 1024 * 1024  # bodies larger than this are generated piece by piece
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,12 @@ class Knobs:
     malformed: float = 0.0  # fraction answered with a garbage status line
     truncate: float = 0.0  # fraction whose body is cut short by closing the connection
     close: bool = False  # Connection: close after every answer
+    raw: bytes | None = None  # answer with exactly these bytes, then close
+    wrong_length: int = 0  # added to the declared Content-Length
+    endless: bool = False  # a chunked body that never ends
+    drip_s: float = 0.0  # pause between pieces of `drip_bytes` of the whole answer
+    drip_bytes: int = 1
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers
 
 
 @dataclass(frozen=True)
@@ -84,11 +101,14 @@ def _picked(index: int, fraction: float) -> bool:
 def _knobs(**values: Any) -> dict[str, Any]:
     if isinstance(values.get("status"), list):
         values["status"] = tuple(values["status"])
+    if isinstance(values.get("headers"), dict):
+        values["headers"] = tuple(values["headers"].items())
     return values
 
 
 class FakeServer:
-    def __init__(self, **knobs: Any) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, **knobs: Any) -> None:
+        self._ssl = ssl_context
         self._knobs = Knobs(**_knobs(**knobs))
         self._routes: dict[str, Knobs] = {}
         self._lock = threading.Lock()
@@ -106,7 +126,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://{self.host}:{self.port}"
 
     def __enter__(self) -> FakeServer:
         return self.start()
@@ -125,7 +145,7 @@ class FakeServer:
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, 0, backlog=4096, reuse_address=True
+            lambda: _Connection(self), self.host, 0, backlog=4096, reuse_address=True, ssl=self._ssl
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -294,6 +314,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.stream: _Stream | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -303,6 +324,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
         self.server._answered(len(self.pending) + self.busy)
         self.pending.clear()
         self.busy = False
@@ -312,6 +336,16 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def pause_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.paused = True
+
+    def resume_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.paused = False
+            if self.stream.timer is None:  # a dripping stream resumes on its own timer
+                self.stream.pump()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -375,6 +409,11 @@ class _Connection(asyncio.Protocol):
         elif plan.action == "truncate":
             head, body = _response(plan, chunked=False)
             self._write_and_close(head + body[: len(body) // 2])
+        elif plan.knobs.raw is not None:
+            self._write_and_close(plan.knobs.raw)
+        elif _streamed(plan.knobs):
+            self.stream = _Stream(self, plan)
+            self.stream.pump()
         else:
             head, body = _response(plan, plan.knobs.chunked)
             transport.write(head if plan.head else head + body)
@@ -383,33 +422,117 @@ class _Connection(asyncio.Protocol):
             else:
                 self._next()
 
+    def _streamed_out(self, plan: _Plan) -> None:
+        self.stream = None
+        if self.transport is None:
+            return
+        if not plan.keep_alive:
+            self.transport.close()
+        else:
+            self._next()
+
     def _write_and_close(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
             self.transport.close()
 
 
-def _response(plan: _Plan, chunked: bool) -> tuple[bytes, bytes]:
-    knobs = plan.knobs
-    status = knobs.status
+def _streamed(knobs: Knobs) -> bool:
+    return knobs.endless or knobs.drip_s > 0 or (knobs.body_size or 0) > _STREAM_OVER
+
+
+def _status_line(plan: _Plan) -> str:
+    status = plan.knobs.status
     if isinstance(status, tuple):
         status = status[plan.index % len(status)]
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Unknown"
-    body = knobs.body if knobs.body_size is None else b"x" * knobs.body_size
-    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {knobs.content_type}"]
+    return f"HTTP/1.1 {status} {reason}"
+
+
+def _head(plan: _Plan, chunked: bool, length: int) -> bytes:
+    knobs = plan.knobs
+    lines = [_status_line(plan), f"Content-Type: {knobs.content_type}"]
+    lines += [f"{name}: {value}" for name, value in knobs.headers]
     if chunked:
         lines.append("Transfer-Encoding: chunked")
-        step = 64 * 1024
-        parts = [
-            b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step])
-            for i in range(0, len(body), step)
-        ]
-        body = b"".join(parts) + b"0\r\n\r\n"
     else:
-        lines.append(f"Content-Length: {len(body)}")
+        lines.append(f"Content-Length: {length + knobs.wrong_length}")
     if not plan.keep_alive:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _body_pieces(knobs: Knobs, chunked: bool) -> Iterator[bytes]:
+    """The body in pieces of at most 64 KiB (chunk-framed when ``chunked``)."""
+    if knobs.endless:
+        piece = b"x" * _STEP
+        while True:
+            yield b"%x\r\n%s\r\n" % (len(piece), piece)
+    if knobs.body_size is None:
+        pieces: Iterator[bytes] = iter(
+            [knobs.body[i : i + _STEP] for i in range(0, len(knobs.body), _STEP)]
+        )
+    else:
+        sizes = [_STEP] * (knobs.body_size // _STEP) + [knobs.body_size % _STEP]
+        full = b"x" * min(_STEP, knobs.body_size)
+        pieces = (full[:n] for n in sizes if n)
+    for piece in pieces:
+        yield b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+    if chunked:
+        yield b"0\r\n\r\n"
+
+
+def _response(plan: _Plan, chunked: bool) -> tuple[bytes, bytes]:
+    knobs = plan.knobs
+    body = b"".join(_body_pieces(knobs, chunked))
+    length = len(knobs.body) if knobs.body_size is None else knobs.body_size
+    return _head(plan, chunked, length), body
+
+
+def _answer_pieces(plan: _Plan) -> Iterator[bytes]:
+    knobs = plan.knobs
+    chunked = knobs.chunked or knobs.endless
+    length = len(knobs.body) if knobs.body_size is None else knobs.body_size
+    yield _head(plan, chunked, length)
+    if not plan.head:
+        yield from _body_pieces(knobs, chunked)
+
+
+class _Stream:
+    """Writes one answer piece by piece: under flow control, or dripped on a timer."""
+
+    def __init__(self, connection: _Connection, plan: _Plan) -> None:
+        self.connection, self.plan = connection, plan
+        pieces = _answer_pieces(plan)
+        if plan.knobs.drip_s > 0:
+            size = max(1, plan.knobs.drip_bytes)
+            pieces = (p[i : i + size] for p in pieces for i in range(0, len(p), size))
+        self.pieces = pieces
+        self.paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def pump(self) -> None:
+        self.timer = None
+        transport = self.connection.transport
+        while not self.cancelled and not self.paused and transport is not None:
+            if transport.is_closing():  # the client hung up: writes would only be logged
+                self.cancel()
+                return
+            piece = next(self.pieces, None)
+            if piece is None:
+                self.connection._streamed_out(self.plan)
+                return
+            transport.write(piece)
+            if self.plan.knobs.drip_s > 0:
+                loop = asyncio.get_running_loop()
+                self.timer = loop.call_later(self.plan.knobs.drip_s, self.pump)
+                return

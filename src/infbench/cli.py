@@ -85,16 +85,27 @@ def run(
             help="N runs (target restarted each time) into one directory.",
         ),
     ] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Generate the load on Ray: a cluster address (auto, ray://host:10001), "
+            "or local to start Ray on this machine.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario: start the target, drive the load, write a result directory."""
     from .run_command import run_scenario
+
+    overrides = (set_ or []) + (["client.engine=ray", f"client.ray.address={ray}"] if ray else [])
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
         outcome = run_scenario(
             scenario,
             out,
-            set_ or [],
+            overrides,
             url,
             live=not (quiet or as_json),
             repeat=repeat,
@@ -123,6 +134,7 @@ def run(
 def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
     """Check a scenario file and preview each phase's request count and rate."""
     from .arrivals import build_schedule
+    from .faults import check_faults
     from .gate import parse_slo
     from .scenario_source import load_scenario
     from .units import format_duration
@@ -131,6 +143,7 @@ def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
         loaded = load_scenario(scenario, set_ or [])
         parse_slo(loaded.scenario.slo)
         schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
+        check_faults(loaded.scenario, schedule, None)
     except InfbenchError as exc:
         raise _fail(exc) from None
     from rich.table import Table
@@ -235,11 +248,11 @@ def calibrate(
     ] = None,
     budget: Annotated[
         float | None,
-        typer.Option("--budget", min=0, help="Seconds of search per sender [default: 60, 10 quick]."),
+        typer.Option("--budget", min=0, help="Seconds of search per sender (60; 10 quick)."),
     ] = None,
     level: Annotated[
         float | None,
-        typer.Option("--level", min=0.1, help="Seconds per rate level [default: 3, 1 quick]."),
+        typer.Option("--level", min=0.1, help="Seconds per rate level (3; 1 quick)."),
     ] = None,
     connections: Annotated[
         int, typer.Option("--connections", min=1, help="Connections per sender.")
@@ -249,8 +262,8 @@ def calibrate(
         typer.Option(
             "--output",
             "-o",
-            help="Write the calibration here [default: $INFBENCH_CALIBRATION, else "
-            "$XDG_CACHE_HOME/infbench/calibration.json].",
+            help="Write the calibration here (default: $INFBENCH_CALIBRATION, else "
+            "$XDG_CACHE_HOME/infbench/calibration.json).",
         ),
     ] = None,
 ) -> None:
@@ -271,6 +284,125 @@ def calibrate(
         raise _fail(exc) from None
     except KeyboardInterrupt:
         raise _fail(Interrupted("calibration interrupted; nothing was saved")) from None
+
+
+@app.command()
+def cleanup(
+    root: Annotated[
+        Path, typer.Argument(help="Results root to search (as given to run --out).")
+    ] = Path("results"),
+) -> None:
+    """Stop servers left running by an infbench that was killed (found by their pid files)."""
+    from .cleanup import clean_leftovers
+
+    found = clean_leftovers(root)
+    for leftover in found:
+        console.print(leftover.describe(), markup=False, highlight=False)
+    if not found:
+        console.print(f"nothing to clean up under {root}", markup=False, highlight=False)
+
+
+@app.command()
+def sweep(
+    scenario: ScenarioPath,
+    rates: Annotated[
+        str | None,
+        typer.Option("--rates", help="Offered rates: a list 5,10,20 or a geometric range 5..80x2."),
+    ] = None,
+    find_max: Annotated[
+        bool, typer.Option("--find-max", help="Search the highest rate that meets the SLO.")
+    ] = False,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="KEY=V1,V2 over any --set key, repeatable (cartesian product); every point is "
+            "compared with the first.",
+        ),
+    ] = None,
+    phase: Annotated[
+        str | None, typer.Option("--phase", help="Phase whose rate is set (default: the first).")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--duration", help="Length of each level, e.g. 30s.")
+    ] = None,
+    slo: Annotated[
+        str | None,
+        typer.Option("--slo", help="For --find-max: 'p99<=200ms,error_rate<=1%' (default: slo:)."),
+    ] = None,
+    start: Annotated[
+        float | None,
+        typer.Option("--start", help="First rate of --find-max (default: the phase's)."),
+    ] = None,
+    max_rate: Annotated[
+        float | None, typer.Option("--max-rate", help="--find-max doubles no further than this.")
+    ] = None,
+    precision: Annotated[
+        float, typer.Option("--precision", help="--find-max stops when fail/pass ≤ 1 + this.")
+    ] = 0.10,
+    level_runs: Annotated[
+        int, typer.Option("--level-runs", min=1, max=20, help="Most runs of one --find-max level.")
+    ] = 3,
+    budget: Annotated[
+        str | None,
+        typer.Option("--budget", help="Start no run that would end after this, e.g. 10m."),
+    ] = None,
+    max_runs: Annotated[
+        int | None, typer.Option("--max-runs", min=1, help="Run at most this many times in all.")
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, max=100, help="Runs per rate level or grid point.")
+    ] = 1,
+    out: Annotated[Path, typer.Option("--out", help="Results root directory.")] = Path("results"),
+    set_: SetOption = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Attach to this running server instead.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstraps.")] = 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every run.")] = False,
+) -> None:
+    """Run a scenario at many rates or settings: a rate sweep, a capacity search, or a grid."""
+    from .sweep import SweepOptions, run_sweep
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        options = SweepOptions(
+            rates=rates,
+            find_max=find_max,
+            grid=tuple(grid or ()),
+            phase=phase,
+            duration_s=_duration_option("--duration", duration),
+            slo=slo,
+            start=start,
+            max_rate=max_rate,
+            precision=precision,
+            level_runs=level_runs,
+            budget_s=_duration_option("--budget", budget),
+            max_runs=max_runs,
+            repeat=repeat,
+            seed=seed,
+            verbose=verbose,
+        )
+        run_sweep(scenario, out, set_ or [], url, options, console)
+    except InfbenchError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _fail(Interrupted("sweep interrupted; the target was stopped")) from None
+
+
+def _duration_option(flag: str, text: str | None) -> float | None:
+    from .errors import UsageError
+    from .units import parse_duration
+
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag} {text!r}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{flag} {text!r}: must be above 0")
+    return seconds
 
 
 def main() -> None:

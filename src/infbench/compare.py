@@ -135,19 +135,9 @@ class Side:
     seconds: Mapping[str, PhaseSeconds] = field(default_factory=dict)
 
 
-def _checked(run: RunResult) -> RunResult:
-    """load_run checks the version; compare also needs every phase to be a named object."""
-    for index, phase in enumerate(run.phases):
-        if not isinstance(phase, dict) or not isinstance(phase.get("name"), str):
-            raise ResultFormatError(
-                f"{run.path / 'run.json'}: phases[{index}] is not an object with a `name`"
-            )
-    return run
-
-
 def load_side(path: Path) -> Side:
     """A result directory, with the ``repetitions`` sub-directories of ``run --repeat``."""
-    run = _checked(load_run(path))
+    run = load_run(path)  # also checks the phases[] contract
     names = run.data.get("repetitions")
     if names is None:
         return Side(run, (run,))
@@ -159,7 +149,7 @@ def load_side(path: Path) -> Side:
         raise ResultFormatError(
             f"{path / 'run.json'}: `repetitions` must be a non-empty list of sub-directory names"
         )
-    return Side(run, tuple(_checked(load_run(path / name)) for name in names))
+    return Side(run, tuple(load_run(path / name) for name in names))
 
 
 def _phase_seconds(run: RunResult) -> dict[str, PhaseSeconds]:

@@ -135,6 +135,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(connections)
         self._spin_ns = 0
+        self._next_second = 0  # the next 1-second interval the ticker will flush
         self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
@@ -275,12 +276,11 @@ class Engine:
                 await asyncio.wait(pending)
 
     async def _ticker(self) -> None:
-        second = 0
         while True:
-            boundary = self.report.t0_ns + (second + 1) * 1_000_000_000
+            boundary = self.report.t0_ns + (self._next_second + 1) * 1_000_000_000
             await asyncio.sleep(max(boundary - self.clock(), 0) / 1e9)
-            self._tick(float(second), 1.0)
-            second += 1
+            self._tick(float(self._next_second), 1.0)
+            self._next_second += 1
 
     def _tick(self, start_s: float, length_s: float) -> None:
         stats = self.recorder.flush_interval(start_s, length_s)
@@ -325,10 +325,10 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             self.report.end_ns = self.clock()
-            last_start = max((self.report.end_ns - self.report.t0_ns) // 1_000_000_000, 0)
-            self._tick(
-                float(last_start), (self.report.end_ns - self.report.t0_ns) / 1e9 - last_start
-            )
+            # The last, partial interval starts where the ticker stopped: if it was cancelled
+            # before waking for a boundary, that whole second is still unflushed.
+            start = self._next_second
+            self._tick(float(start), (self.report.end_ns - self.report.t0_ns) / 1e9 - start)
             self.report.spin_s = self._spin_ns / 1e9
             await self.sender.close()
             self._hook_thread.shutdown(wait=True)

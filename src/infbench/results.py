@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -29,12 +30,16 @@ __all__ = [
     "ResultDir",
     "RunResult",
     "capture_environment",
+    "check_free_space",
+    "free_space_warning",
     "load_run",
     "new_run_dir",
     "summary_rows",
 ]
 
 FORMAT_VERSION = 1
+MIN_FREE_BYTES = 50 * 2**20  # below this a run could not even finish its files: refused
+ROW_BYTES = 40  # requests.csv.gz per request, measured at 25-40 bytes; estimates stay rough
 SUPPORTED_VERSIONS = (1,)
 TIMESERIES_COLUMNS = (
     "second",
@@ -94,6 +99,7 @@ def new_run_dir(root: Path, name: str, now: datetime | None = None) -> Path:
             f"cannot write results under {root}: {exc.strerror or exc}",
             hint="choose another location with --out DIR",
         ) from None
+    check_free_space(root)
     for attempt in range(1000):
         path = root / (f"{stamp}-{name}" if attempt == 0 else f"{stamp}-{name}-{attempt + 1}")
         try:
@@ -102,6 +108,36 @@ def new_run_dir(root: Path, name: str, now: datetime | None = None) -> Path:
             continue
         return path
     raise UsageError(f"too many result directories named {stamp}-{name} in {root}")
+
+
+def _free_bytes(root: Path) -> int | None:
+    try:
+        return shutil.disk_usage(root).free
+    except OSError:
+        return None  # unknown: the write probe already proved the place writable
+
+
+def check_free_space(root: Path, minimum: int = MIN_FREE_BYTES) -> None:
+    """Refuse a results location that is (nearly) full before any load is sent."""
+    free = _free_bytes(root)
+    if free is not None and free < minimum:
+        raise UsageError(
+            f"only {free / 2**20:.0f} MB free under {root}; infbench needs at least "
+            f"{minimum / 2**20:.0f} MB for a run's results",
+            hint="free some space, or choose another location with --out DIR",
+        )
+
+
+def free_space_warning(root: Path, requests: int) -> str | None:
+    """A warning when the raw rows of ``requests`` requests may not fit in the free space."""
+    free = _free_bytes(root)
+    needed = MIN_FREE_BYTES + requests * ROW_BYTES
+    if free is None or free >= needed:
+        return None
+    return (
+        f"{free / 2**20:.0f} MB free under {root}, and this run's raw rows may need about "
+        f"{needed / 2**20:.0f} MB: the run may fail to write its results"
+    )
 
 
 def _version(package: str) -> str | None:
@@ -293,4 +329,32 @@ def load_run(path: Path) -> RunResult:
         )
     if not isinstance(data.get("phases"), list):
         raise ResultFormatError(f"{run_json}: `phases` is missing or not a list")
+    for section in ("timings", "environment", "target", "generator"):
+        if section in data and data[section] is not None and not isinstance(data[section], dict):
+            raise ResultFormatError(f"{run_json}: `{section}` is not an object")
+    for index, phase in enumerate(data["phases"]):
+        _check_phase(run_json, index, phase)
     return RunResult(path=path, data=data)
+
+
+# The phases[] contract (DESIGN §8): what every reader may rely on.
+PHASE_NUMBERS = ("scheduled", "sent", "completed", "ok", "dropped")
+PHASE_RATES = ("offered_rps", "achieved_rps", "goodput_rps")
+PHASE_SECTIONS = ("errors", "latency_ms", "service_ms", "lag_ms", "ttfb_ms")
+
+
+def _check_phase(run_json: Path, index: int, phase: Any) -> None:
+    where = f"{run_json}: phases[{index}]"
+    if not isinstance(phase, dict) or not isinstance(phase.get("name"), str):
+        raise ResultFormatError(f"{where} is not a phase object with a name")
+    for key in PHASE_NUMBERS:
+        if not isinstance(phase.get(key), int):
+            raise ResultFormatError(f"{where} ({phase['name']}): `{key}` is missing or not a count")
+    for key in PHASE_RATES:
+        if key not in phase or not isinstance(phase[key], int | float | None):
+            raise ResultFormatError(f"{where} ({phase['name']}): `{key}` is missing or not a rate")
+    for key in PHASE_SECTIONS:
+        if not isinstance(phase.get(key), dict):
+            raise ResultFormatError(
+                f"{where} ({phase['name']}): `{key}` is missing or not an object"
+            )

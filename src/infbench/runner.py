@@ -16,14 +16,20 @@ from typing import Any, Protocol
 
 from . import __version__
 from .arrivals import Schedule
+from .distributed import run_ray
 from .engine import EngineHooks, EngineReport
+from .errors import ResultFormatError
+from .faults import FaultInjector, first_measured_phase
 from .gate import RuleResult, check_run, parse_slo
 from .load import highest_us, run_local
 from .recorder import IntervalStats, PhaseTally
+from .redact import redact_argv, redact_url
+from .resilience import read_rows, resilience_section
 from .results import ResultDir, capture_environment
 from .scenario_source import LoadedScenario
 from .stats import PhaseInfo, phase_summary, validity
 from .target.base import TargetInfo
+from .target.supervise import Supervisor
 from .workers import resolve_processes, run_processes
 
 __all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_json"]
@@ -54,8 +60,10 @@ class _Hooks:
         results: ResultDir,
         observer: Observing | None,
         display: Callable[[IntervalStats, int, str], None] | None,
+        injector: FaultInjector | None = None,
     ) -> None:
         self.results, self.observer, self.display = results, observer, display
+        self.injector = injector
 
     def on_interval(self, stats: IntervalStats, in_flight: int, phase: str) -> None:
         row: dict[str, Any] = {
@@ -76,6 +84,8 @@ class _Hooks:
             self.display(stats, in_flight, phase)
 
     def on_phase(self, name: str, edge: str) -> None:
+        if self.injector is not None and edge == "start":
+            self.injector.phase_started(name)  # first: a slow scrape must not delay the faults
         if self.observer is not None:
             (self.observer.phase_started if edge == "start" else self.observer.phase_ended)(name)
 
@@ -109,6 +119,44 @@ def slo_json(results: list[RuleResult]) -> list[dict[str, Any]]:
     ]
 
 
+def _resilience(
+    results: ResultDir,
+    report: EngineReport,
+    injector: FaultInjector | None,
+    supervisor: Supervisor | None,
+) -> dict[str, Any] | None:
+    """run.json's ``resilience`` when faults were injected or the server exited during the run."""
+    restarts = [r.to_json(report.t0_ns) for r in supervisor.restarts] if supervisor else []
+    if injector is None and not restarts:
+        return None
+    faults = [event.to_json(report.t0_ns) for event in injector.events] if injector else []
+    try:
+        rows = read_rows(results.file("requests.csv.gz"))
+    except ResultFormatError as exc:  # never lose run.json over the analysis
+        return {"faults": faults, "restarts": restarts, "error": str(exc)}
+    end_s = (report.end_ns - report.t0_ns) / 1e9
+    return resilience_section(faults, restarts, rows, end_s, report.phase_windows)
+
+
+def _stored_scenario(loaded: LoadedScenario) -> dict[str, Any]:
+    """The stored scenario with a command target's secret flags redacted as well."""
+    stored = dict(loaded.stored)
+    target = stored.get("target")
+    if isinstance(target, dict) and isinstance(target.get("command"), list):
+        stored["target"] = {**target, "command": redact_argv(target["command"])}
+    if isinstance(target, dict) and isinstance(target.get("url"), str):
+        stored["target"] = {**stored["target"], "url": redact_url(target["url"])}
+    return stored
+
+
+def _target_json(target: TargetInfo) -> dict[str, Any]:
+    data = target.to_json()
+    if isinstance(data.get("command"), list):
+        data["command"] = redact_argv(data["command"])  # type: ignore[arg-type]
+    data["base_url"] = redact_url(target.base_url)
+    return data
+
+
 def execute(
     loaded: LoadedScenario,
     schedule: Schedule,
@@ -116,21 +164,38 @@ def execute(
     target: TargetInfo,
     observer: Observing | None = None,
     display: Callable[[IntervalStats, int, str], None] | None = None,
+    *,
+    supervisor: Supervisor | None = None,
+    warnings: list[str] | None = None,
 ) -> RunOutcome:
+    """Run the load (with the scenario's faults when a supervisor is given), then finalize."""
     scenario = loaded.scenario
-    hooks = _Hooks(results, observer, display)
+    injector = None
+    if scenario.faults and supervisor is not None:
+        injector = FaultInjector(scenario.faults, supervisor, first_measured_phase(schedule))
+    hooks = _Hooks(results, observer, display, injector)
     engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
     processes = resolve_processes(scenario.client.processes)
     if observer is not None:
         observer.start()
+    if supervisor is not None:
+        supervisor.watch()
     try:
-        if processes == 1:
+        if scenario.client.engine == "ray":
+            load = run_ray(
+                loaded, schedule, results.path, target.base_url, engine_hooks, scenario.client.ray
+            )
+        elif processes == 1:
             load = run_local(loaded, schedule, results.path, target.base_url, engine_hooks)
         else:
             load = run_processes(
                 loaded, schedule, results.path, target.base_url, engine_hooks, processes
             )
     finally:
+        if injector is not None:
+            injector.stop()
+        if supervisor is not None:
+            supervisor.unwatch()
         server = observer.stop() if observer is not None else None
     report, generator = load.report, load.generator
     start_epoch = report.start_epoch_s
@@ -143,7 +208,10 @@ def execute(
             errors_by_kind[kind] = errors_by_kind.get(kind, 0) + count
         if phase["dropped"]:
             errors_by_kind["dropped"] = errors_by_kind.get("dropped", 0) + phase["dropped"]
-    warnings = []
+    warnings = list(warnings or [])
+    warnings += generator.pop("warnings", [])  # a Ray run's: actors that died, clocks, URL
+    resilience = _resilience(results, report, injector, supervisor)
+    warnings += _resilience_warnings(resilience)
     if scenario.client.insecure:
         warnings.append("TLS certificate verification was off (client.insecure: true)")
     if report.abandoned:
@@ -158,14 +226,14 @@ def execute(
         "valid": valid,
         "invalid_reasons": reasons,
         "infbench_version": __version__,
-        "command": sys.argv,
-        "scenario": loaded.stored,
+        "command": redact_argv(sys.argv),
+        "scenario": _stored_scenario(loaded),
         "scenario_path": str(loaded.path),
         "scenario_sha256": loaded.sha256,
         "schedule_sha256": schedule.sha256,
         "seed": scenario.workload.seed,
         "environment": capture_environment(loaded.base_dir),
-        "target": target.to_json(),
+        "target": _target_json(target),
         "timings": {
             "started_utc": datetime.fromtimestamp(start_epoch, timezone.utc).isoformat(),
             "start_epoch_s": round(start_epoch, 3),
@@ -179,8 +247,26 @@ def execute(
         "generator": generator,
         "slo": slo_json(slo),
         "warnings": warnings,
+        "resilience": resilience,
         "result_dir": str(results.path),
         "pid": os.getpid(),
     }
     results.finalize(run)
     return RunOutcome(run=run, slo=slo, interrupted=report.interrupted)
+
+
+def _resilience_warnings(section: dict[str, Any] | None) -> list[str]:
+    """Faults that could not be done, and server exits, said where every reader looks."""
+    if section is None:
+        return []
+    out = []
+    for fault in section["faults"]:
+        if fault.get("error"):
+            out.append(f"fault {fault['index']} ({fault['action']}): {fault['error']}")
+        elif fault.get("time_s") is None:
+            out.append(f"fault {fault['index']} ({fault['action']}) was not done: the run ended")
+    for restart in section["restarts"]:
+        if not restart["reason"].startswith("fault"):
+            then = "relaunched" if restart["relaunched"] else "not relaunched (restart: never)"
+            out.append(f"the server {restart['reason']} at {restart['time_s']:.1f} s; {then}")
+    return out

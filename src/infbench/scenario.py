@@ -8,11 +8,13 @@ lives in ``scenario_source.py``; this module holds only the shape of a scenario.
 from __future__ import annotations
 
 import importlib.util
+import posixpath
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .scenario_faults import Fault, RestartPolicy
 from .units import Duration, Rate
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "CommandTarget",
     "ConstantArrival",
     "Dataset",
+    "Fault",
     "GammaArrival",
     "OnOffArrival",
     "Phase",
@@ -31,6 +34,7 @@ __all__ = [
     "RaySettings",
     "Readiness",
     "Request",
+    "RestartPolicy",
     "Scenario",
     "StepsArrival",
     "Target",
@@ -45,6 +49,23 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 PositiveRate = Annotated[Rate, Field(gt=0)]
 PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+
+def _inside_scenario_dir(path: str) -> str:
+    """A relative path may not climb out of the scenario's folder: ``../../etc/passwd`` tucked
+    into a shared scenario would be sent as request bodies. Reading outside it takes an
+    absolute (or ``~``) path, which shows the intent."""
+    if "\0" in path:
+        raise ValueError("the path contains a NUL byte")
+    if not path.startswith(("/", "~")) and posixpath.normpath(path).split("/")[0] == "..":
+        raise ValueError(
+            "a relative path may not leave the scenario file's folder; "
+            "write an absolute path to read a file elsewhere"
+        )
+    return path
+
+
+LocalPath = Annotated[str, AfterValidator(_inside_scenario_dir)]
 
 
 class _Model(BaseModel):
@@ -160,7 +181,7 @@ class TraceArrival(_Model):
     """Replay timestamps from a CSV or JSONL file; ``scale`` 2 stretches time to half the rate."""
 
     process: Literal["trace"]
-    path: str
+    path: LocalPath
     column: str = "timestamp"
     unit: Literal["s", "ms", "us", "ns"] = "s"
     scale: Annotated[float, Field(gt=0)] = 1.0
@@ -282,6 +303,7 @@ class BentomlTarget(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     ready: Readiness = Readiness()
     metrics_path: str = "/metrics"
+    restart: RestartPolicy = "never"
 
 
 class UrlTarget(_Model):
@@ -299,6 +321,7 @@ class CommandTarget(_Model):
     cwd: str | None = None
     ready: Readiness = Readiness(path="/")
     metrics_path: str | None = None
+    restart: RestartPolicy = "never"
 
 
 Target = Annotated[BentomlTarget | UrlTarget | CommandTarget, Field(discriminator="kind")]
@@ -310,7 +333,7 @@ Target = Annotated[BentomlTarget | UrlTarget | CommandTarget, Field(discriminato
 class Dataset(_Model):
     """Rows that fill ``{{field}}`` placeholders: JSONL objects, CSV rows, or lines of text."""
 
-    path: str
+    path: LocalPath
     order: Literal["random", "sequential"] = "random"
     format: Literal["auto", "jsonl", "csv", "text"] = "auto"
     limit: Annotated[int, Field(ge=1)] | None = None
@@ -371,12 +394,37 @@ class Scenario(_Model):
     client: Client = Client()
     workload: Workload
     slo: dict[str, str | float | int] = Field(default_factory=dict)
+    faults: list[Fault] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.client.http2 and self.client.sender != "httpx":
             raise ValueError("client.http2 needs `client.sender: httpx`")
+        url = getattr(self.target, "url", "")
+        if self.client.sender == "fast" and url.startswith("https://"):
+            raise ValueError(
+                "client.sender: fast speaks plain HTTP/1.1 and target.url is https; "
+                "use client.sender: aiohttp for TLS"
+            )
+        if self.faults and isinstance(self.target, UrlTarget):
+            raise ValueError(
+                "faults need a server infbench launches (target.kind bentoml or command); "
+                "a server attached by URL is never signalled"
+            )
+        measured = self.measured_duration_s
+        for index, fault in enumerate(self.faults):
+            if measured is not None and fault.end_s >= measured:
+                raise ValueError(
+                    f"faults[{index}] ends at {fault.end_s:g}s, past the measured phases' "
+                    f"{measured:g}s (`at` counts from the start of the first measured phase)"
+                )
         return self
+
+    @property
+    def measured_duration_s(self) -> float | None:
+        """Sum of the measured phases' durations; None while a trace phase's length is unknown."""
+        durations = [phase.duration_s for phase in self.workload.phases]
+        return None if None in durations else sum(d or 0.0 for d in durations)
 
 
 def is_name(value: str) -> bool:

@@ -85,7 +85,16 @@ def _read_yaml(path: Path) -> tuple[Any, dict[PathKey, int]]:
         raise ScenarioError(f"scenario file not found: {path}") from None
     if size > MAX_SCENARIO_BYTES:
         raise ScenarioError(f"{path}: scenario file is {size} bytes; the limit is 1 MiB")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:  # a directory, no permission
+        raise ScenarioError(
+            f"{path}: cannot read the scenario file: {exc.strerror or exc}"
+        ) from None
     try:
         node = yaml.compose(text, Loader=_SafeLineLoader)
     except yaml.YAMLError as exc:
@@ -231,29 +240,51 @@ def _redact(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_path(loc: tuple[int | str, ...], data: Any) -> PathKey:
-    """Drop the discriminator tags pydantic inserts (``arrival.gamma.cv`` -> ``arrival.cv``)."""
+    """Drop the discriminator tags pydantic inserts (``arrival.gamma.cv`` -> ``arrival.cv``).
+
+    The tag comes right after the union's own key and is checked before the keys of the node,
+    since a tag may also be a field name (``kind: command`` has a ``command`` list).
+    """
     path: list[str | int] = []
     node = data
+    tag_skipped = False
     for part in loc:
+        is_tag = (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and node.get("process", node.get("kind")) == part
+        )
+        if is_tag and not tag_skipped:
+            tag_skipped = True
+            continue
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        tag_skipped = False
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         if in_dict or in_list:
             node = node[part]
             path.append(part)
-        elif (
-            isinstance(node, dict)
-            and isinstance(part, str)
-            and node.get("process", node.get("kind")) == part
-        ) or (isinstance(part, str) and ("[" in part or part.startswith("function-"))):
-            continue
         else:
             path.append(part)
             node = None
     return tuple(path)
 
 
+def _secret_at(path: PathKey, substituted: set[PathKey]) -> bool:
+    """A value from the environment, or under a secret header or env name: never echoed."""
+    if any(path[:depth] in substituted for depth in range(len(path) + 1)):
+        return True
+    name = str(path[-1]) if path else ""
+    return name.lower() in SECRET_HEADERS or bool(_SECRET_NAME_RE.search(name))
+
+
 def _format_validation(
-    exc: ValidationError, data: Any, lines: dict[PathKey, int], name: str
+    exc: ValidationError,
+    data: Any,
+    lines: dict[PathKey, int],
+    name: str,
+    substituted: set[PathKey] | None = None,
 ) -> str:
     messages = []
     for err in exc.errors(include_url=False):
@@ -262,6 +293,8 @@ def _format_validation(
         shown = (
             "" if isinstance(value, dict | list) or err["type"] == "missing" else f", got {value!r}"
         )
+        if shown and _secret_at(path, substituted or set()):
+            shown = ", got a value that is not shown (it may be a secret)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `infbench schema` lists every key)"
@@ -287,7 +320,8 @@ def load_scenario(
     try:
         scenario = Scenario.model_validate(resolved)
     except ValidationError as exc:
-        raise ScenarioError(_format_validation(exc, resolved, lines, path.name)) from None
+        message = _format_validation(exc, resolved, lines, path.name, hits)
+        raise ScenarioError(message) from None
     dumped = scenario.model_dump(mode="json", by_alias=True)
     stored = _redact(_restore_templates(dumped, data, hits))
     digest = hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()

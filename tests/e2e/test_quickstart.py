@@ -35,7 +35,9 @@ def test_quickstart_shortened(tmp_path: Path) -> None:
         srv = server[phase["name"]]
         # the server saw what we sent (boundaries are sampled, so allow a request or two)
         seen = srv["requests_by_status"].get("200", 0)
-        assert abs(seen - phase["completed"]) <= 3, (phase["name"], seen, phase["completed"])
+        # Boundary scrapes are taken while requests are in flight: a few may land either side.
+        slack = max(6, phase["completed"] // 20)
+        assert abs(seen - phase["completed"]) <= slack, (phase["name"], seen, phase["completed"])
         assert srv["duration_p50_ms"] is not None and srv["rss_mb_max"] > 10
     assert (run_dir / "server.log").stat().st_size > 0
     assert any((run_dir / "server_metrics").iterdir())

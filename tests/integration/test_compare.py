@@ -194,7 +194,9 @@ def test_malformed_phase_names_the_file(tmp_path: Path) -> None:
     cand = copy("cand", tmp_path)
     edit_run(cand, phases=[{"name": "steady"}, 3])
     code, output = cli(str(GOLDEN / "base"), str(cand))
-    assert code == 2 and "run.json: phases[1] is not an object" in " ".join(output.split())
+    assert code == 2 and "run.json: phases[0] (steady): `scheduled` is missing" in " ".join(
+        output.split()
+    )
 
 
 def test_truncated_interval_log_names_the_file_and_line(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from fakeserver import FakeServer
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 from typer.testing import CliRunner
 
+from fakeserver import FakeServer
 from infbench.arrivals import build_schedule
 from infbench.cli import app
 from infbench.scenario import Workload

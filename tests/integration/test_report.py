@@ -228,7 +228,7 @@ def test_phase_entry_without_a_figure_is_a_format_error(copy: Path) -> None:
     run = json.loads((copy / "run.json").read_text())
     del run["phases"][1]["latency_ms"]
     (copy / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ResultFormatError, match=r"phases\[1\] lacks `latency_ms`"):
+    with pytest.raises(ResultFormatError, match=r"phases\[1\] \(ramp\): `latency_ms` is missing"):
         write_run_html(copy)
 
 

@@ -112,8 +112,9 @@ def test_command_that_never_becomes_ready_fails_at_the_deadline(tmp_path: Path) 
     message = str(caught.value)
     assert "did not answer 200 within 0.6 s" in message and "warming up" in message
     assert "target.ready.timeout" in message
-    assert not handle.alive() and handle._process is not None
-    assert handle._process.pid is not None and gone([handle._process.pid])
+    process = handle.supervisor.process
+    assert not handle.alive() and process is not None
+    assert process.pid is not None and gone([process.pid])
 
 
 def test_a_fatal_log_line_fails_fast_although_the_process_lives(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from ..gate import LATENCY_METRICS
 from ..results import SERVER_COLUMNS, SUMMARY_COLUMNS, RunResult, load_run, summary_rows
 from .compare_html import write_compare_html
 from .page import absent, facts, figure, page, table, write_atomically
-from .rundata import check_phases, load_run_data
+from .rundata import load_run_data
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -261,7 +261,6 @@ def _warnings(run: RunResult) -> str:
 
 def _phase_section(run: RunResult) -> str:
     """summary.csv's rows: traffic and latency in one table, the server's columns in another."""
-    check_phases(run)
     rows = summary_rows(run.phases, run.data.get("server"))
     width = len(SUMMARY_COLUMNS)
     main = list(SUMMARY_COLUMNS)

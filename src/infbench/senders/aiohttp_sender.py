@@ -28,6 +28,7 @@ __all__ = ["AiohttpSender"]
 _PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
 _URL_CACHE_MAX = 65_536  # distinct paths remembered; beyond that URLs are built per request
 _READ_CHUNK = 256 * 1024
+_READ_WHOLE_MAX = 1024 * 1024
 
 
 class _TooLarge(Exception):
@@ -103,8 +104,11 @@ class AiohttpSender:
             if length > cap and _has_body(response.method, response.status):
                 response.close()
                 raise _TooLarge(0)
-            # The parser stops at Content-Length, so this read is bounded: take the fast path.
-            return len(await response.read())
+            if length <= _READ_WHOLE_MAX:
+                # The parser stops at Content-Length, so this read is bounded: the fast path.
+                return len(await response.read())
+        # Larger or unannounced bodies are counted chunk by chunk and dropped, so memory stays
+        # bounded by the chunk size rather than by max_response_bytes times the connections.
         total = 0
         content = response.content
         while chunk := await content.read(_READ_CHUNK):

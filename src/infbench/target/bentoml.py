@@ -30,6 +30,7 @@ from ..errors import InputError, ScenarioError, TargetError
 from ..scenario import BentomlTarget
 from .base import TargetInfo
 from .process import LaunchedProcess, free_port, wait_until_ready
+from .supervise import Supervisor
 
 __all__ = ["BentomlHandle", "ServiceRef", "bentoml_config", "resolve_service"]
 
@@ -106,14 +107,19 @@ def bentoml_config(spec: BentomlTarget, class_name: str) -> dict[str, Any]:
 class BentomlHandle:
     """A ``bentoml serve`` process tree launched for one run."""
 
-    def __init__(self, spec: BentomlTarget, base_dir: Path, log_path: Path) -> None:
-        self.spec, self.log_path = spec, log_path
+    def __init__(
+        self, spec: BentomlTarget, base_dir: Path, log_path: Path, pid_file: Path | None = None
+    ) -> None:
+        self.spec, self.log_path, self.pid_file = spec, log_path, pid_file
         self.service = resolve_service(spec.service, base_dir)
         self.config = bentoml_config(spec, self.service.class_name)
         self.port = free_port(HOST)
         self.base_url = f"http://{HOST}:{self.port}"
         self._home: Path | None = None
-        self._process: LaunchedProcess | None = None
+        self._env: dict[str, str] = {}
+        self.supervisor = Supervisor(
+            self._make, self._wait_ready, spec.restart, is_worker=self._is_worker
+        )
 
     @property
     def argv(self) -> list[str]:
@@ -126,7 +132,7 @@ class BentomlHandle:
         self._home = Path(tempfile.mkdtemp(prefix="infbench-bentoml-"))
         config_file = self._home / "bentoml_config.yaml"
         config_file.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        env = {
+        self._env = {
             **os.environ,
             **self.spec.env,
             "BENTOML_HOME": str(self._home / "home"),
@@ -134,17 +140,7 @@ class BentomlHandle:
             "BENTOML_DO_NOT_TRACK": "True",
             "PYTHONUNBUFFERED": "1",  # log lines reach server.log as they happen
         }
-        self._process = LaunchedProcess(
-            self.argv,
-            log_path=self.log_path,
-            env=env,
-            cwd=self.service.cwd,
-            port=self.port,
-            on_stopped=self._remove_home,
-        )
-        self._process.launch()
-        ready_url = self.base_url + self.spec.ready.path
-        startup_s = wait_until_ready(ready_url, self.spec.ready, process=self._process)
+        startup_s = self.supervisor.start()
         self._check_workers()
         return TargetInfo(
             kind="bentoml",
@@ -177,22 +173,42 @@ class BentomlHandle:
             "@bentoml.service(name=...), make it match the class name",
         )
 
+    def _make(self) -> LaunchedProcess:
+        # A relaunch reuses the home: BentoML empties its metrics directory at start.
+        return LaunchedProcess(
+            self.argv,
+            log_path=self.log_path,
+            env=self._env,
+            cwd=self.service.cwd,
+            port=self.port,
+            on_stopped=self._remove_home,
+            pid_file=self.pid_file,
+        )
+
+    def _wait_ready(self, process: LaunchedProcess) -> float:
+        return wait_until_ready(
+            self.base_url + self.spec.ready.path, self.spec.ready, process=process
+        )
+
+    def _is_worker(self, proc: psutil.Process) -> bool:
+        return _service_name(proc.pid) is not None
+
     def _remove_home(self) -> None:
         if self._home is not None:
             shutil.rmtree(self._home, ignore_errors=True)
             self._home = None
 
     def process_pids(self) -> list[int]:
-        return self._process.pids() if self._process else []
+        process = self.supervisor.process
+        return process.pids() if process else []
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.alive()
+        process = self.supervisor.process
+        return process is not None and process.alive()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-        else:
-            self._remove_home()
+        self.supervisor.close()
+        self._remove_home()
 
 
 def _service_name(pid: int) -> str | None:

@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..scenario import CommandTarget
 from .base import TargetInfo
 from .process import LaunchedProcess, free_port, wait_until_ready
+from .supervise import Supervisor
 
 __all__ = ["CommandHandle"]
 
@@ -23,8 +24,10 @@ PLACEHOLDER = "{port}"
 class CommandHandle:
     """A server command launched for one run and stopped with its whole process tree."""
 
-    def __init__(self, spec: CommandTarget, base_dir: Path, log_path: Path) -> None:
-        self.spec, self.log_path = spec, log_path
+    def __init__(
+        self, spec: CommandTarget, base_dir: Path, log_path: Path, pid_file: Path | None = None
+    ) -> None:
+        self.spec, self.log_path, self.pid_file = spec, log_path, pid_file
         texts = [*spec.command, spec.url, *spec.env.values()]
         self.port = free_port() if any(PLACEHOLDER in text for text in texts) else None
         self.argv = [self._fill(arg) for arg in spec.command]
@@ -33,22 +36,27 @@ class CommandHandle:
         self.cwd = (base_dir / spec.cwd).resolve() if spec.cwd else base_dir.resolve()
         if not self.cwd.is_dir():
             raise InputError(f"target.cwd: directory {self.cwd} does not exist")
-        self._process: LaunchedProcess | None = None
+        self.supervisor = Supervisor(self._make, self._wait_ready, spec.restart)
 
     def _fill(self, text: str) -> str:
         return text.replace(PLACEHOLDER, str(self.port)) if self.port is not None else text
 
-    def start(self) -> TargetInfo:
-        self._process = LaunchedProcess(
+    def _make(self) -> LaunchedProcess:
+        return LaunchedProcess(
             self.argv,
             log_path=self.log_path,
             env={**os.environ, **self.env},
             cwd=self.cwd,
             port=self.port,  # only a port we chose is checked free after stop
+            pid_file=self.pid_file,
         )
-        self._process.launch()
+
+    def _wait_ready(self, process: LaunchedProcess) -> float:
         ready = self.spec.ready
-        startup_s = wait_until_ready(self.base_url + ready.path, ready, process=self._process)
+        return wait_until_ready(self.base_url + ready.path, ready, process=process)
+
+    def start(self) -> TargetInfo:
+        startup_s = self.supervisor.start()
         metrics = self.spec.metrics_path
         return TargetInfo(
             kind="command",
@@ -62,11 +70,12 @@ class CommandHandle:
         )
 
     def process_pids(self) -> list[int]:
-        return self._process.pids() if self._process else []
+        process = self.supervisor.process
+        return process.pids() if process else []
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.alive()
+        process = self.supervisor.process
+        return process is not None and process.alive()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
+        self.supervisor.close()

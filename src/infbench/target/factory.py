@@ -17,20 +17,25 @@ __all__ = ["open_target"]
 
 
 def open_target(
-    spec: Target, base_dir: Path, log_path: Path, url_override: str | None = None
+    spec: Target,
+    base_dir: Path,
+    log_path: Path,
+    url_override: str | None = None,
+    pid_file: Path | None = None,
 ) -> TargetHandle:
     """A handle for ``spec``; nothing starts until ``start()``.
 
     ``url_override`` (``infbench run --url``) attaches to that URL instead of launching, keeping
     the target's readiness probe and metrics path: the same scenario then measures a server
-    started by hand, for example on another host.
+    started by hand, for example on another host. ``pid_file`` lets a later infbench stop a
+    launched server that outlived a SIGKILLed infbench (``target/pidfile.py``).
     """
     if url_override is not None:
         return UrlHandle(_as_url(spec, url_override))
     if isinstance(spec, BentomlTarget):
-        return BentomlHandle(spec, base_dir, log_path)
+        return BentomlHandle(spec, base_dir, log_path, pid_file)
     if isinstance(spec, CommandTarget):
-        return CommandHandle(spec, base_dir, log_path)
+        return CommandHandle(spec, base_dir, log_path, pid_file)
     return UrlHandle(spec)
 
 

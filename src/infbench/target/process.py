@@ -10,7 +10,10 @@ Shared by the ``bentoml`` and ``command`` targets. Three facts shape this module
   "Application startup failed" and then retries forever instead of exiting).
 - infbench must leave no server behind after Ctrl-C, SIGTERM or a crash, so every launched
   process is registered and :func:`stop_all_targets` (called by the CLI from signal handlers
-  and ``atexit``) stops them; ``stop`` is idempotent, re-entrant and thread-safe.
+  and ``atexit``) stops them; ``stop`` is idempotent, re-entrant and thread-safe. Closers
+  registered with :func:`register_closer` (a restart supervisor) run first, so nothing is
+  relaunched behind the stop. For SIGKILL of infbench itself, each launch keeps a pid file
+  (``pidfile.py``) that the next ``infbench run`` or ``infbench cleanup`` acts on.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ import psutil
 
 from ..errors import TargetError
 from ..scenario import Readiness
+from .pidfile import write_pid_file
 
 __all__ = [
     "FATAL_LOG_MARKERS",
     "LaunchedProcess",
     "free_port",
     "port_is_free",
+    "register_closer",
     "stop_all_targets",
     "tail_lines",
     "wait_until_ready",
@@ -52,10 +57,24 @@ LOG_TAIL_LINES = 20
 FATAL_LOG_MARKERS = ("Application startup failed",)
 
 _LIVE: dict[int, LaunchedProcess] = {}  # id(process) -> process; plain dict: no lock to deadlock on
+_CLOSERS: dict[int, Callable[[], None]] = {}  # id(owner) -> close(); run before the stops
+
+
+def register_closer(owner: object, close: Callable[[], None] | None) -> None:
+    """Have ``close`` run before stop_all_targets stops servers (None unregisters ``owner``)."""
+    if close is None:
+        _CLOSERS.pop(id(owner), None)
+    else:
+        _CLOSERS[id(owner)] = close
 
 
 def stop_all_targets() -> None:
     """Stop every launched server still registered (safe in signal handlers and atexit)."""
+    for close in list(_CLOSERS.values()):
+        try:
+            close()
+        except Exception:
+            log.exception("could not close a target supervisor")
     for process in list(_LIVE.values()):
         try:
             process.stop()
@@ -195,11 +214,13 @@ class LaunchedProcess:
         port: int | None = None,
         stop_timeout_s: float = 5.0,
         on_stopped: Callable[[], None] | None = None,
+        pid_file: Path | None = None,
     ) -> None:
         self.argv = list(argv)
         self.log_path, self.env, self.cwd, self.port = log_path, env, cwd, port
         self.stop_timeout_s = stop_timeout_s
         self._on_stopped = on_stopped
+        self.pid_file = pid_file
         self._popen: subprocess.Popen[bytes] | None = None
         self._known: dict[int, psutil.Process] = {}  # every tree member seen, for stop
         # Re-entrant: a signal handler may interrupt a stop in progress on the same thread.
@@ -226,7 +247,23 @@ class LaunchedProcess:
             ) from exc
         _LIVE[id(self)] = self
         _register_atexit()
-        self.pids()
+        self.record_pids()
+
+    def record_pids(self) -> None:
+        """Refresh the tree and write every member seen alive into the pid file."""
+        self._tree()
+        if self.pid_file is not None:
+            alive = [proc for proc in self._known.values() if _running(proc)]
+            write_pid_file(self.pid_file, alive, Path(self.argv[0]).name, self.port)
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop`` ran: an exit after it was asked for, not a failure."""
+        return self._stopped
+
+    def tree(self) -> list[psutil.Process]:
+        """The live tree now (root first); empty once the root has exited."""
+        return self._tree()
 
     @property
     def pid(self) -> int | None:
@@ -255,19 +292,24 @@ class LaunchedProcess:
             self._known.setdefault(proc.pid, proc)
         return tree
 
-    def stop(self) -> None:
-        """SIGTERM the launched process, then SIGKILL whatever of its tree is left; idempotent."""
+    def stop(self, *, final: bool = True) -> None:
+        """SIGTERM the launched process, then SIGKILL whatever of its tree is left; idempotent.
+
+        ``final=False`` (a restart) leaves ``on_stopped`` for the process launched next.
+        """
         with self._lock:
-            if self._stopped or self._popen is None:
-                self._stopped = True
-                return
             try:
-                self._terminate_tree(self._popen)
+                if not self._stopped and self._popen is not None:
+                    self._terminate_tree(self._popen)
             finally:
+                if not self._stopped and self.pid_file is not None:
+                    with contextlib.suppress(OSError):
+                        self.pid_file.unlink()
                 self._stopped = True
                 _LIVE.pop(id(self), None)
-                if self._on_stopped is not None:
-                    self._on_stopped()
+                if final and self._on_stopped is not None:
+                    on_stopped, self._on_stopped = self._on_stopped, None
+                    on_stopped()
 
     def _terminate_tree(self, popen: subprocess.Popen[bytes]) -> None:
         self._tree()
