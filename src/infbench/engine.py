@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .arrivals import PhasePlan, Schedule, think_sampler
-from .recorder import IntervalStats, Recorder
+from .recorder import IntervalSnapshot, IntervalStats, Recorder
 from .senders.base import PreparedRequest, Sender
 
 __all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "sequence_bases"]
@@ -34,7 +34,8 @@ __all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "se
 # send lag stays well under a millisecond while the polling costs ~0.2 ms of CPU per arrival.
 SPIN_NS = 600_000
 SWITCH_INTERVAL_S = 0.0005
-START_LEAD_NS = 100_000_000  # time to set up before the first arrival is due
+START_LEAD_NS = 100_000_000  # time for several processes to set up before the first arrival
+LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one process
 CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
 CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
 
@@ -110,7 +111,7 @@ class Engine:
         *,
         connections: int,
         timeout_s: float,
-        t0_ns: int,
+        t0_ns: int | None = None,
         hooks: EngineHooks | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         stride: tuple[int, int] = (0, 1),
@@ -124,7 +125,10 @@ class Engine:
         self.timeout_ns = int(timeout_s * 1e9)
         self.hooks = hooks or EngineHooks()
         self.clock = clock
-        self.report = EngineReport(t0_ns=t0_ns)
+        # Without a given start (several processes share one), the run starts once the sender
+        # is open: module imports and session set-up must not make the first arrivals late.
+        self._given_t0 = t0_ns
+        self.report = EngineReport(t0_ns=t0_ns or 0)
         # This engine may run every N-th arrival of a larger schedule (one of N processes):
         # request numbers stay those of the whole schedule, so datasets pick the same rows.
         self._stride = stride
@@ -283,8 +287,12 @@ class Engine:
             self._next_second += 1
 
     def _tick(self, start_s: float, length_s: float) -> None:
-        stats = self.recorder.flush_interval(start_s, length_s)
-        self._hook(self.hooks.on_interval, stats, self._in_flight, self._phase_at(start_s))
+        snapshot = self.recorder.take_interval(start_s, length_s)
+        self._hook(self._report_interval, snapshot, self._in_flight, self._phase_at(start_s))
+
+    def _report_interval(self, snapshot: IntervalSnapshot, in_flight: int, phase: str) -> None:
+        """In the hook thread: write the interval, then tell the display and time series."""
+        self.hooks.on_interval(self.recorder.write_interval(snapshot), in_flight, phase)
 
     def _phase_at(self, offset_s: float) -> str:
         return phase_at(self.schedule, offset_s)
@@ -303,6 +311,11 @@ class Engine:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop)
         await self.sender.open()
+        now = self.clock()
+        t0 = self._given_t0 if self._given_t0 is not None else now + LOCAL_LEAD_NS
+        self.report.t0_ns = t0
+        self.report.start_epoch_s = time.time() + (t0 - now) / 1e9
+        self.recorder.start(t0, self.report.start_epoch_s)
         # Background threads (row writer, observer, display) hold the GIL for up to the switch
         # interval, 5 ms by default, whenever the loop wants it back: that was send lag.
         switch_interval = sys.getswitchinterval()

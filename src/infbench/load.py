@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from .arrivals import Schedule
-from .engine import START_LEAD_NS, Engine, EngineHooks, EngineReport, run_async
+from .engine import Engine, EngineHooks, EngineReport, run_async
 from .gate import LATENCY_METRICS, parse_slo
 from .recorder import PhaseTally, Recorder
 from .requests import RequestFactory
@@ -60,17 +60,14 @@ def run_local(
     seq_bases: list[int] | None = None,
     rows_header: bool = True,
 ) -> LoadResult:
-    """Run ``schedule`` from ``t0_ns`` (default: shortly from now) and return what it recorded."""
+    """Run ``schedule`` from ``t0_ns`` (default: once the sender is open) and return what it
+    recorded."""
     scenario = loaded.scenario
-    t0_ns = t0_ns if t0_ns is not None else time.monotonic_ns() + START_LEAD_NS
-    start_epoch = time.time() + (t0_ns - time.monotonic_ns()) / 1e9
     recorder = Recorder(
         [plan.name for plan in schedule.phases],
         highest_us(scenario.request.timeout),
         out_dir,
-        t0_ns,
-        start_epoch,
-        goodput_threshold_us(scenario.slo),
+        goodput_threshold_us=goodput_threshold_us(scenario.slo),
         rows_header=rows_header,
     )
     sender = make_sender(
@@ -99,7 +96,6 @@ def run_local(
         stride=stride,
         seq_bases=seq_bases,
     )
-    engine.report.start_epoch_s = start_epoch
     me = psutil.Process()
     cpu_before, wall_before = me.cpu_times(), time.monotonic()
     try:

@@ -26,6 +26,7 @@ __all__ = [
     "METRICS",
     "ROW_COLUMNS",
     "IntervalLogWriter",
+    "IntervalSnapshot",
     "IntervalStats",
     "PhaseTally",
     "Recorder",
@@ -74,6 +75,17 @@ class PhaseTally:
 
     def __post_init__(self) -> None:
         self.histograms = {metric: new_histogram(self.highest_us) for metric in METRICS}
+
+
+@dataclass(frozen=True)
+class IntervalSnapshot:
+    """One interval's raw data, taken from the recorder in the loop, written elsewhere."""
+
+    start_s: float
+    length_s: float
+    histograms: dict[tuple[int, str], HdrHistogram]
+    rows: list[Row]
+    counts: Counter[str]
 
 
 @dataclass(frozen=True)
@@ -157,13 +169,13 @@ class Recorder:
         phases: list[str],
         highest_us: int,
         out_dir: Path,
-        t0_ns: int,
-        start_epoch_s: float,
+        t0_ns: int | None = None,
+        start_epoch_s: float | None = None,
         goodput_threshold_us: int | None = None,
         rows_header: bool = True,
     ) -> None:
         self.highest_us = highest_us
-        self.t0_ns = t0_ns
+        self.t0_ns = 0
         self.tallies = [PhaseTally(name, highest_us) for name in phases]
         self._names = phases
         self._goodput_us = goodput_threshold_us
@@ -171,8 +183,15 @@ class Recorder:
         self._counts = Counter[str]()
         self._rows: list[Row] = []
         self._hlog_file: IO[str] = open(out_dir / "latency.hlog", "w", encoding="ascii")  # noqa: SIM115
-        self._hlog = IntervalLogWriter(self._hlog_file, start_epoch_s)
+        self._hlog: IntervalLogWriter | None = None
         self._row_writer = _RowWriter(out_dir / "requests.csv.gz", rows_header)
+        if t0_ns is not None and start_epoch_s is not None:
+            self.start(t0_ns, start_epoch_s)
+
+    def start(self, t0_ns: int, start_epoch_s: float) -> None:
+        """Fix the run's start instant; the engine calls it once the sender is ready."""
+        self.t0_ns = t0_ns
+        self._hlog = IntervalLogWriter(self._hlog_file, start_epoch_s)
 
     # --- hot path -----------------------------------------------------------------------------
 
@@ -250,28 +269,39 @@ class Recorder:
 
     # --- once a second ---------------------------------------------------------------------------
 
-    def flush_interval(self, start_s: float, length_s: float) -> IntervalStats:
-        """Write this interval's histograms and rows; return its figures for the time series."""
+    def take_interval(self, start_s: float, length_s: float) -> IntervalSnapshot:
+        """Hand over this interval's data and start the next (cheap: runs in the event loop)."""
+        snapshot = IntervalSnapshot(start_s, length_s, self._interval, self._rows, self._counts)
+        self._interval, self._rows, self._counts = {}, [], Counter()
+        return snapshot
+
+    def write_interval(self, snapshot: IntervalSnapshot) -> IntervalStats:
+        """Encode and write an interval; its figures for the time series.
+
+        Encoding and percentile walks cost milliseconds of pure Python: the engine runs this in
+        its hook thread, never in the event loop, so arrivals due at a second's boundary are
+        not held up.
+        """
+        assert self._hlog is not None, "Recorder.start() first"
         merged: HdrHistogram | None = None
-        for (phase, metric), hist in sorted(self._interval.items()):
+        for (phase, metric), hist in sorted(snapshot.histograms.items()):
             if hist.get_total_count() == 0:
                 continue
-            self._hlog.write(f"{self._names[phase]}/{metric}", start_s, length_s, hist)
+            tag = f"{self._names[phase]}/{metric}"
+            self._hlog.write(tag, snapshot.start_s, snapshot.length_s, hist)
             if metric == "latency":
                 if merged is None:
                     merged = new_histogram(self.highest_us)
                 merged.add(hist)
-        self._interval.clear()
         self._hlog.flush()
-        rows, self._rows = self._rows, []
-        self._row_writer.put(rows)
-        counts, self._counts = self._counts, Counter()
+        self._row_writer.put(snapshot.rows)
+        counts = snapshot.counts
         p50 = p99 = None
         if merged is not None and merged.get_total_count():
             p50 = merged.get_value_at_percentile(50) / 1000.0
             p99 = merged.get_value_at_percentile(99) / 1000.0
         return IntervalStats(
-            start_s=start_s,
+            start_s=snapshot.start_s,
             offered=counts["offered"],
             sent=counts["sent"],
             completed=counts["completed"],
@@ -279,6 +309,10 @@ class Recorder:
             latency_p50_ms=p50,
             latency_p99_ms=p99,
         )
+
+    def flush_interval(self, start_s: float, length_s: float) -> IntervalStats:
+        """Take and write an interval in one go (for callers without an event loop to spare)."""
+        return self.write_interval(self.take_interval(start_s, length_s))
 
     def close(self) -> None:
         self._row_writer.close()

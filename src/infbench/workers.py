@@ -32,6 +32,8 @@ from .errors import InfbenchError
 from .load import LoadResult, highest_us, run_local
 from .recorder import METRICS, ROW_COLUMNS, IntervalLogWriter, IntervalStats, PhaseTally
 from .scenario_source import LoadedScenario
+from .senders import make_sender
+from .senders.base import SenderOptions
 
 __all__ = [
     "IntervalMerger",
@@ -114,6 +116,9 @@ def _child(
     try:
         full = build_schedule(loaded.scenario.workload, loaded.base_dir)
         share = slice_schedule(full, process, processes)
+        # Import the sender's client library now: after the shared start it would make the
+        # first arrivals late.
+        make_sender(loaded.scenario.client.sender, SenderOptions(base_url=base_url))
         messages.put(("ready", process, None))
         go.wait()
 

@@ -115,7 +115,9 @@ def phase_tables(run: dict[str, Any]) -> list[Table]:
         )
     tables = [traffic, latency]
     server = (run.get("server") or {}).get("phases", {})
-    if server:
+    shown = ("duration_p50_ms", "duration_p99_ms", "mean_batch_size", "cpu_pct_mean", "rss_mb_max")
+    measured = any(figures.get(key) is not None for figures in server.values() for key in shown)
+    if measured:  # an attached URL without /metrics has nothing to show here
         table = _table("server", ("phase", "srv p50 ms", "srv p99 ms", "batch", "CPU %", "RSS MB"))
         for phase in phases:
             srv = server.get(phase["name"], {})
