@@ -1,6 +1,6 @@
 """infbench's own benchmark suite: the generator side by side with wrk and Locust.
 
-    .venv/bin/python benchmarks/run.py                 # ~6 minutes; updates docs/performance.md
+    .venv/bin/python benchmarks/run.py                 # ~10 minutes; updates docs/performance.md
     .venv/bin/python benchmarks/run.py --ten-million   # adds the 10M-request memory run (minutes)
     .venv/bin/python benchmarks/run.py --quick         # a smoke run (short, 100k-request runs)
 
@@ -68,6 +68,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sections", default=",".join(SECTIONS), help="closed,open,memory")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc alone")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: rewrite the doc from saved figures",
+    )
     return parser.parse_args(argv)
 
 
@@ -169,8 +175,19 @@ def _target_kind(choice: str, tools: Tools) -> str:
     return "nginx" if choice == "nginx" or (choice == "auto" and tools.nginx) else "sink"
 
 
+def _publish(results: dict[str, Any], args: argparse.Namespace) -> None:
+    block = render(results)
+    print(block)
+    if not args.no_write:
+        update_doc(args.doc, block)
+        _say(f"updated {args.doc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render is not None:
+        _publish(json.loads(args.render.read_text()), args)
+        return 0
     args.closed_seconds = args.closed_seconds or (3.0 if args.quick else 10.0)
     args.open_seconds = args.open_seconds or (2.0 if args.quick else 5.0)
     sections = set(args.sections.split(","))
@@ -205,16 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             closed = results.get("closed", [])
             memory = _memory(layout, target.url, args, Path(keep), closed)
             results["memory"], results["analysis"] = memory
-    block = render(results)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     raw = ROOT / "benchmarks" / "results" / f"{stamp}.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=2) + "\n")
-    print(block)
     _say(f"raw figures: {raw}")
-    if not args.no_write:
-        update_doc(args.doc, block)
-        _say(f"updated {args.doc}")
+    _publish(results, args)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python scenarios/study/reproduce.py                 # compressed: about 75 minutes
     python scenarios/study/reproduce.py --full          # the study's own rates: about 11 h
+    python scenarios/study/reproduce.py --quick --size tiny   # a check of the set-up: ~6 min
 
 Steps, each an ordinary infbench command (printed as it starts, so any one can be rerun alone):
 
@@ -43,8 +44,16 @@ def variant_sets(variant: str, size: str) -> list[str]:
             "--set", f"target.env.ROBERTA_SIZE={size}"]  # fmt: skip
 
 
-def run_variant(scenario: Path, out: Path, variant: str, size: str) -> Path:
-    infbench("run", str(scenario), "--out", str(out), "-q", *variant_sets(variant, size))
+QUICK = ["--set", "workload.warmup=5s"] + [
+    arg for i in range(3) for arg in ("--set", f"workload.phases[{i}].duration=20s")
+]  # --quick: 20 s workloads, to check a set-up end to end (not for figures)
+
+
+def run_variant(scenario: Path, out: Path, variant: str, args: argparse.Namespace) -> Path:
+    quick = QUICK if args.quick else []
+    infbench(
+        "run", str(scenario), "--out", str(out), "-q", *variant_sets(variant, args.size), *quick
+    )
     return max(out.iterdir())  # the newest result directory
 
 
@@ -119,9 +128,12 @@ def main() -> int:
     parser.add_argument("--slo", default="p90<=1s,error_rate<=5%")
     parser.add_argument("--level", default="60s", help="length of each find-max level")
     parser.add_argument("--max-runs", type=int, default=7, help="find-max runs per variant")
+    parser.add_argument("--quick", action="store_true", help="20 s workloads, 3 find-max runs")
     parser.add_argument("--skip-closed", action="store_true")
     parser.add_argument("--skip-find-max", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.level, args.max_runs = "10s", min(args.max_runs, 3)
     started = time.monotonic()
     open_loop = HERE / ("open.yaml" if args.full else "compressed.yaml")
     closed_loop = HERE / ("closed.yaml" if args.full else "compressed-closed.yaml")
@@ -130,7 +142,7 @@ def main() -> int:
         scenarios.append(("closed loop", closed_loop))
     lines = [f"## {'Study' if args.full else 'Compressed study'}: RoBERTa-{args.size}", ""]
     for title, scenario in scenarios:
-        dirs = {v: run_variant(scenario, args.out / scenario.stem / v.lower(), v, args.size)
+        dirs = {v: run_variant(scenario, args.out / scenario.stem / v.lower(), v, args)
                 for v in VARIANTS}  # fmt: skip
         lines += workload_table(f"{title} ({scenario.name})", dirs)
     if not args.skip_find_max:

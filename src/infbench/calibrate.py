@@ -9,8 +9,8 @@ has passed), then bisects between the best pass and the lowest failure until the
 ``precision`` or the sender's time budget is spent. A level that fails by a little lag only
 (p99 ≤ 5 ms, everything completed) is run once more before it counts: on a shared machine a
 moment's preemption looks the same, while a generator that cannot keep up falls behind by far
-more. CPU per request is the busy CPU (spinning
-excluded) of the best passing level divided by the requests it completed.
+more. CPU per request comes from one closed-loop level first (``connections`` workers, no
+waiting between requests, hence no spin-waiting): this process's CPU time over the requests.
 
 The result is saved as JSON in a per-user cache (``$INFBENCH_CALIBRATION``, else
 ``$XDG_CACHE_HOME/infbench/calibration.json``, else ``~/.cache/infbench/calibration.json``), and
@@ -67,7 +67,8 @@ __all__ = [
 ]
 
 CALIBRATION_ENV = "INFBENCH_CALIBRATION"
-FORMAT_VERSION = 1  # v1: senders{name: capacity_rps, lag_p99_ms, cpu_us_per_request, levels[]}
+FORMAT_VERSION = 1  # v1: senders{name: capacity_rps, lag_p99_ms, closed_loop_rps,
+#                            cpu_us_per_request, stopped_by, levels[]}
 LAG_LIMIT_MS = 1.0
 MARGINAL_LAG_FACTOR = 5.0  # a level failed by lag p99 up to 5 ms is tried twice
 SENDER_NAMES = ("aiohttp", "httpx", "fast")
@@ -81,7 +82,8 @@ class CalibrationSettings:
     budget_s: float = 60.0  # search time per sender; the level under way always finishes
     connections: int = 64
     start_rate: float = 1000.0
-    min_rate: float = 50.0
+    min_rate: float = 250.0  # below this the machine is too busy to calibrate
+    min_arrivals: int = 500  # a level lasts long enough for p99 to be the 5th-worst lag
     max_rate: float = 500_000.0
     precision: float = 0.05  # stop bisecting once the lowest failure is within 5 % of the best
     timeout_s: float = 1.0  # request timeout: a sink answers in microseconds
@@ -89,7 +91,7 @@ class CalibrationSettings:
     @classmethod
     def quick(cls) -> CalibrationSettings:
         """A rough figure in ~10 s per sender, for CI."""
-        return cls(level_s=1.0, warmup_s=0.2, budget_s=10.0, precision=0.25)
+        return cls(level_s=1.0, warmup_s=0.2, budget_s=10.0, precision=0.25, min_arrivals=300)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class Level:
     failed: int  # errors and dropped arrivals
     lag_p50_ms: float | None
     lag_p99_ms: float | None
-    cpu_us_per_request: float | None
+    cpu_pct: float  # this process's CPU, % of one core (spin-waiting included)
     wall_s: float
     reason: str = ""
 
@@ -181,7 +183,11 @@ def _best(levels: list[Level]) -> Level | None:
 # --- one level through the real engine -------------------------------------------------------
 
 
-def _level_scenario(sender: str, rate: float, url: str, s: CalibrationSettings) -> dict[str, Any]:
+def _level_scenario(
+    sender: str, arrival: dict[str, Any], url: str, s: CalibrationSettings
+) -> dict[str, Any]:
+    rate = arrival.get("rate")
+    duration = max(s.level_s, s.min_arrivals / rate) if rate else s.level_s
     return {
         "version": 1,
         "name": f"calibrate-{sender}",
@@ -191,12 +197,48 @@ def _level_scenario(sender: str, rate: float, url: str, s: CalibrationSettings) 
         "workload": {
             "seed": 1,
             "warmup": {"duration": s.warmup_s},
-            "phases": [
-                {"name": "level", "duration": s.level_s,
-                 "arrival": {"process": "constant", "rate": rate}},
-            ],
+            "phases": [{"name": "level", "duration": duration, "arrival": arrival}],
         },
-    }  # fmt: skip
+    }
+
+
+@dataclass(frozen=True)
+class _Ran:
+    tally: PhaseTally  # the measured phase
+    scheduled: int
+    completed: int  # warm-up included
+    cpu_s: float  # this process's CPU time over the whole run, warm-up included
+    wall_s: float
+
+
+def _run_level(sender: str, arrival: dict[str, Any], url: str, s: CalibrationSettings) -> _Ran:
+    """Warm-up, then ``level_s`` of ``arrival``, through ``load.run_local`` in this process."""
+    import psutil
+
+    from .arrivals import build_schedule
+    from .engine import EngineHooks
+    from .load import run_local
+    from .scenario_source import LoadedScenario
+
+    data = _level_scenario(sender, arrival, url, s)
+    scenario = Scenario.model_validate(data)
+    with tempfile.TemporaryDirectory(prefix="infbench-calibrate-") as work:
+        base = Path(work)
+        loaded = LoadedScenario(scenario, base / "calibrate.yaml", base, data, "")
+        schedule = build_schedule(scenario.workload, base)
+        me, started = psutil.Process(), time.monotonic()
+        before = me.cpu_times()
+        result = run_local(loaded, schedule, base, url, EngineHooks())
+        after = me.cpu_times()
+    if result.report.interrupted:
+        raise KeyboardInterrupt
+    return _Ran(
+        tally=result.tallies[-1],
+        scheduled=schedule.phases[-1].scheduled,
+        completed=sum(t.completed for t in result.tallies),
+        cpu_s=(after.user - before.user) + (after.system - before.system),
+        wall_s=time.monotonic() - started,
+    )
 
 
 def _judge(tally: PhaseTally, scheduled: int, lag_p99: float | None) -> str:
@@ -211,44 +253,37 @@ def _judge(tally: PhaseTally, scheduled: int, lag_p99: float | None) -> str:
 
 
 def measure_level(sender: str, rate: float, url: str, settings: CalibrationSettings) -> Level:
-    """Run one level (warm-up, then ``level_s`` at ``rate``) in this process."""
-    import psutil
-
-    from .arrivals import build_schedule
-    from .engine import EngineHooks
-    from .load import run_local
-    from .scenario_source import LoadedScenario
+    """One open-loop level at a constant ``rate``."""
     from .stats import histogram_summary
 
-    data = _level_scenario(sender, rate, url, settings)
-    scenario = Scenario.model_validate(data)
-    with tempfile.TemporaryDirectory(prefix="infbench-calibrate-") as work:
-        base = Path(work)
-        loaded = LoadedScenario(scenario, base / "calibrate.yaml", base, data, "")
-        schedule = build_schedule(scenario.workload, base)
-        me, started = psutil.Process(), time.monotonic()
-        before = me.cpu_times()
-        result = run_local(loaded, schedule, base, url, EngineHooks())
-        after = me.cpu_times()
-    if result.report.interrupted:
-        raise KeyboardInterrupt
-    busy_s = (after.user - before.user) + (after.system - before.system) - result.report.spin_s
-    done = sum(t.completed for t in result.tallies)
-    tally = result.tallies[-1]
+    ran = _run_level(sender, {"process": "constant", "rate": rate}, url, settings)
+    tally = ran.tally
     lag = histogram_summary(tally.histograms["lag"], ("p50", "p99"))
-    reason = _judge(tally, schedule.phases[-1].scheduled, lag["p99"])
+    reason = _judge(tally, ran.scheduled, lag["p99"])
     return Level(
         rate=rate,
         passed=not reason,
-        scheduled=schedule.phases[-1].scheduled,
+        scheduled=ran.scheduled,
         completed=tally.completed,
         failed=sum(tally.errors.values()) + tally.dropped,
         lag_p50_ms=lag["p50"],
         lag_p99_ms=lag["p99"],
-        cpu_us_per_request=round(1e6 * max(busy_s, 0.0) / done, 2) if done else None,
-        wall_s=round(time.monotonic() - started, 3),
+        cpu_pct=round(100 * ran.cpu_s / ran.wall_s, 1),
+        wall_s=round(ran.wall_s, 3),
         reason=reason,
     )
+
+
+def measure_cpu(sender: str, url: str, settings: CalibrationSettings) -> dict[str, Any]:
+    """Closed loop at ``connections`` workers: req/s and CPU per request with no waiting in
+    between, so no spin-waiting either (open loop busy-waits before each due time)."""
+    closed = {"process": "closed", "concurrency": settings.connections}
+    ran = _run_level(sender, closed, url, settings)
+    done = ran.completed
+    return {
+        "closed_loop_rps": round(ran.tally.completed / settings.level_s),
+        "cpu_us_per_request": round(1e6 * ran.cpu_s / done, 1) if done else None,
+    }
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -281,14 +316,12 @@ def _settings(
     return settings
 
 
-def _sender_entry(levels: list[Level], stopped_by: str) -> dict[str, Any]:
+def _sender_entry(levels: list[Level], stopped_by: str, cpu: dict[str, Any]) -> dict[str, Any]:
     best = _best(levels)
-    cpu = best.cpu_us_per_request if best else None
     return {
         "capacity_rps": best.rate if best else None,
         "lag_p99_ms": best.lag_p99_ms if best else None,
-        "cpu_us_per_request": cpu,
-        "requests_per_cpu_second": round(1e6 / cpu) if cpu else None,
+        **cpu,
         "stopped_by": stopped_by,
         "levels": [asdict(level) for level in levels],
     }
@@ -313,7 +346,8 @@ def print_calibration(console: Console, document: dict[str, Any]) -> None:
     machine = document["machine"]
     title = f"generator capacity on {machine['cpu_model']} ({machine['cores']} cores)"
     table = Table(title=title, title_justify="left")
-    for column in ("sender", "capacity req/s", "lag p99 ms", "CPU µs/req", "req/CPU-s", "levels"):
+    columns = ("sender", "capacity req/s", "lag p99 ms", "closed loop req/s", "CPU µs/req")
+    for column in (*columns, "levels"):
         table.add_column(column, justify="left" if column == "sender" else "right")
     for name, entry in document["senders"].items():
         capacity = entry["capacity_rps"]
@@ -321,8 +355,8 @@ def print_calibration(console: Console, document: dict[str, Any]) -> None:
             name,
             f"{capacity:,.0f}" if capacity else "none passed",
             "–" if entry["lag_p99_ms"] is None else f"{entry['lag_p99_ms']:.3f}",
+            f"{entry['closed_loop_rps']:,}",
             "–" if entry["cpu_us_per_request"] is None else f"{entry['cpu_us_per_request']:.1f}",
-            f"{entry['requests_per_cpu_second']:,}" if entry["requests_per_cpu_second"] else "–",
             f"{len(entry['levels'])} ({entry['stopped_by']})",
         )
     console.print(table)
@@ -354,8 +388,9 @@ def run_calibration(
                 _show_level(console, sender, level)
                 return level
 
+            cpu = measure_cpu(sender, sink.url, settings)
             levels, stopped_by = search_capacity(measure, settings)
-            results[sender] = _sender_entry(levels, stopped_by)
+            results[sender] = _sender_entry(levels, stopped_by, cpu)
     environment = capture_environment(Path.cwd())
     environment.pop("git_sha", None)
     document = {

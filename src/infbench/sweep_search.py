@@ -248,6 +248,10 @@ def estimate_metric(
             return Estimate(metric, None if value is None else value / 1000)  # too few to tell
         low, high = bootstrap_interval(boot.percentile("latency", q), boot.n_blocks)
         return Estimate(metric, value / 1000, low / 1000, high / 1000)
+    if metric == "mean" and point is not None and boot is not None and boot.n_blocks >= 2:
+        means = boot.mean("latency")  # µs, HdrHistogram's bucket midpoints
+        low, high = bootstrap_interval(means[np.isfinite(means)], boot.n_blocks)
+        return Estimate(metric, point, low / 1000, high / 1000)
     if metric == "error_rate":
         failed, ok = phase.metric("failed").total, phase.metric("latency").total
         if failed + ok == 0:
@@ -268,7 +272,7 @@ def judge(rules: Sequence[Rule], estimates: Sequence[Estimate]) -> LevelVerdict:
 
     A rule that is clearly broken decides the level (confidently) whatever the others say.
     Without an interval a rule decides on its point value but leaves the level uncertain,
-    unless it is a metric that has no interval at all (throughput), which is taken as measured.
+    unless it is a metric that never has one here (throughput, max), which is taken as measured.
     """
     by_metric = {e.metric: e for e in estimates}
     passed, confident, reasons = True, True, []
@@ -279,7 +283,7 @@ def judge(rules: Sequence[Rule], estimates: Sequence[Estimate]) -> LevelVerdict:
         sign = -1.0 if rule.higher_is_better else 1.0  # compare as "lower is better"
         ok = sign * est.value <= sign * rule.threshold
         if est.low is None or est.high is None:
-            sure = rule.metric not in _PERCENTILE_METRICS and rule.metric != "error_rate"
+            sure = rule.metric not in (*_PERCENTILE_METRICS, "error_rate", "mean")
         else:
             bounds = sorted((sign * est.low, sign * est.high))
             sure = bounds[1] <= sign * rule.threshold or bounds[0] > sign * rule.threshold

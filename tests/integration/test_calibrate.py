@@ -52,6 +52,7 @@ def test_calibrate_quick_writes_a_calibration(tmp_path: Path) -> None:
         assert level["rate"] == 1000 and level["scheduled"] == 300
         assert isinstance(level["passed"], bool)
         assert entry["capacity_rps"] in (None, 1000)
+        assert entry["closed_loop_rps"] > 0 and entry["cpu_us_per_request"] > 0
         assert entry["stopped_by"] in ("budget", "floor", "precision", "ceiling")
     assert "generator capacity" in result.output and str(out) in result.output.replace("\n", "")
 

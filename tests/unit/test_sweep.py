@@ -249,6 +249,8 @@ def test_estimates_from_seconds() -> None:
     assert errors.value == pytest.approx(0.1)
     assert errors.low is not None and errors.high is not None
     assert errors.low < 0.1 < errors.high
+    mean = estimate_metric("mean", seconds(10_000, 50, 40), 10.0, rng)
+    assert mean.value == 10.0 and mean.low == mean.high == 10.0
     rate = estimate_metric("achieved_rps", seconds(10_000, 50, 40), 50.0, rng)
     assert rate == Estimate("achieved_rps", 50.0)
 
