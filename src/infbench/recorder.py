@@ -31,6 +31,7 @@ __all__ = [
     "PhaseTally",
     "Recorder",
     "new_histogram",
+    "release_histogram",
 ]
 
 METRICS = ("latency", "service", "lag", "ttfb", "failed")
@@ -48,6 +49,15 @@ ROW_COLUMNS = (
 )
 SIGNIFICANT_DIGITS = 3
 Row = tuple[int, str, int, int | str, int | str, int, int, str, int, int]
+
+
+def release_histogram(hist: HdrHistogram) -> None:
+    """Break the histogram <-> encoder reference cycle of a histogram no longer needed.
+
+    The garbage collector is off while a run measures, so a cycle is never freed: without
+    this, the interval histograms made every second grew memory by about 1 MB a second.
+    """
+    hist.encoder.histogram = None
 
 
 def new_histogram(highest_us: int) -> HdrHistogram:
@@ -294,12 +304,16 @@ class Recorder:
                     merged = new_histogram(self.highest_us)
                 merged.add(hist)
         self._hlog.flush()
+        for hist in snapshot.histograms.values():
+            release_histogram(hist)
         self._row_writer.put(snapshot.rows)
         counts = snapshot.counts
         p50 = p99 = None
         if merged is not None and merged.get_total_count():
             p50 = merged.get_value_at_percentile(50) / 1000.0
             p99 = merged.get_value_at_percentile(99) / 1000.0
+        if merged is not None:
+            release_histogram(merged)
         return IntervalStats(
             start_s=snapshot.start_s,
             offered=counts["offered"],
