@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from proctools import alive
+
 pytestmark = pytest.mark.e2e
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -23,17 +25,6 @@ def descendants(pid: int) -> set[int]:
         return {child.pid for child in psutil.Process(pid).children(recursive=True)}
     except psutil.NoSuchProcess:
         return set()
-
-
-def alive(pids: set[int]) -> list[int]:
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
 
 
 def test_killed_bentoml_server_is_restarted_and_the_outage_measured(tmp_path: Path) -> None:

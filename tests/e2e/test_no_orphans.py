@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from infbench import run_command
 from infbench.cli import app
 from infbench.target.process import port_is_free
+from proctools import alive, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -45,26 +46,6 @@ def tree(pid: int) -> list[int]:
         return [child.pid for child in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
-
-
-def alive(pids: list[int]) -> list[int]:
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
-
-
-def wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def bentoml_pids(pid: int) -> list[int]:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -20,29 +19,10 @@ from typer.testing import CliRunner
 from fakeserver import FakeServer
 from infbench import results as results_module
 from infbench.cli import app
+from proctools import alive, wait_for
 
 PREFORK = str(Path(__file__).parents[1] / "servers" / "prefork.py")
 runner = CliRunner()
-
-
-def alive(pids: list[int]) -> list[int]:
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def command_scenario(tmp_path: Path, seconds: float) -> Path:

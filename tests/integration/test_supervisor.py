@@ -20,28 +20,9 @@ import pytest
 from infbench.scenario import CommandTarget, Readiness
 from infbench.target.command import CommandHandle
 from infbench.target.process import port_is_free, stop_all_targets
+from proctools import alive, wait_for
 
 PREFORK = str(Path(__file__).parents[1] / "servers" / "prefork.py")
-
-
-def alive(pids: list[int]) -> list[int]:
-    living = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return living
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def answers(url: str) -> bool:
