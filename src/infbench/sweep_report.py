@@ -26,6 +26,7 @@ __all__ = [
     "print_levels",
     "print_result",
     "result_json",
+    "result_text",
     "verdict_json",
     "write_outputs",
 ]
@@ -142,10 +143,11 @@ def print_grid(console: Console, points: list[dict[str, Any]]) -> None:
     console.print("verdicts: better / worse / ~ (no significant change beyond noise)", style="dim")
 
 
-def print_result(console: Console, doc: dict[str, Any]) -> None:
+def result_text(doc: dict[str, Any]) -> str | None:
+    """The find-max answer in one sentence: the capacity interval and how sure it is."""
     result = doc.get("result")
     if not result:
-        return
+        return None
     low, high = result["interval"]
     slo = ", ".join(f"{r['metric']} ≤ {r['threshold']}" for r in doc.get("slo", []))
     if low is None:
@@ -158,7 +160,14 @@ def print_result(console: Console, doc: dict[str, Any]) -> None:
             f"{_num(high, 3)} req/s; the capacity lies in [{_num(low, 3)}, {_num(high, 3)}) req/s"
         )
     sure = "" if result["confident"] else " (a bounding level stayed uncertain)"
-    console.print(f"[bold]{text}[/]{sure}; {doc.get('runs', 0)} runs, {result['stopped']}")
+    return f"{text}{sure}; {doc.get('runs', 0)} runs, {result['stopped']}"
+
+
+def print_result(console: Console, doc: dict[str, Any]) -> None:
+    text = result_text(doc)
+    if text is None:
+        return
+    console.print(text, style="bold", highlight=False)
     invalid = [f"{lv['rate']:.4g}" for lv in doc.get("levels", []) if not lv.get("valid")]
     if invalid:
         console.print(
@@ -185,6 +194,9 @@ def markdown(doc: dict[str, Any]) -> str:
         for level in point["phases"]:
             cells = [point["point"], point["label"], level["phase"], *_grid_cells(point, level)]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
+    answer = result_text(doc)
+    if answer is not None:
+        lines += ["", answer]
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ STUDY = Path(__file__).resolve().parents[2] / "scenarios" / "study" / "open.yaml
 runner = CliRunner()
 
 
-def serve_and_run(tmp_path: Path, variant: str) -> dict[str, Any]:
+def serve_and_run(tmp_path: Path, variant: str, *more: str) -> dict[str, Any]:
     out = tmp_path / variant
     args = [
         "run", str(STUDY), "--out", str(out), "-q",
@@ -42,6 +42,7 @@ def serve_and_run(tmp_path: Path, variant: str) -> dict[str, Any]:
         "--set", "workload.warmup=1s",
         "--set", "workload.phases=[{name: steady, duration: 4s, "
                  "arrival: {process: poisson, rate: 15}}]",
+        *more,
     ]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -65,3 +66,11 @@ def test_baseline_and_optimized_serve_and_compare(tmp_path: Path) -> None:
     assert compared.exit_code == 0, compared.output
     rows = json.loads(compared.output)["rows"]
     assert {row["metric"] for row in rows if row["phase"] == "steady"} >= {"p50", "p99"}
+
+
+def test_optimized_with_batching_off(tmp_path: Path) -> None:
+    # ROBERTA_MAX_BATCH_SIZE=1 is the grid's "batching off" point: a plain API, same model.
+    run = serve_and_run(tmp_path, "Optimized", "--set", 'target.env.ROBERTA_MAX_BATCH_SIZE="1"')
+    (phase,) = run["phases"]
+    assert phase["ok"] == phase["scheduled"] > 30
+    assert run["server"]["phases"]["steady"]["mean_batch_size"] is None  # nothing was batched

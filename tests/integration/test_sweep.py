@@ -90,7 +90,10 @@ def test_find_max_brackets_a_capacity(tmp_path: Path, fake_server: FakeServer) -
         assert 1 <= len(level["runs"]) <= 2
         metrics = [e["metric"] for e in level["verdict"]["estimates"]]
         assert metrics == ["p90", "error_rate"]
-    assert "capacity lies in" in output or "budget" in output
+    assert "capacity lies in" in output
+    # the answer is kept with the table, not only printed
+    summary = (Path(doc["sweep_dir"]) / "summary.md").read_text()
+    assert f"the capacity lies in [{result['max_rate']:,.3f}" in summary
 
 
 def test_grid_compares_each_point_with_the_first(tmp_path: Path, fake_server: FakeServer) -> None:

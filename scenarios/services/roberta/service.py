@@ -19,7 +19,8 @@ and batching only from the decorators, never from BENTOML_CONFIG):
 
     ROBERTA_MAX_BATCH_SIZE   most requests merged into one call (default 4: on a 2-core CPU
                              a batch of 8 cost more per text than single texts, padding to
-                             the longest text wasting a third of the work)
+                             the longest text wasting a third of the work); 1 turns adaptive
+                             batching off (BentoML refuses a batchable API of size 1)
     ROBERTA_MAX_LATENCY_MS   the batcher's latency budget; beyond it BentoML answers 503
                              (default 10000: a CPU model must not shed load in a benchmark
                              that measures queueing)
@@ -41,6 +42,11 @@ from roberta_model import Settings, TorchClassifier
 MAX_BATCH_SIZE = int(os.environ.get("ROBERTA_MAX_BATCH_SIZE", "4"))
 MAX_LATENCY_MS = int(os.environ.get("ROBERTA_MAX_LATENCY_MS", "10000"))
 MODEL_WORKERS = int(os.environ.get("ROBERTA_MODEL_WORKERS", "1"))
+BATCHING: dict[str, Any] = (
+    {"batchable": True, "max_batch_size": MAX_BATCH_SIZE, "max_latency_ms": MAX_LATENCY_MS}
+    if MAX_BATCH_SIZE > 1
+    else {}  # one list of one text per call, so both settings run the same code
+)
 RESENDS = 2  # of a request whose connection to the back end was closed under it
 # What a keep-alive connection closed by the back end looks like when the front reuses it:
 # the read finds it closed, or the write of the body fails (ClientOSError wraps the reset).
@@ -70,7 +76,7 @@ class OptimizedModel:
         self.classifier = OnnxClassifier(Settings.from_env())
         self.classifier(["warm up", "a second, longer text to warm up the padded path"])
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
+    @bentoml.api(**BATCHING)
     def classify_batch(self, texts: list[str]) -> list[dict[str, Any]]:
         return self.classifier(texts)
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..resilience import resilience_plot_data
+from .fault_marks import draw_faults
 from .rundata import Distribution, FloatArray, PhaseWindow, RunData
 
 if TYPE_CHECKING:
@@ -163,13 +165,14 @@ def percentile_curve(dist: Distribution) -> tuple[FloatArray, FloatArray]:
     return x, dist.at_ms(100.0 * (1.0 - 1.0 / x))
 
 
-def _time_axis(ax: Axes, data: RunData, ylabel: str) -> None:
+def _time_axis(ax: Axes, data: RunData, ylabel: str, latency_axis: bool = False) -> None:
     shade_phases(ax, data.windows)
     ax.set_xlabel("time since the run started (s)")
     ax.set_ylabel(ylabel)
     headroom(ax)
     if data.windows:
         ax.set_xlim(0, max(w.end_s for w in data.windows) + 1)
+    draw_faults(ax, resilience_plot_data(data.run.data), latency_axis)
 
 
 def _figure_data(fig: Figure, key: str, title: str, alt: str, caption: str) -> Plot:
@@ -193,7 +196,7 @@ def latency_over_time(data: RunData) -> Plot | None:
         )
         for key, label, color, dash in lines:
             ax.plot(x, data.percentiles[key], dash, color=color, label=label, marker=".", ms=4)
-        _time_axis(ax, data, "latency (ms)")
+        _time_axis(ax, data, "latency (ms)", latency_axis=True)
         ax.set_title("Latency over time (per second, by completion time)")
         legend_below(ax)
         return _figure_data(

@@ -1,0 +1,94 @@
+"""Fault markers on the report's time plots (run.json's ``resilience`` section, DESIGN §9).
+
+On every plot whose x axis is seconds since the run started: a red line where each fault was
+injected (named at the top), a red band over the error window, a green line where latency had
+recovered, a grey band from each supervised restart to the server's readiness; on the latency
+plot also the recovery threshold (pre-fault p50 + 10 %) from the fault to the recovery. The
+reader then sees the effect of a fault where it happened instead of reading it off a table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..resilience import ResiliencePlot
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["draw_faults"]
+
+FAULT_COLOR = "#b2182b"
+RECOVERED_COLOR = "#1a9850"
+RESTART_COLOR = "#636363"
+
+
+def draw_faults(ax: Axes, plot: ResiliencePlot | None, latency_axis: bool = False) -> None:
+    """Draw ``plot``'s markers on ``ax``; each kind is labelled once, for the legend."""
+    if plot is None:
+        return
+    labelled: set[str] = set()
+
+    def label(name: str) -> str:
+        if name in labelled:
+            return "_" + name  # matplotlib leaves names starting with "_" out of the legend
+        labelled.add(name)
+        return name
+
+    for fault in plot.faults:
+        ax.axvline(fault.time_s, color=FAULT_COLOR, lw=1.6, zorder=3, label=label("fault"))
+        ax.text(
+            fault.time_s,
+            0.90,
+            " " + fault.label.split(" at ")[0],
+            transform=ax.get_xaxis_transform(),
+            ha="left",
+            va="top",
+            fontsize=8.5,
+            color=FAULT_COLOR,
+            clip_on=True,
+        )
+        if fault.error_window is not None:
+            start, end = fault.error_window
+            # A window of one failed request has no width; keep it visible as a thin band.
+            ax.axvspan(
+                start,
+                max(end, start + 0.2),
+                color=FAULT_COLOR,
+                alpha=0.15,
+                lw=0,
+                zorder=1,
+                label=label("error window"),
+            )
+        if fault.recovered_at_s is not None:
+            ax.axvline(
+                fault.recovered_at_s,
+                color=RECOVERED_COLOR,
+                ls=":",
+                lw=1.6,
+                zorder=3,
+                label=label("recovered"),
+            )
+        if latency_axis and fault.threshold_ms is not None:
+            end_s = fault.recovered_at_s if fault.recovered_at_s is not None else fault.end_s
+            ax.hlines(
+                fault.threshold_ms,
+                fault.time_s,
+                end_s if end_s is not None and end_s > fault.time_s else fault.time_s + 1.0,
+                colors=RECOVERED_COLOR,
+                linestyles="--",
+                lw=1.0,
+                zorder=3,
+                label=label("recovery threshold"),
+            )
+    for exited_s, ready_s in plot.restarts:
+        # Never ready again: the band runs to the end of the plot (set the x limits first).
+        ax.axvspan(
+            exited_s,
+            ready_s if ready_s is not None and ready_s > exited_s else ax.get_xlim()[1],
+            color=RESTART_COLOR,
+            alpha=0.2,
+            lw=0,
+            zorder=1,
+            label=label("server restarting"),
+        )
