@@ -1,6 +1,6 @@
 """Run the whole study with one command and print its table (markdown).
 
-    python scenarios/study/reproduce.py                 # compressed: about 75 minutes
+    python scenarios/study/reproduce.py                 # compressed: about 70 minutes
     python scenarios/study/reproduce.py --full          # the study's own rates: about 11 h
     python scenarios/study/reproduce.py --quick --size tiny   # a check of the set-up: ~6 min
 

@@ -183,11 +183,11 @@ class _AtPhaseStart:
 
 
 def _execute_on_ray(
-    server_url: str, tmp_path: Path, action: Callable[[ResultDir], object]
+    server_url: str, tmp_path: Path, action: Callable[[ResultDir], object], duration_s: int = 3
 ) -> tuple[dict[str, Any], Schedule, Path]:
-    """A 3-second run on two actors, through the runner as ``infbench run --ray`` does it."""
-    phases = """  phases:
-    - {name: steady, duration: 3s, arrival: {process: poisson, rate: 60}}
+    """A run on two actors, through the runner as ``infbench run --ray`` does it."""
+    phases = f"""  phases:
+    - {{name: steady, duration: {duration_s}s, arrival: {{process: poisson, rate: 60}}}}
 """
     loaded = load_scenario(_scenario(tmp_path, server_url, phases), ["client.engine=ray"])
     schedule = build_schedule(loaded.scenario.workload, tmp_path)
@@ -220,8 +220,10 @@ def test_an_interrupt_stops_every_actor_and_keeps_their_results(
     ray_session: None, server_url: str, tmp_path: Path
 ) -> None:
     """Ctrl-C (or SIGTERM) on the driver: each actor finalizes its share, as processes do."""
+    # 10 s of schedule and the interrupt 1 s in: on a loaded machine the stop request may take
+    # a while to reach the actors, and it must reach them before their schedule runs out.
     run, schedule, run_dir = _execute_on_ray(
-        server_url, tmp_path, lambda results: os.kill(os.getpid(), signal.SIGINT)
+        server_url, tmp_path, lambda results: os.kill(os.getpid(), signal.SIGINT), duration_s=10
     )
     (phase,) = run["phases"]
     assert run["status"] == "interrupted"

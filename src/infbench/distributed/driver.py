@@ -307,6 +307,9 @@ class _RayRun:
             for tally, plan in zip(tallies, share.phases, strict=True):
                 tally.dropped += plan.scheduled
         merged: EngineReport = merge_reports(wires, t0_ns, start_wall)
+        # Ctrl-C on the driver is an interrupted run even when the actors had already sent
+        # their last arrivals by the time the request to stop reached them.
+        merged.interrupted |= self.stopping
         return LoadResult(tallies, merged, self._generator(wires))
 
     def _actor_figures(self, k: int) -> dict[str, Any]:

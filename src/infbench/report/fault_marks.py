@@ -1,7 +1,7 @@
-"""Fault markers on the report's time plots (run.json's ``resilience`` section, DESIGN §9).
+"""Fault markers on the report's time plots, from run.json's ``resilience`` section.
 
-On every plot whose x axis is seconds since the run started: a red line where each fault was
-injected (named at the top), a red band over the error window, a green line where latency had
+On every plot whose x axis is seconds since the run started: a purple line where each fault was
+injected (named at the top), a purple band over the error window, a green line where latency had
 recovered, a grey band from each supervised restart to the server's readiness; on the latency
 plot also the recovery threshold (pre-fault p50 + 10 %) from the fault to the recovery. The
 reader then sees the effect of a fault where it happened instead of reading it off a table.
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["draw_faults"]
 
-FAULT_COLOR = "#b2182b"
+FAULT_COLOR = "#6a3d9a"  # purple: the latency p99 line is already red
 RECOVERED_COLOR = "#1a9850"
 RESTART_COLOR = "#636363"
 
