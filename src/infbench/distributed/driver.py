@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -191,6 +192,10 @@ class _RayRun:
         self.wires: dict[int, dict[str, Any]] = {}
         self.died: dict[int, str] = {}
         self.stopping = False
+        # Set by the SIGINT/SIGTERM handler that run_on_ray installs around collect(): Ray's
+        # blocking calls run Python's signal handlers themselves and may swallow the
+        # KeyboardInterrupt that the default handler raises, so a flag is what collect() reads.
+        self.stop_requested = threading.Event()
 
     def ready(self) -> None:
         errors = self.ray.exceptions
@@ -226,6 +231,8 @@ class _RayRun:
         deadline = time.monotonic() + self.schedule.total_duration_s + 2 * timeout + 60
         seconds, pending = _Seconds(self.schedule, self.hooks, self.n), list(self.refs)
         while pending:
+            if self.stop_requested.is_set():
+                self.interrupt()
             try:
                 done, pending = self.ray.wait(pending, num_returns=len(pending), timeout=0)
                 for ref in done:
@@ -388,7 +395,8 @@ def run_ray(
         threading.Thread(
             target=fire_phase_marks, args=(schedule, t0_ns, hooks, marks_stop), daemon=True
         ).start()
-        run.collect()
+        with _stop_on_signals(run.stop_requested, main):
+            run.collect()
         return run.merged(t0_ns, start_wall)
     finally:
         marks_stop.set()
@@ -398,3 +406,21 @@ def run_ray(
             run.close()
         if connected:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event, main: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` while the actors run (main thread only, as signals)."""
+    if not main:
+        yield
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
