@@ -2,7 +2,7 @@
 
     python scenarios/study/reproduce.py                 # compressed: about 70 minutes
     python scenarios/study/reproduce.py --full          # the study's own rates: about 11 h
-    python scenarios/study/reproduce.py --quick --size tiny   # a check of the set-up: ~6 min
+    python scenarios/study/reproduce.py --quick --size tiny   # a check of the set-up: ~8 min
 
 Steps, each an ordinary infbench command (printed as it starts, so any one can be rerun alone):
 
