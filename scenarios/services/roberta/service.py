@@ -17,10 +17,11 @@ The model is described in ``roberta_model.py``: seeded random weights of roberta
 Knobs, read at import time because decorator arguments are fixed then (BentoML reads threads
 and batching only from the decorators, never from BENTOML_CONFIG):
 
-    ROBERTA_MAX_BATCH_SIZE   most requests merged into one call (default 4: on a 2-core CPU
-                             a batch of 8 cost more per text than single texts, padding to
-                             the longest text wasting a third of the work); 1 turns adaptive
-                             batching off (BentoML refuses a batchable API of size 1)
+    ROBERTA_MAX_BATCH_SIZE   most requests merged into one call (default 4, batching being
+                             the study's configuration; on a 2-core CPU every size measured
+                             cost more per text than single texts, padding each batch to its
+                             longest text: docs/reproduction.md); 1 turns adaptive batching
+                             off (BentoML refuses a batchable API of size 1)
     ROBERTA_MAX_LATENCY_MS   the batcher's latency budget; beyond it BentoML answers 503
                              (default 10000: a CPU model must not shed load in a benchmark
                              that measures queueing)
