@@ -18,26 +18,16 @@ from infbench.scenario import BentomlTarget, Readiness
 from infbench.target.bentoml import BentomlHandle
 from infbench.target.factory import open_target
 from infbench.target.process import port_is_free
+from proctools import alive
 
 pytestmark = pytest.mark.e2e
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
-def live(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def workers_of(pids: list[int], service: str) -> int:
     count = 0
-    for pid in live(pids):
+    for pid in alive(pids):
         cmdline = psutil.Process(pid).cmdline()
         if "--service-name" in cmdline and service in cmdline:
             count += 1
@@ -75,7 +65,7 @@ def test_sentiment_with_two_workers_serves_is_observed_and_leaves_nothing(tmp_pa
     )  # requests per call, not items
     assert phase["rss_mb_max"] > 50 and phase["cpu_pct_max"] > 0
     assert (tmp_path / "m" / "steady-end.prom").read_text().startswith("# HELP")
-    assert live(pids) == [] and port_is_free(handle.port)
+    assert alive(pids) == [] and port_is_free(handle.port)
     assert home is not None and not home.exists()
     assert "Sentiment" in (tmp_path / "server.log").read_text()
 
