@@ -194,7 +194,7 @@ class Target:
                 "-e",
                 str(self.tmp / "error.log"),
             ]
-        return [sys.executable, "-m", "infbench.sink", "--port", str(self.port)]
+        return [sys.executable, "-m", "infbench.load.loopback_server", "--port", str(self.port)]
 
     def describe(self) -> str:
         if self.kind == "nginx":

@@ -1,5 +1,5 @@
 """`python -m infbench` is the same as the `infbench` command."""
 
-from .cli import main
+from infbench.cli import main
 
 main()

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from . import __version__
-from .errors import GateFailed, InfbenchError, Interrupted, InvalidRun
+from infbench import __version__
+from infbench.errors import GateFailed, InfbenchError, Interrupted, InvalidRun
 
 app = typer.Typer(
     name="infbench",
@@ -96,7 +96,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario: start the target, drive the load, write a result directory."""
-    from .run_command import run_scenario
+    from infbench.run.command import run_scenario
 
     overrides = (set_ or []) + (["client.engine=ray", f"client.ray.address={ray}"] if ray else [])
 
@@ -133,11 +133,11 @@ def run(
 @app.command()
 def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
     """Check a scenario file and preview each phase's request count and rate."""
-    from .arrivals import build_schedule
-    from .faults import check_faults
-    from .gate import parse_slo
-    from .scenario_source import load_scenario
-    from .units import format_duration
+    from infbench.analysis.gate import parse_slo
+    from infbench.scenario.source import load_scenario
+    from infbench.schedule.arrivals import build_schedule
+    from infbench.target.faults import check_faults
+    from infbench.units import format_duration
 
     try:
         loaded = load_scenario(scenario, set_ or [])
@@ -169,7 +169,7 @@ def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
 @app.command()
 def schema() -> None:
     """Print the scenario file's JSON schema (for editors and CI linting)."""
-    from .scenario import Scenario
+    from infbench.scenario.model import Scenario
 
     document: dict[str, Any] = Scenario.model_json_schema(by_alias=True)
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -200,7 +200,7 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 1,
 ) -> None:
     """Compare two result directories with statistics; exit 1 when a gate rule fails."""
-    from .compare_command import run_compare
+    from infbench.compare.command import run_compare
 
     try:
         run_compare(
@@ -224,7 +224,7 @@ def report(
     open_: Annotated[bool, typer.Option("--open", help="Open it in a web browser.")] = False,
 ) -> None:
     """Render a run's report.html again (one self-contained file, plots inline)."""
-    from .report.html import write_run_html
+    from infbench.report.html import write_run_html
 
     try:
         path = write_run_html(run_dir)
@@ -268,7 +268,7 @@ def calibrate(
     ] = None,
 ) -> None:
     """Measure this machine's load-generation capacity per sender; `run` warns above it."""
-    from .calibrate import run_calibration
+    from infbench.sweep.calibrate import run_calibration
 
     try:
         run_calibration(
@@ -293,7 +293,7 @@ def cleanup(
     ] = Path("results"),
 ) -> None:
     """Stop servers left running by an infbench that was killed (found by their pid files)."""
-    from .cleanup import clean_leftovers
+    from infbench.target.cleanup import clean_leftovers
 
     found = clean_leftovers(root)
     for leftover in found:
@@ -362,7 +362,7 @@ def sweep(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every run.")] = False,
 ) -> None:
     """Run a scenario at many rates or settings: a rate sweep, a capacity search, or a grid."""
-    from .sweep import SweepOptions, run_sweep
+    from infbench.sweep.command import SweepOptions, run_sweep
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -391,8 +391,8 @@ def sweep(
 
 
 def _duration_option(flag: str, text: str | None) -> float | None:
-    from .errors import UsageError
-    from .units import parse_duration
+    from infbench.errors import UsageError
+    from infbench.units import parse_duration
 
     if text is None:
         return None

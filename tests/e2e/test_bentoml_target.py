@@ -13,10 +13,10 @@ import psutil
 import pytest
 
 from infbench.errors import TargetError
-from infbench.observe import Observer
-from infbench.scenario import BentomlTarget, Readiness
+from infbench.scenario.model import BentomlTarget, Readiness
 from infbench.target.bentoml import BentomlHandle
 from infbench.target.factory import open_target
+from infbench.target.observe import Observer
 from infbench.target.process import port_is_free
 from proctools import alive
 

@@ -15,8 +15,8 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from infbench import run_command
 from infbench.cli import app
+from infbench.run import command as run_command
 from infbench.target.process import port_is_free
 from proctools import alive, wait_for
 

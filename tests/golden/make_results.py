@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from infbench.intervals import bucket_layout
-from infbench.recorder import IntervalLogWriter, PhaseTally, new_histogram
-from infbench.stats import PhaseInfo, phase_summary
+from infbench.analysis.stats import PhaseInfo, phase_summary
+from infbench.recorder.recorder import IntervalLogWriter, PhaseTally, new_histogram
+from infbench.results.hlog import bucket_layout
 
 HIGHEST_US = 25_000_000
 ENVIRONMENT = {

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from fakeserver import FakeServer
 from infbench.cli import app
-from infbench.sink import Sink
+from infbench.load.loopback_server import Sink
 
 
 def test_the_sink_answers_200_with_keep_alive_and_bodies() -> None:

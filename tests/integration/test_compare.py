@@ -24,8 +24,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from infbench.cli import app
-from infbench.compare import compare
-from infbench.compare_command import run_compare
+from infbench.compare.command import run_compare
+from infbench.compare.comparison import compare
 from infbench.errors import GateFailed
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -147,7 +147,7 @@ def test_usage_errors_exit_2(args: list[str], problem: str) -> None:
 
 
 def test_html_needs_the_report_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("infbench.compare_command.HTML_MODULE", "infbench.report.no_such_module")
+    monkeypatch.setattr("infbench.compare.command.HTML_MODULE", "infbench.report.no_such_module")
     code, output = cli(str(GOLDEN / "base"), str(GOLDEN / "cand"), "--html", "x.html")
     assert code == 2 and "--html needs the report module" in output
 

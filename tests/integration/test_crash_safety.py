@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fakeserver import FakeServer
-from infbench import results as results_module
 from infbench.cli import app
+from infbench.results import rundir as results_module
 from proctools import alive, wait_for
 
 PREFORK = str(Path(__file__).parents[1] / "servers" / "prefork.py")

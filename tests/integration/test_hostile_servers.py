@@ -18,11 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fakeserver import FakeServer
-from infbench.arrivals import build_schedule
 from infbench.cli import app
-from infbench.engine import EngineHooks
-from infbench.load import run_local
-from infbench.scenario_source import load_scenario
+from infbench.load.engine import EngineHooks
+from infbench.load.local import run_local
+from infbench.scenario.source import load_scenario
+from infbench.schedule.arrivals import build_schedule
 
 SENDERS = ("aiohttp", "httpx", "fast")
 TIMEOUT_S = 0.5
@@ -149,10 +149,10 @@ import sys, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from fakeserver import FakeServer
-from infbench.arrivals import build_schedule
-from infbench.engine import EngineHooks
-from infbench.load import run_local
-from infbench.scenario_source import load_scenario
+from infbench.schedule.arrivals import build_schedule
+from infbench.load.engine import EngineHooks
+from infbench.load.local import run_local
+from infbench.scenario.source import load_scenario
 with FakeServer(body_size=60 * 2**20) as server:
     path = Path(sys.argv[2])
     path.write_text(path.read_text().replace("URL", server.url))

@@ -12,10 +12,10 @@ from hdrh.log import HistogramLogReader
 from typer.testing import CliRunner
 
 from fakeserver import FakeServer
-from infbench.arrivals import build_schedule
 from infbench.cli import app
-from infbench.scenario import Workload
-from infbench.workers import slice_schedule
+from infbench.load.processes import slice_schedule
+from infbench.scenario.model import Workload
+from infbench.schedule.arrivals import build_schedule
 
 
 def test_slices_are_a_partition_of_the_schedule() -> None:

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from infbench.arrivals import Schedule, build_schedule
 from infbench.cli import app
-from infbench.compare import compare
-from infbench.results import ResultDir, new_run_dir
-from infbench.runner import execute
-from infbench.scenario_source import load_scenario
+from infbench.compare.comparison import compare
+from infbench.load.processes import slice_schedule
+from infbench.results.rundir import ResultDir, new_run_dir
+from infbench.run.measure import execute
+from infbench.scenario.source import load_scenario
+from infbench.schedule.arrivals import Schedule, build_schedule
 from infbench.target.base import TargetInfo
-from infbench.workers import slice_schedule
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 

@@ -22,12 +22,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from infbench.analysis.gate import COMPARE_METRICS
 from infbench.cli import app
-from infbench.compare import compare
+from infbench.compare.comparison import compare
 from infbench.errors import ResultFormatError
-from infbench.gate import COMPARE_METRICS
 from infbench.report.html import write_compare_html, write_run_html, write_run_html_quietly
-from infbench.results import SUMMARY_COLUMNS, load_run
+from infbench.results.rundir import SUMMARY_COLUMNS, load_run
 from report_run import make_run_dir
 
 runner = CliRunner()

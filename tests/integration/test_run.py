@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fakeserver import FakeServer
-from infbench.arrivals import build_schedule
 from infbench.cli import app
-from infbench.scenario_source import load_scenario
+from infbench.scenario.source import load_scenario
+from infbench.schedule.arrivals import build_schedule
 
 runner = CliRunner()
 PHASE_KEYS = {

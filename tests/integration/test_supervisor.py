@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from infbench.scenario import CommandTarget, Readiness
+from infbench.scenario.model import CommandTarget, Readiness
 from infbench.target.command import CommandHandle
 from infbench.target.process import port_is_free, stop_all_targets
 from proctools import alive, wait_for

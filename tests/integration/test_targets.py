@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from infbench.errors import InputError, ScenarioError, TargetError, UsageError
-from infbench.scenario import BentomlTarget, CommandTarget, Readiness, UrlTarget
+from infbench.scenario.model import BentomlTarget, CommandTarget, Readiness, UrlTarget
 from infbench.target.bentoml import BentomlHandle, bentoml_config, resolve_service
 from infbench.target.command import CommandHandle
 from infbench.target.factory import open_target
@@ -329,7 +329,7 @@ SIGNALLED = textwrap.dedent(
     """
     import signal, sys
     from pathlib import Path
-    from infbench.scenario import CommandTarget, Readiness
+    from infbench.scenario.model import CommandTarget, Readiness
     from infbench.target.command import CommandHandle
     from infbench.target.process import stop_all_targets
 

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infbench.arrivals import (
+from infbench.errors import InputError
+from infbench.scenario.model import ClosedArrival, GammaArrival, Workload
+from infbench.schedule.arrivals import (
     build_schedule,
     constant_offsets,
     gamma_offsets,
@@ -25,8 +27,6 @@ from infbench.arrivals import (
     think_sampler,
     trace_offsets,
 )
-from infbench.errors import InputError
-from infbench.scenario import ClosedArrival, GammaArrival, Workload
 
 
 def rng(seed: int = 7) -> np.random.Generator:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from infbench import calibrate
-from infbench.arrivals import build_schedule
-from infbench.calibrate import (
+from infbench.scenario.model import Scenario, Workload
+from infbench.schedule.arrivals import build_schedule
+from infbench.sweep import calibrate
+from infbench.sweep.calibrate import (
     CalibrationSettings,
     Level,
     calibration_path,
@@ -21,7 +22,6 @@ from infbench.calibrate import (
     search_capacity,
     warn_if_over_capacity,
 )
-from infbench.scenario import Scenario, Workload
 
 
 def _workload(*arrivals: dict[str, Any], warmup: Any = None) -> Workload:

@@ -11,20 +11,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from scipy.stats import mannwhitneyu
 
-from infbench.compare import CompareSettings, Comparison, Side, compare_sides
-from infbench.errors import ResultFormatError
-from infbench.intervals import (
-    BucketGrid,
-    MetricSeconds,
-    PhaseSeconds,
-    bucket_layout,
-    fold_tail,
-    pool,
-    read_interval_log,
-)
-from infbench.recorder import IntervalLogWriter, new_histogram
-from infbench.results import RunResult
-from infbench.stats import (
+from infbench.analysis.stats import (
     SecondsBootstrap,
     _u_cdf,
     block_length,
@@ -35,6 +22,19 @@ from infbench.stats import (
     shift_interval,
     weighted_percentiles,
 )
+from infbench.compare.comparison import CompareSettings, Comparison, Side, compare_sides
+from infbench.errors import ResultFormatError
+from infbench.recorder.recorder import IntervalLogWriter, new_histogram
+from infbench.results.hlog import (
+    BucketGrid,
+    MetricSeconds,
+    PhaseSeconds,
+    bucket_layout,
+    fold_tail,
+    pool,
+    read_interval_log,
+)
+from infbench.results.rundir import RunResult
 
 HIGHEST_US = 25_000_000
 LAYOUT = bucket_layout(1, HIGHEST_US, 3)

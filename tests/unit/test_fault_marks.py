@@ -5,8 +5,8 @@ from __future__ import annotations
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from infbench.analysis.resilience import FaultMarks, ResiliencePlot
 from infbench.report.fault_marks import FAULT_COLOR, RECOVERED_COLOR, draw_faults
-from infbench.resilience import FaultMarks, ResiliencePlot
 
 KILL = FaultMarks(
     label="kill_server at 12.0 s",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infbench.compare import CompareSettings, Comparison, MetricComparison
-from infbench.errors import ScenarioError, UsageError
-from infbench.gate import (
+from infbench.analysis.gate import (
     COMPARE_METRICS,
     CompareRule,
     check_comparison,
@@ -15,6 +13,8 @@ from infbench.gate import (
     parse_rule,
     parse_slo,
 )
+from infbench.compare.comparison import CompareSettings, Comparison, MetricComparison
+from infbench.errors import ScenarioError, UsageError
 
 # --- slo: on one run (unchanged behaviour the runner relies on) ----------------------------
 

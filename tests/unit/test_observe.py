@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infbench.observe import (
+from infbench.target.observe import (
     Observer,
     duration_quantiles_ms,
     histogram_quantile,

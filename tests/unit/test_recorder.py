@@ -9,9 +9,9 @@ from pathlib import Path
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from infbench.recorder import ROW_COLUMNS, Recorder
+from infbench.analysis.stats import PhaseInfo, phase_summary, validity
+from infbench.recorder.recorder import ROW_COLUMNS, Recorder
 from infbench.senders.base import Outcome
-from infbench.stats import PhaseInfo, phase_summary, validity
 
 MS = 1_000_000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infbench.redact import REDACTED, looks_secret, redact_argv, redact_url
+from infbench.scenario.secrets import REDACTED, looks_secret, redact_argv, redact_url
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from infbench.errors import InputError
-from infbench.requests import RequestFactory, encode_path
-from infbench.scenario import Dataset, Request
+from infbench.scenario.model import Dataset, Request
 from infbench.senders.base import PreparedRequest
+from infbench.workload.requests import RequestFactory, encode_path
 
 
 def factory(tmp_path: Path, seed: int = 7, **request: Any) -> RequestFactory:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from infbench.resilience import (
+from infbench.analysis.resilience import (
     Rows,
     analyse_fault,
     resilience_plot_data,

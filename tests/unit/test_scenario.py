@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from infbench.errors import ScenarioError
-from infbench.scenario import GammaArrival, RampArrival, Scenario, StepsArrival
-from infbench.scenario_source import load_scenario, parse_override
+from infbench.scenario.model import GammaArrival, RampArrival, Scenario, StepsArrival
+from infbench.scenario.source import load_scenario, parse_override
 from infbench.units import parse_duration, parse_rate
 
 BASE = """\

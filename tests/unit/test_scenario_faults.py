@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from infbench.arrivals import build_schedule
 from infbench.errors import ScenarioError, UsageError
-from infbench.faults import check_faults, first_measured_phase
-from infbench.scenario_source import load_scenario
+from infbench.scenario.source import load_scenario
+from infbench.schedule.arrivals import build_schedule
+from infbench.target.faults import check_faults, first_measured_phase
 
 BASE = """version: 1
 name: f

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from infbench.arrivals import build_schedule
+from infbench.analysis.gate import parse_slo
 from infbench.cli import app
 from infbench.errors import InfbenchError
-from infbench.gate import parse_slo
-from infbench.scenario_source import load_scenario
+from infbench.scenario.source import load_scenario
+from infbench.schedule.arrivals import build_schedule
 
 VALID: dict[str, Any] = {
     "version": 1,

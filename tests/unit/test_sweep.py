@@ -10,11 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infbench.errors import UsageError
-from infbench.intervals import BucketGrid, MetricSeconds, PhaseSeconds
-from infbench.scenario_source import load_scenario
-from infbench.sweep import Budget, SweepOptions, phase_override
-from infbench.sweep_search import (
+from infbench.analysis.search import (
     Estimate,
     LevelVerdict,
     SearchSettings,
@@ -25,6 +21,10 @@ from infbench.sweep_search import (
     parse_slo_text,
     search_max,
 )
+from infbench.errors import UsageError
+from infbench.results.hlog import BucketGrid, MetricSeconds, PhaseSeconds
+from infbench.scenario.source import load_scenario
+from infbench.sweep.command import Budget, SweepOptions, phase_override
 
 # --- rates -------------------------------------------------------------------------------------
 

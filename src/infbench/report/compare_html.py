@@ -17,10 +17,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..gate import COMPARE_METRICS
-from ..results import RunResult
-from .page import absent, facts, figure, page, table, write_atomically
-from .rundata import load_run_data
+from infbench.analysis.gate import COMPARE_METRICS
+from infbench.report.page import absent, facts, figure, page, table, write_atomically
+from infbench.report.rundata import load_run_data
+from infbench.results.rundir import RunResult
 
 __all__ = ["VerdictRow", "verdict_rows", "write_compare_html"]
 
@@ -152,7 +152,7 @@ def write_compare_html(
     comparison: object, base: RunResult, candidate: RunResult, out: Path
 ) -> Path:
     """Render the comparison page to ``out``; ResultFormatError when a run's files are damaged."""
-    from .compare_plots import compare_latency_over_time, compare_percentiles
+    from infbench.report.compare_plots import compare_latency_over_time, compare_percentiles
 
     base_data = load_run_data(base, with_rows=False)
     cand_data = load_run_data(candidate, with_rows=False)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .plots import (
+from infbench.report.plots import (
     Plot,
     encode,
     headroom,
@@ -17,7 +17,7 @@ from .plots import (
     shade_phases,
     style,
 )
-from .rundata import RunData
+from infbench.report.rundata import RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

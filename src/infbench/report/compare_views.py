@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..compare import Comparison, MetricComparison
-from ..gate import CompareRule, CompareRuleResult
+from infbench.analysis.gate import CompareRule, CompareRuleResult
+from infbench.compare.comparison import Comparison, MetricComparison
 
 __all__ = ["JSON_FORMAT_VERSION", "print_table", "to_json", "to_junit", "to_markdown"]
 

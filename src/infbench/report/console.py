@@ -11,8 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..gate import RuleResult
-from ..recorder import IntervalStats
+from infbench.analysis.gate import RuleResult
+from infbench.recorder.recorder import IntervalStats
 
 __all__ = ["LiveView", "phase_tables", "print_run"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..resilience import ResiliencePlot
+from infbench.analysis.resilience import ResiliencePlot
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..stats import LAG_LIMIT_FRACTION_OF_P50, LAG_LIMIT_MS
-from .plots import (
+from infbench.analysis.stats import LAG_LIMIT_FRACTION_OF_P50, LAG_LIMIT_MS
+from infbench.report.plots import (
     Plot,
     encode,
     headroom,
@@ -20,7 +20,7 @@ from .plots import (
     shade_phases,
     style,
 )
-from .rundata import FloatArray, RunData
+from infbench.report.rundata import FloatArray, RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

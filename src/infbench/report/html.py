@@ -12,11 +12,17 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..gate import LATENCY_METRICS
-from ..results import SERVER_COLUMNS, SUMMARY_COLUMNS, RunResult, load_run, summary_rows
-from .compare_html import write_compare_html
-from .page import absent, facts, figure, page, table, write_atomically
-from .rundata import load_run_data
+from infbench.analysis.gate import LATENCY_METRICS
+from infbench.report.compare_html import write_compare_html
+from infbench.report.page import absent, facts, figure, page, table, write_atomically
+from infbench.report.rundata import load_run_data
+from infbench.results.rundir import (
+    SERVER_COLUMNS,
+    SUMMARY_COLUMNS,
+    RunResult,
+    load_run,
+    summary_rows,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,7 +62,7 @@ def write_run_html(run_dir: Path, out: Path | None = None) -> Path:
 
     Raises ResultFormatError (exit 2) naming the file when the result directory is damaged.
     """
-    from .plots import run_plots
+    from infbench.report.plots import run_plots
 
     run = load_run(run_dir)
     data = load_run_data(run)

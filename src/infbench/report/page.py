@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
 
-from ..errors import UsageError
-from .plots import Plot
+from infbench.errors import UsageError
+from infbench.report.plots import Plot
 
 __all__ = ["absent", "facts", "figure", "page", "table", "write_atomically"]
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..resilience import resilience_plot_data
-from .fault_marks import draw_faults
-from .rundata import Distribution, FloatArray, PhaseWindow, RunData
+from infbench.analysis.resilience import resilience_plot_data
+from infbench.report.fault_marks import draw_faults
+from infbench.report.rundata import Distribution, FloatArray, PhaseWindow, RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -342,7 +342,7 @@ def errors_over_time(data: RunData) -> Plot | None:
 
 def run_plots(data: RunData) -> list[tuple[str, Plot | None, str]]:
     """Every plot of the run report in page order, with the note shown when one is absent."""
-    from .health_plots import lag_distribution, resources
+    from infbench.report.health_plots import lag_distribution, resources
 
     def why(file: str, otherwise: str) -> str:
         gone = file in data.missing

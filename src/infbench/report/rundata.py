@@ -23,9 +23,15 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ResultFormatError
-from ..intervals import BucketGrid, MetricSeconds, PhaseSeconds, read_interval_log, union_grid
-from ..results import TIMESERIES_COLUMNS, RunResult, load_run
+from infbench.errors import ResultFormatError
+from infbench.results.hlog import (
+    BucketGrid,
+    MetricSeconds,
+    PhaseSeconds,
+    read_interval_log,
+    union_grid,
+)
+from infbench.results.rundir import TIMESERIES_COLUMNS, RunResult, load_run
 
 __all__ = ["Distribution", "PhaseWindow", "RunData", "load_run_data", "percentile_values"]
 

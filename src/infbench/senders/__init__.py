@@ -9,26 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import UsageError
-from .base import Outcome, PreparedRequest, Sender, SenderOptions
+from infbench.errors import UsageError
+from infbench.senders.base import Outcome, PreparedRequest, Sender, SenderOptions
 
 __all__ = ["SENDERS", "Outcome", "PreparedRequest", "Sender", "SenderOptions", "make_sender"]
 
 
 def _aiohttp(options: SenderOptions) -> Sender:
-    from .aiohttp_sender import AiohttpSender
+    from infbench.senders.aiohttp_sender import AiohttpSender
 
     return AiohttpSender(options)
 
 
 def _httpx(options: SenderOptions) -> Sender:
-    from .httpx_sender import HttpxSender
+    from infbench.senders.httpx_sender import HttpxSender
 
     return HttpxSender(options)
 
 
 def _fast(options: SenderOptions) -> Sender:
-    from .fast_sender import FastSender
+    from infbench.senders.fast_sender import FastSender
 
     return FastSender(options)
 

@@ -19,9 +19,15 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from .. import __version__
-from ..errors import UsageError
-from .base import ErrorKind, Outcome, PreparedRequest, SenderOptions, classify_status
+from infbench import __version__
+from infbench.errors import UsageError
+from infbench.senders.base import (
+    ErrorKind,
+    Outcome,
+    PreparedRequest,
+    SenderOptions,
+    classify_status,
+)
 
 __all__ = ["AiohttpSender"]
 

@@ -19,9 +19,15 @@ from time import monotonic_ns
 
 import httpx
 
-from .. import __version__
-from ..errors import UsageError
-from .base import ErrorKind, Outcome, PreparedRequest, SenderOptions, classify_status
+from infbench import __version__
+from infbench.errors import UsageError
+from infbench.senders.base import (
+    ErrorKind,
+    Outcome,
+    PreparedRequest,
+    SenderOptions,
+    classify_status,
+)
 
 __all__ = ["HttpxSender"]
 

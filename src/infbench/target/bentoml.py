@@ -26,11 +26,11 @@ from typing import Any
 import psutil
 import yaml
 
-from ..errors import InputError, ScenarioError, TargetError
-from ..scenario import BentomlTarget
-from .base import TargetInfo
-from .process import LaunchedProcess, free_port, wait_until_ready
-from .supervise import Supervisor
+from infbench.errors import InputError, ScenarioError, TargetError
+from infbench.scenario.model import BentomlTarget
+from infbench.target.base import TargetInfo
+from infbench.target.process import LaunchedProcess, free_port, wait_until_ready
+from infbench.target.supervise import Supervisor
 
 __all__ = ["BentomlHandle", "ServiceRef", "bentoml_config", "resolve_service"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InputError
-from ..scenario import CommandTarget
-from .base import TargetInfo
-from .process import LaunchedProcess, free_port, wait_until_ready
-from .supervise import Supervisor
+from infbench.errors import InputError
+from infbench.scenario.model import CommandTarget
+from infbench.target.base import TargetInfo
+from infbench.target.process import LaunchedProcess, free_port, wait_until_ready
+from infbench.target.supervise import Supervisor
 
 __all__ = ["CommandHandle"]
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import UsageError
-from ..scenario import BentomlTarget, CommandTarget, Target, UrlTarget
-from .base import TargetHandle
-from .bentoml import BentomlHandle
-from .command import CommandHandle
-from .url import UrlHandle
+from infbench.errors import UsageError
+from infbench.scenario.model import BentomlTarget, CommandTarget, Target, UrlTarget
+from infbench.target.base import TargetHandle
+from infbench.target.bentoml import BentomlHandle
+from infbench.target.command import CommandHandle
+from infbench.target.url import UrlHandle
 
 __all__ = ["open_target"]
 

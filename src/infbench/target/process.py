@@ -35,9 +35,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from ..errors import TargetError
-from ..scenario import Readiness
-from .pidfile import write_pid_file
+from infbench.errors import TargetError
+from infbench.scenario.model import Readiness
+from infbench.target.pidfile import write_pid_file
 
 __all__ = [
     "FATAL_LOG_MARKERS",

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from ..errors import TargetError
-from ..scenario import RestartPolicy
-from .process import LaunchedProcess, register_closer
+from infbench.errors import TargetError
+from infbench.scenario.model import RestartPolicy
+from infbench.target.process import LaunchedProcess, register_closer
 
 __all__ = ["MAX_RESTARTS", "Restart", "Supervisor"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..scenario import UrlTarget
-from .base import TargetInfo
-from .process import wait_until_ready
+from infbench.scenario.model import UrlTarget
+from infbench.target.base import TargetInfo
+from infbench.target.process import wait_until_ready
 
 __all__ = ["UrlHandle"]
 

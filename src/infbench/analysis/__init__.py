@@ -1,0 +1,4 @@
+"""Figures from results: statistics, metric catalogue, SLO rules, resilience, capacity search.
+
+Reads result directories only; never renders.
+"""

@@ -1,0 +1,1 @@
+"""`infbench compare`: two result directories into a Comparison, its warnings and the gate."""

@@ -1,0 +1,115 @@
+"""Generating the load in this process: recorder, sender and engine for one schedule.
+
+``run_local`` is what a single-process run does, and what each process of a multi-process run
+(``workers.py``) does with its share of the schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from infbench.analysis.gate import LATENCY_METRICS, parse_slo
+from infbench.load.engine import Engine, EngineHooks, EngineReport, run_async
+from infbench.recorder.recorder import PhaseTally, Recorder
+from infbench.scenario.source import LoadedScenario
+from infbench.schedule.arrivals import Schedule
+from infbench.senders import make_sender
+from infbench.senders.base import SenderOptions
+from infbench.workload.requests import RequestFactory
+
+__all__ = ["LoadResult", "goodput_threshold_us", "highest_us", "run_local"]
+
+_PERCENTILE_ORDER = ("max", "p999", "p99", "p95", "p90", "mean", "p50")
+
+
+@dataclass
+class LoadResult:
+    tallies: list[PhaseTally]
+    report: EngineReport
+    generator: dict[str, Any] = field(default_factory=dict)
+
+
+def highest_us(timeout_s: float) -> int:
+    """Histogram ceiling: a request may wait a timeout for a connection and another to finish."""
+    return int((3 * timeout_s + 10) * 1e6)
+
+
+def goodput_threshold_us(slo: dict[str, Any]) -> int | None:
+    """A request counts toward goodput when it succeeded within the SLO's latency bound."""
+    rules = {rule.metric: rule for rule in parse_slo(slo)}
+    for metric in _PERCENTILE_ORDER:
+        if metric in rules and metric in LATENCY_METRICS:
+            return int(rules[metric].threshold * 1000)
+    return None
+
+
+def run_local(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    out_dir: Path,
+    base_url: str,
+    hooks: EngineHooks,
+    *,
+    t0_ns: int | None = None,
+    stride: tuple[int, int] = (0, 1),
+    seq_bases: list[int] | None = None,
+    rows_header: bool = True,
+) -> LoadResult:
+    """Run ``schedule`` from ``t0_ns`` (default: once the sender is open) and return what it
+    recorded."""
+    scenario = loaded.scenario
+    recorder = Recorder(
+        [plan.name for plan in schedule.phases],
+        highest_us(scenario.request.timeout),
+        out_dir,
+        goodput_threshold_us=goodput_threshold_us(scenario.slo),
+        rows_header=rows_header,
+    )
+    sender = make_sender(
+        scenario.client.sender,
+        SenderOptions(
+            base_url=base_url,
+            connections=scenario.client.connections,
+            timeout_s=scenario.request.timeout,
+            max_response_bytes=scenario.request.max_response_bytes,
+            http2=scenario.client.http2,
+            verify_tls=not scenario.client.insecure,
+        ),
+    )
+    requests = RequestFactory.from_scenario(
+        scenario.request, loaded.base_dir, scenario.workload.seed
+    )
+    engine = Engine(
+        schedule,
+        sender,
+        requests,
+        recorder,
+        connections=scenario.client.connections,
+        timeout_s=scenario.request.timeout,
+        t0_ns=t0_ns,
+        hooks=hooks,
+        stride=stride,
+        seq_bases=seq_bases,
+    )
+    me = psutil.Process()
+    cpu_before, wall_before = me.cpu_times(), time.monotonic()
+    try:
+        report: EngineReport = run_async(engine.run())
+    finally:
+        recorder.close()
+    wall = max(time.monotonic() - wall_before, 1e-9)
+    cpu_after = me.cpu_times()
+    cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    generator = {
+        "cpu_pct": round(100 * cpu_s / wall, 1),
+        "busy_cpu_pct": round(100 * max(cpu_s - report.spin_s, 0) / wall, 1),
+        "spin_s": round(report.spin_s, 3),
+        "rss_mb": round(me.memory_info().rss / 2**20, 1),
+        "processes": 1,
+    }
+    return LoadResult(recorder.tallies, report, generator)

@@ -1,0 +1,155 @@
+"""The Ray actor: one slice of the schedule, run as a local generator process runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from infbench.load.engine import EngineHooks
+from infbench.load.local import run_local
+from infbench.load.processes import tally_to_wire
+from infbench.recorder.recorder import IntervalStats
+from infbench.scenario.source import LoadedScenario
+from infbench.schedule.arrivals import Schedule
+
+__all__ = ["Generator"]
+
+_FILES = ("latency.hlog", "requests.csv.gz")
+
+
+class _Stopper:
+    """Stops the actor's engine when the driver asks (Ctrl-C on the driver's side).
+
+    The engine stops on SIGINT while it runs; outside that window SIGINT would raise
+    KeyboardInterrupt in the actor, so the signal is sent only once the first phase has
+    started (``arm``), and the actor ignores SIGINT around the engine for the edges.
+    """
+
+    def __init__(self, control: Any) -> None:
+        self._lock = threading.Lock()
+        self._armed = self._requested = self._sent = False
+        threading.Thread(target=self._wait, args=(control,), daemon=True).start()
+
+    def _wait(self, control: Any) -> None:
+        with contextlib.suppress(Exception):  # the queue goes away with the run
+            control.get()
+            self._set(requested=True)
+
+    def arm(self) -> None:
+        self._set(armed=True)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = False
+
+    def _set(self, *, armed: bool = False, requested: bool = False) -> None:
+        with self._lock:
+            self._armed |= armed
+            self._requested |= requested
+            if self._armed and self._requested and not self._sent:
+                self._sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """SIGINT outside the engine's window: the run is starting or ending anyway."""
+
+
+class Generator:
+    """One Ray actor: slice ``stride[0]`` of ``stride[1]`` of the schedule.
+
+    A plain class, wrapped with ``ray.remote`` by the driver, so importing this module never
+    imports Ray. The dataset travels as bytes, since the actor's host may not have the file.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedScenario,
+        share: Schedule,
+        seq_bases: list[int],
+        stride: tuple[int, int],
+        base_url: str,
+        dataset: bytes | None,
+    ) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="infbench-ray-"))
+        self.loaded = _with_local_dataset(loaded, self.tmp, dataset)
+        self.share, self.seq_bases, self.stride, self.base_url = share, seq_bases, stride, base_url
+
+    def node(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+
+    def clock(self) -> float:
+        return time.time()
+
+    def run(self, start_wall: float, feed: Any, control: Any) -> dict[str, Any]:
+        """Run from ``start_wall`` (this host's wall clock); return the wire and the files."""
+        t0_ns = time.monotonic_ns() + int((start_wall - time.time()) * 1e9)
+        late_ms = max(time.monotonic_ns() - t0_ns, 0) / 1e6
+        stopper, actor = _Stopper(control), self.stride[0]
+
+        def on_interval(stats: IntervalStats, in_flight: int, phase: str) -> None:
+            feed.put((actor, stats, in_flight))
+
+        def on_phase(name: str, edge: str) -> None:
+            stopper.arm()
+
+        previous = signal.signal(signal.SIGINT, _ignore)
+        # Ray workers block SIGINT (a Ctrl-C meant for the driver); unblocked in this thread
+        # only, the signal comes here and the engine stops on it.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        try:
+            result = run_local(
+                self.loaded,
+                self.share,
+                self.tmp,
+                self.base_url,
+                EngineHooks(on_interval=on_interval, on_phase=on_phase),
+                t0_ns=t0_ns,
+                stride=self.stride,
+                seq_bases=self.seq_bases,
+                rows_header=False,
+            )
+        finally:
+            stopper.disarm()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            signal.signal(signal.SIGINT, previous)
+        files = {name: (self.tmp / name).read_bytes() for name in _FILES}
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return {
+            "tallies": [tally_to_wire(t) for t in result.tallies],
+            "report": dataclasses.asdict(result.report),
+            "generator": {**result.generator, "start_late_ms": round(late_ms, 3)},
+            "files": files,
+        }
+
+
+def _with_local_dataset(loaded: LoadedScenario, tmp: Path, data: bytes | None) -> LoadedScenario:
+    dataset = loaded.scenario.request.dataset
+    if dataset is None or data is None:
+        return loaded
+    # Its own folder (a dataset may be called requests.csv.gz); the name keeps the suffix
+    # that its format is told from.
+    local = tmp / "dataset" / Path(dataset.path).name
+    local.parent.mkdir()
+    local.write_bytes(data)
+    request = loaded.scenario.request.model_copy(
+        update={"dataset": dataset.model_copy(update={"path": str(local)})}
+    )
+    scenario = loaded.scenario.model_copy(update={"request": request})
+    return dataclasses.replace(loaded, scenario=scenario)

@@ -1,0 +1,1 @@
+"""Recording: outcomes into HDR histograms, the interval log and raw rows."""

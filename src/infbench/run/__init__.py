@@ -1,0 +1,1 @@
+"""`infbench run`: the story of one run, one measured run, and repetitions."""

@@ -1,0 +1,120 @@
+"""``infbench run``: the whole story of one run, in the order of the DESIGN diagram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from infbench.analysis.gate import parse_slo
+from infbench.report.console import LiveView, print_run
+from infbench.report.html import write_run_html_quietly
+from infbench.report.resilience_view import print_resilience
+from infbench.results.rundir import ResultDir, free_space_warning, new_run_dir
+from infbench.run.measure import RunOutcome, execute
+from infbench.run.repeat import aggregate_repetitions
+from infbench.scenario.source import LoadedScenario, load_scenario
+from infbench.schedule.arrivals import Schedule, build_schedule
+from infbench.sweep.calibrate import warn_if_over_capacity
+from infbench.target.cleanup import clean_leftovers
+from infbench.target.factory import open_target
+from infbench.target.faults import check_faults
+from infbench.target.observe import Observer
+from infbench.target.pidfile import PID_FILE
+
+__all__ = ["run_scenario"]
+
+
+def run_scenario(
+    scenario_path: Path,
+    out_root: Path,
+    overrides: list[str],
+    url: str | None,
+    *,
+    live: bool,
+    console: Console,
+    repeat: int = 1,
+) -> RunOutcome:
+    """Load scenario, build schedule, start target, run engine, save results, render report."""
+    loaded = load_scenario(scenario_path, overrides)
+    parse_slo(loaded.scenario.slo)  # a bad SLO fails now, before any load is sent
+    schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
+    warn_if_over_capacity(loaded.scenario, schedule, console)
+    check_faults(loaded.scenario, schedule, url)
+    for leftover in clean_leftovers(out_root):  # servers of an infbench that was SIGKILLed
+        console.print(f"cleanup: {leftover.describe()}", style="yellow", markup=False)
+    run_dir = new_run_dir(out_root, loaded.scenario.name)
+    warnings = _disk_warnings(out_root, schedule, repeat, console)
+    if repeat == 1:
+        outcome = _measure(loaded, schedule, ResultDir(run_dir), url, live, console, warnings)
+    else:
+        outcome = _repeat(loaded, schedule, run_dir, url, live, console, repeat, warnings)
+    print_run(console, outcome.run, outcome.slo)
+    print_resilience(console, outcome.run)
+    write_run_html_quietly(run_dir, console)
+    return outcome
+
+
+def _measure(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    results: ResultDir,
+    url: str | None,
+    live: bool,
+    console: Console,
+    warnings: list[str],
+) -> RunOutcome:
+    """One run with a freshly started target, stopped again whatever happens."""
+    log, pid_file = results.file("server.log"), results.file(PID_FILE)
+    target = open_target(loaded.scenario.target, loaded.base_dir, log, url, pid_file)
+    try:
+        info = target.start()
+        snapshots = results.file("server_metrics")
+        snapshots.mkdir(exist_ok=True)
+        observer = Observer(target.process_pids, info.metrics_url, snapshots)
+        with LiveView(console, schedule.total_duration_s, enabled=live) as view:
+            supervisor = getattr(target, "supervisor", None)  # launched targets only
+            return execute(
+                loaded,
+                schedule,
+                results,
+                info,
+                observer,
+                view.update,
+                supervisor=supervisor,
+                warnings=warnings,
+            )
+    finally:
+        target.stop()
+
+
+def _repeat(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    run_dir: Path,
+    url: str | None,
+    live: bool,
+    console: Console,
+    repeat: int,
+    warnings: list[str],
+) -> RunOutcome:
+    """N independent runs (the target restarted for each) in run-1 .. run-N, then an aggregate."""
+    outcomes = []
+    for index in range(1, repeat + 1):
+        child = run_dir / f"run-{index}"
+        child.mkdir()
+        console.print(f"[bold]repetition {index}/{repeat}[/]")
+        outcome = _measure(loaded, schedule, ResultDir(child), url, live, console, warnings)
+        outcomes.append(outcome)
+        if outcome.interrupted:
+            break
+    return aggregate_repetitions(ResultDir(run_dir), [o.run for o in outcomes], loaded.scenario.slo)
+
+
+def _disk_warnings(root: Path, schedule: Schedule, repeat: int, console: Console) -> list[str]:
+    requests = repeat * sum(plan.scheduled for plan in schedule.phases)
+    warning = free_space_warning(root, requests)
+    if warning is None:
+        return []
+    console.print(f"warning: {warning}", style="yellow", markup=False)
+    return [warning]

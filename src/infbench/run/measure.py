@@ -1,0 +1,272 @@
+"""One measured run: recorder, sender, engine and observers wired together, then finalized.
+
+``execute`` is what ``infbench run`` calls once the scenario is loaded, the schedule built and
+the target ready. Whatever happens during the load — an interrupt, an exception — the result
+directory is finalized with a status, so nothing already recorded is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from infbench import __version__
+from infbench.analysis.gate import RuleResult, check_run, parse_slo
+from infbench.analysis.resilience import read_rows, resilience_section
+from infbench.analysis.stats import PhaseInfo, phase_summary, validity
+from infbench.errors import ResultFormatError
+from infbench.load.engine import EngineHooks, EngineReport
+from infbench.load.local import highest_us, run_local
+from infbench.load.processes import resolve_processes, run_processes
+from infbench.load.ray.driver import run_ray
+from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.results.rundir import ResultDir, capture_environment
+from infbench.scenario.secrets import redact_argv, redact_url
+from infbench.scenario.source import LoadedScenario
+from infbench.schedule.arrivals import Schedule
+from infbench.target.base import TargetInfo
+from infbench.target.faults import FaultInjector, first_measured_phase
+from infbench.target.supervise import Supervisor
+
+__all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_json"]
+
+
+class Observing(Protocol):
+    """What the runner needs of an observer (observe.Observer fits)."""
+
+    def start(self) -> None: ...
+    def phase_started(self, name: str) -> None: ...
+    def phase_ended(self, name: str) -> None: ...
+    def latest(self) -> dict[str, float | None]: ...
+    def stop(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: dict[str, Any]
+    slo: list[RuleResult]
+    interrupted: bool
+
+
+class _Hooks:
+    """Engine callbacks: one time-series row per second, live display, observer snapshots."""
+
+    def __init__(
+        self,
+        results: ResultDir,
+        observer: Observing | None,
+        display: Callable[[IntervalStats, int, str], None] | None,
+        injector: FaultInjector | None = None,
+    ) -> None:
+        self.results, self.observer, self.display = results, observer, display
+        self.injector = injector
+
+    def on_interval(self, stats: IntervalStats, in_flight: int, phase: str) -> None:
+        row: dict[str, Any] = {
+            "second": int(stats.start_s),
+            "phase": phase,
+            "offered": stats.offered,
+            "sent": stats.sent,
+            "completed": stats.completed,
+            "errors": stats.errors,
+            "in_flight": in_flight,
+            "latency_p50_ms": stats.latency_p50_ms,
+            "latency_p99_ms": stats.latency_p99_ms,
+        }
+        if self.observer is not None:
+            row.update(self.observer.latest())
+        self.results.append_timeseries(row)
+        if self.display is not None:
+            self.display(stats, in_flight, phase)
+
+    def on_phase(self, name: str, edge: str) -> None:
+        if self.injector is not None and edge == "start":
+            self.injector.phase_started(name)  # first: a slow scrape must not delay the faults
+        if self.observer is not None:
+            (self.observer.phase_started if edge == "start" else self.observer.phase_ended)(name)
+
+
+def _summaries(
+    schedule: Schedule, tallies: list[PhaseTally], report: EngineReport
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    phases, warmup = [], None
+    for plan, tally in zip(schedule.phases, tallies, strict=True):
+        start, end = report.phase_windows.get(plan.name, (0.0, 0.0))
+        ran = end - start if end > start else max((report.end_ns - report.t0_ns) / 1e9 - start, 0)
+        duration = plan.duration_s if plan.name in report.phase_windows else ran
+        summary = phase_summary(tally, PhaseInfo(plan.name, plan.process, duration, plan.scheduled))
+        if plan.warmup:
+            warmup = summary
+        elif plan.name in report.phase_windows or tally.completed or tally.dropped:
+            phases.append(summary)
+    return phases, warmup
+
+
+def slo_json(results: list[RuleResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "metric": r.rule.metric,
+            "threshold": r.rule.text,
+            "phase": r.phase,
+            "value": r.value,
+            "passed": r.passed,
+        }
+        for r in results
+    ]
+
+
+def _resilience(
+    results: ResultDir,
+    report: EngineReport,
+    injector: FaultInjector | None,
+    supervisor: Supervisor | None,
+) -> dict[str, Any] | None:
+    """run.json's ``resilience`` when faults were injected or the server exited during the run."""
+    restarts = [r.to_json(report.t0_ns) for r in supervisor.restarts] if supervisor else []
+    if injector is None and not restarts:
+        return None
+    faults = [event.to_json(report.t0_ns) for event in injector.events] if injector else []
+    try:
+        rows = read_rows(results.file("requests.csv.gz"))
+    except ResultFormatError as exc:  # never lose run.json over the analysis
+        return {"faults": faults, "restarts": restarts, "error": str(exc)}
+    end_s = (report.end_ns - report.t0_ns) / 1e9
+    return resilience_section(faults, restarts, rows, end_s, report.phase_windows)
+
+
+def _stored_scenario(loaded: LoadedScenario) -> dict[str, Any]:
+    """The stored scenario with a command target's secret flags redacted as well."""
+    stored = dict(loaded.stored)
+    target = stored.get("target")
+    if isinstance(target, dict) and isinstance(target.get("command"), list):
+        stored["target"] = {**target, "command": redact_argv(target["command"])}
+    if isinstance(target, dict) and isinstance(target.get("url"), str):
+        stored["target"] = {**stored["target"], "url": redact_url(target["url"])}
+    return stored
+
+
+def _target_json(target: TargetInfo) -> dict[str, Any]:
+    data = target.to_json()
+    if isinstance(data.get("command"), list):
+        data["command"] = redact_argv(data["command"])  # type: ignore[arg-type]
+    data["base_url"] = redact_url(target.base_url)
+    return data
+
+
+def execute(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    results: ResultDir,
+    target: TargetInfo,
+    observer: Observing | None = None,
+    display: Callable[[IntervalStats, int, str], None] | None = None,
+    *,
+    supervisor: Supervisor | None = None,
+    warnings: list[str] | None = None,
+) -> RunOutcome:
+    """Run the load (with the scenario's faults when a supervisor is given), then finalize."""
+    scenario = loaded.scenario
+    injector = None
+    if scenario.faults and supervisor is not None:
+        injector = FaultInjector(scenario.faults, supervisor, first_measured_phase(schedule))
+    hooks = _Hooks(results, observer, display, injector)
+    engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
+    processes = resolve_processes(scenario.client.processes)
+    if observer is not None:
+        observer.start()
+    if supervisor is not None:
+        supervisor.watch()
+    try:
+        if scenario.client.engine == "ray":
+            load = run_ray(
+                loaded, schedule, results.path, target.base_url, engine_hooks, scenario.client.ray
+            )
+        elif processes == 1:
+            load = run_local(loaded, schedule, results.path, target.base_url, engine_hooks)
+        else:
+            load = run_processes(
+                loaded, schedule, results.path, target.base_url, engine_hooks, processes
+            )
+    finally:
+        if injector is not None:
+            injector.stop()
+        if supervisor is not None:
+            supervisor.unwatch()
+        server = observer.stop() if observer is not None else None
+    report, generator = load.report, load.generator
+    start_epoch = report.start_epoch_s
+    phases, warmup = _summaries(schedule, load.tallies, report)
+    valid, reasons = validity(phases, generator["busy_cpu_pct"])
+    slo = check_run(parse_slo(scenario.slo), phases)
+    errors_by_kind: dict[str, int] = {}
+    for phase in phases:
+        for kind, count in phase["errors"].items():
+            errors_by_kind[kind] = errors_by_kind.get(kind, 0) + count
+        if phase["dropped"]:
+            errors_by_kind["dropped"] = errors_by_kind.get("dropped", 0) + phase["dropped"]
+    warnings = list(warnings or [])
+    warnings += generator.pop("warnings", [])  # a Ray run's: actors that died, clocks, URL
+    resilience = _resilience(results, report, injector, supervisor)
+    warnings += _resilience_warnings(resilience)
+    if scenario.client.insecure:
+        warnings.append("TLS certificate verification was off (client.insecure: true)")
+    if report.abandoned:
+        warnings.append(
+            f"{report.abandoned} requests were still in flight at the end and were abandoned"
+        )
+    if sum(p["out_of_range"] for p in phases):
+        warnings.append("some latencies exceeded the histogram range and were kept at its ceiling")
+    run = {
+        "format_version": 1,
+        "status": "interrupted" if report.interrupted else "complete",
+        "valid": valid,
+        "invalid_reasons": reasons,
+        "infbench_version": __version__,
+        "command": redact_argv(sys.argv),
+        "scenario": _stored_scenario(loaded),
+        "scenario_path": str(loaded.path),
+        "scenario_sha256": loaded.sha256,
+        "schedule_sha256": schedule.sha256,
+        "seed": scenario.workload.seed,
+        "environment": capture_environment(loaded.base_dir),
+        "target": _target_json(target),
+        "timings": {
+            "started_utc": datetime.fromtimestamp(start_epoch, timezone.utc).isoformat(),
+            "start_epoch_s": round(start_epoch, 3),
+            "duration_s": round((report.end_ns - report.t0_ns) / 1e9, 3),
+            "phase_windows_s": {k: list(v) for k, v in report.phase_windows.items()},
+        },
+        "phases": phases,
+        "warmup": warmup,
+        "errors_by_kind": errors_by_kind,
+        "server": server,
+        "generator": generator,
+        "slo": slo_json(slo),
+        "warnings": warnings,
+        "resilience": resilience,
+        "result_dir": str(results.path),
+        "pid": os.getpid(),
+    }
+    results.finalize(run)
+    return RunOutcome(run=run, slo=slo, interrupted=report.interrupted)
+
+
+def _resilience_warnings(section: dict[str, Any] | None) -> list[str]:
+    """Faults that could not be done, and server exits, said where every reader looks."""
+    if section is None:
+        return []
+    out = []
+    for fault in section["faults"]:
+        if fault.get("error"):
+            out.append(f"fault {fault['index']} ({fault['action']}): {fault['error']}")
+        elif fault.get("time_s") is None:
+            out.append(f"fault {fault['index']} ({fault['action']}) was not done: the run ended")
+    for restart in section["restarts"]:
+        if not restart["reason"].startswith("fault"):
+            then = "relaunched" if restart["relaunched"] else "not relaunched (restart: never)"
+            out.append(f"the server {restart['reason']} at {restart['time_s']:.1f} s; {then}")
+    return out

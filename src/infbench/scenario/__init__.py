@@ -1,0 +1,1 @@
+"""The scenario file: its validated model, how it is read (YAML, ${ENV}, --set), and its secrets."""

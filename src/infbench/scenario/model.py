@@ -1,0 +1,431 @@
+"""Scenario file v1: the validated description of one benchmark (DESIGN §3).
+
+The models are strict (unknown keys are errors, so a typo never silently falls back to a
+default). Loading — YAML with line numbers, ``${ENV}`` substitution and ``--set`` overrides —
+lives in ``scenario_source.py``; this module holds only the shape of a scenario.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import posixpath
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from infbench.scenario.faults import Fault, RestartPolicy
+from infbench.units import Duration, Rate
+
+__all__ = [
+    "Arrival",
+    "BentomlTarget",
+    "Client",
+    "ClosedArrival",
+    "CommandTarget",
+    "ConstantArrival",
+    "Dataset",
+    "Fault",
+    "GammaArrival",
+    "OnOffArrival",
+    "Phase",
+    "PoissonArrival",
+    "RampArrival",
+    "RaySettings",
+    "Readiness",
+    "Request",
+    "RestartPolicy",
+    "Scenario",
+    "StepsArrival",
+    "Target",
+    "TraceArrival",
+    "UrlTarget",
+    "Warmup",
+    "Workload",
+]
+
+MAX_REQUESTS_PER_PHASE = 100_000_000  # 800 MB of schedule: beyond it, a typo is likelier
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+PositiveRate = Annotated[Rate, Field(gt=0)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+
+def _inside_scenario_dir(path: str) -> str:
+    """A relative path may not climb out of the scenario's folder: ``../../etc/passwd`` tucked
+    into a shared scenario would be sent as request bodies. Reading outside it takes an
+    absolute (or ``~``) path, which shows the intent."""
+    if "\0" in path:
+        raise ValueError("the path contains a NUL byte")
+    if not path.startswith(("/", "~")) and posixpath.normpath(path).split("/")[0] == "..":
+        raise ValueError(
+            "a relative path may not leave the scenario file's folder; "
+            "write an absolute path to read a file elsewhere"
+        )
+    return path
+
+
+LocalPath = Annotated[str, AfterValidator(_inside_scenario_dir)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- arrival processes (DESIGN §4) -----------------------------------------------------------
+
+
+class ConstantArrival(_Model):
+    """Evenly spaced arrivals: offsets k/rate."""
+
+    process: Literal["constant"]
+    rate: PositiveRate
+
+    def mean_rate(self, duration_s: float) -> float:
+        return self.rate
+
+
+class PoissonArrival(_Model):
+    """Exponential gaps with mean 1/rate (steady traffic from many independent users)."""
+
+    process: Literal["poisson"]
+    rate: PositiveRate
+
+    def mean_rate(self, duration_s: float) -> float:
+        return self.rate
+
+
+class GammaArrival(_Model):
+    """Gamma gaps: same mean rate, burstiness set by the gaps' coefficient of variation.
+
+    ``cv`` > 1 is burstier than Poisson, < 1 smoother. ``shape`` k is the alternative
+    spelling used in papers: cv = 1/sqrt(k).
+    """
+
+    process: Literal["gamma"]
+    rate: PositiveRate
+    cv: Annotated[float, Field(gt=0)] | None = None
+    shape: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_cv_or_shape(self) -> GammaArrival:
+        if (self.cv is None) == (self.shape is None):
+            raise ValueError("give exactly one of `cv` or `shape` (cv = 1/sqrt(shape))")
+        return self
+
+    @property
+    def gap_cv(self) -> float:
+        return self.cv if self.cv is not None else float(self.shape or 1.0) ** -0.5
+
+    def mean_rate(self, duration_s: float) -> float:
+        return self.rate
+
+
+class OnOffArrival(_Model):
+    """Two-state modulated Poisson (MMPP-2): bursts at ``rate_on`` for ``on``, then ``rate_off``."""
+
+    process: Literal["onoff"]
+    rate_on: PositiveRate
+    rate_off: Rate = 0.0
+    on: PositiveDuration
+    off: PositiveDuration
+    spells: Literal["fixed", "exponential"] = "fixed"
+
+    def mean_rate(self, duration_s: float) -> float:
+        return (self.rate_on * self.on + self.rate_off * self.off) / (self.on + self.off)
+
+
+class RampArrival(_Model):
+    """Rate rising (or falling) linearly from ``from`` to ``to`` over the phase."""
+
+    process: Literal["ramp"]
+    from_: Annotated[Rate, Field(alias="from")]
+    to: Rate
+    shape: Literal["constant", "poisson"] = "poisson"
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> RampArrival:
+        if self.from_ == 0 and self.to == 0:
+            raise ValueError("`from` and `to` cannot both be 0")
+        return self
+
+    def mean_rate(self, duration_s: float) -> float:
+        return (self.from_ + self.to) / 2
+
+
+class StepsArrival(_Model):
+    """Piecewise-constant rate: ``rates[i]`` for ``step`` seconds each; the last one holds."""
+
+    process: Literal["steps"]
+    rates: Annotated[list[Rate], Field(min_length=1)]
+    step: PositiveDuration
+    shape: Literal["constant", "poisson"] = "poisson"
+
+    @model_validator(mode="after")
+    def _some_traffic(self) -> StepsArrival:
+        if not any(self.rates):
+            raise ValueError("every rate in `rates` is 0: the phase would send nothing")
+        return self
+
+    def mean_rate(self, duration_s: float) -> float:
+        total, t = 0.0, 0.0
+        for rate in self.rates:
+            span = min(self.step, max(duration_s - t, 0.0))
+            total, t = total + rate * span, t + self.step
+        if duration_s > t:
+            total += self.rates[-1] * (duration_s - t)
+        return total / duration_s if duration_s > 0 else 0.0
+
+
+class TraceArrival(_Model):
+    """Replay timestamps from a CSV or JSONL file; ``scale`` 2 stretches time to half the rate."""
+
+    process: Literal["trace"]
+    path: LocalPath
+    column: str = "timestamp"
+    unit: Literal["s", "ms", "us", "ns"] = "s"
+    scale: Annotated[float, Field(gt=0)] = 1.0
+
+    def mean_rate(self, duration_s: float) -> float:
+        return float("nan")  # known only once the file is read (see arrivals.trace_offsets)
+
+
+class ClosedArrival(_Model):
+    """Closed loop: ``concurrency`` workers, each sending after the previous reply plus think time.
+
+    ``think_cv`` 0 means a fixed think time, 1 an exponential one, other values gamma.
+    """
+
+    process: Literal["closed"]
+    concurrency: Annotated[int, Field(ge=1, le=100_000)]
+    think: Duration = 0.0
+    think_cv: Annotated[float, Field(ge=0)] = 0.0
+
+    def mean_rate(self, duration_s: float) -> float:
+        return float("nan")  # depends on the server's latency
+
+
+Arrival = Annotated[
+    ConstantArrival
+    | PoissonArrival
+    | GammaArrival
+    | OnOffArrival
+    | RampArrival
+    | StepsArrival
+    | TraceArrival
+    | ClosedArrival,
+    Field(discriminator="process"),
+]
+
+
+class Phase(_Model):
+    name: Name
+    duration: PositiveDuration | None = None
+    arrival: Arrival
+    max_requests: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _duration_known(self) -> Phase:
+        if self.duration is None and not isinstance(self.arrival, StepsArrival | TraceArrival):
+            raise ValueError("`duration` is required (e.g. duration: 30s)")
+        duration = self.duration_s or 0.0
+        expected = self.arrival.mean_rate(duration) * duration
+        if expected > MAX_REQUESTS_PER_PHASE:  # NaN (closed loop, trace) compares False
+            raise ValueError(
+                f"this phase schedules about {expected:,.0f} requests; the limit is "
+                f"{MAX_REQUESTS_PER_PHASE:,} per phase (check the rate and duration units)"
+            )
+        return self
+
+    @property
+    def duration_s(self) -> float | None:
+        """Declared duration; steps default to len(rates)*step, traces to their own span."""
+        if self.duration is not None:
+            return self.duration
+        if isinstance(self.arrival, StepsArrival):
+            return len(self.arrival.rates) * self.arrival.step
+        return None
+
+
+class Warmup(_Model):
+    """Traffic sent before the measured phases, recorded apart and excluded from the summary.
+
+    Without ``arrival`` the warm-up repeats the first phase's process at its mean rate.
+    """
+
+    duration: PositiveDuration
+    arrival: Arrival | None = None
+
+
+class Workload(_Model):
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
+    warmup: Warmup | None = None
+    phases: Annotated[list[Phase], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("warmup"), str | int | float):
+            if data["warmup"] in (0, "0", "0s"):
+                return {**data, "warmup": None}
+            return {**data, "warmup": {"duration": data["warmup"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Workload:
+        names = [phase.name for phase in self.phases]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"phase names must be unique; repeated: {', '.join(duplicates)}")
+        if "warmup" in names:
+            raise ValueError("`warmup` is reserved for the warm-up phase; rename the phase")
+        return self
+
+
+# --- target ------------------------------------------------------------------------------------
+
+
+class Readiness(_Model):
+    path: str = "/readyz"
+    timeout: PositiveDuration = 120.0
+    interval: PositiveDuration = 0.05
+    probe_timeout: PositiveDuration = 0.5
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+
+
+class BentomlTarget(_Model):
+    kind: Literal["bentoml"]
+    service: str = Field(
+        description="MODULE:Class as `bentoml serve` takes it, relative to the file"
+    )
+    workers: Annotated[int, Field(ge=1)] | Literal["cpu_count"] = 1
+    config: dict[str, Any] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    ready: Readiness = Readiness()
+    metrics_path: str = "/metrics"
+    restart: RestartPolicy = "never"
+
+
+class UrlTarget(_Model):
+    kind: Literal["url"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    ready: Readiness | None = None
+    metrics_path: str | None = None
+
+
+class CommandTarget(_Model):
+    kind: Literal["command"]
+    command: Annotated[list[str], Field(min_length=1)]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    ready: Readiness = Readiness(path="/")
+    metrics_path: str | None = None
+    restart: RestartPolicy = "never"
+
+
+Target = Annotated[BentomlTarget | UrlTarget | CommandTarget, Field(discriminator="kind")]
+
+
+# --- request and client --------------------------------------------------------------------------
+
+
+class Dataset(_Model):
+    """Rows that fill ``{{field}}`` placeholders: JSONL objects, CSV rows, or lines of text."""
+
+    path: LocalPath
+    order: Literal["random", "sequential"] = "random"
+    format: Literal["auto", "jsonl", "csv", "text"] = "auto"
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+
+class Request(_Model):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "POST"
+    path: str = "/"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    dataset: Dataset | None = None
+    timeout: PositiveDuration = 30.0
+    max_response_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _path_is_relative(self) -> Request:
+        if not self.path.startswith("/"):
+            raise ValueError("`path` must start with / (the target's URL gives scheme and host)")
+        return self
+
+
+class RaySettings(_Model):
+    """Where the Ray generators run: an existing cluster (``auto``, ``ray://host:10001``) or,
+    without an address, a Ray instance started on this machine for the run."""
+
+    address: str | None = None
+    actors: Annotated[int, Field(ge=1, le=4096)] | None = None  # default: one per node
+    num_cpus: Annotated[float, Field(gt=0)] = 1.0  # reserved per actor
+
+
+class Client(_Model):
+    sender: Literal["aiohttp", "httpx", "fast"] = "aiohttp"
+    connections: Annotated[int, Field(ge=1, le=100_000)] = 64
+    http2: bool = False
+    processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+    insecure: bool = False  # skip TLS certificate verification (recorded as a warning)
+    engine: Literal["local", "ray"] = "local"
+    ray: RaySettings = RaySettings()
+
+    @model_validator(mode="after")
+    def _ray_installed(self) -> Client:
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError(
+                "`engine: ray` needs Ray, which is not installed: pip install 'infbench[ray]'"
+            )
+        return self
+
+
+# --- the scenario -------------------------------------------------------------------------------
+
+
+class Scenario(_Model):
+    version: Literal[1]
+    name: Name
+    description: str | None = None
+    target: Target
+    request: Request = Request()
+    client: Client = Client()
+    workload: Workload
+    slo: dict[str, str | float | int] = Field(default_factory=dict)
+    faults: list[Fault] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        if self.client.http2 and self.client.sender != "httpx":
+            raise ValueError("client.http2 needs `client.sender: httpx`")
+        url = getattr(self.target, "url", "")
+        if self.client.sender == "fast" and url.startswith("https://"):
+            raise ValueError(
+                "client.sender: fast speaks plain HTTP/1.1 and target.url is https; "
+                "use client.sender: aiohttp for TLS"
+            )
+        if self.faults and isinstance(self.target, UrlTarget):
+            raise ValueError(
+                "faults need a server infbench launches (target.kind bentoml or command); "
+                "a server attached by URL is never signalled"
+            )
+        measured = self.measured_duration_s
+        for index, fault in enumerate(self.faults):
+            if measured is not None and fault.end_s >= measured:
+                raise ValueError(
+                    f"faults[{index}] ends at {fault.end_s:g}s, past the measured phases' "
+                    f"{measured:g}s (`at` counts from the start of the first measured phase)"
+                )
+        return self
+
+    @property
+    def measured_duration_s(self) -> float | None:
+        """Sum of the measured phases' durations; None while a trace phase's length is unknown."""
+        durations = [phase.duration_s for phase in self.workload.phases]
+        return None if None in durations else sum(d or 0.0 for d in durations)
+
+
+def is_name(value: str) -> bool:
+    return re.match(NAME_PATTERN, value) is not None

@@ -1,0 +1,277 @@
+"""Views of a sweep: console lines and tables, ``sweep.json``, ``summary.md`` and the plot of
+latency against offered load. They read the sweep document and nothing else."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from infbench.analysis.gate import COMPARE_METRICS, Rule
+
+if TYPE_CHECKING:
+    from infbench.analysis.search import LevelVerdict, SearchResult
+    from infbench.compare.comparison import Comparison
+
+__all__ = [
+    "PLOT_FILE",
+    "grid_rows",
+    "markdown",
+    "print_grid",
+    "print_levels",
+    "print_result",
+    "result_json",
+    "result_text",
+    "verdict_json",
+    "write_outputs",
+]
+
+PLOT_FILE = "latency-vs-load.png"
+GRID_METRICS = ("p50", "p99", "achieved_rps", "error_rate")
+_LATENCY_RULES = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+_LEVEL_COLUMNS = ("rate/s", "achieved/s", "p50 ms", "p99 ms", "errors", "valid")
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{value * 100:.2f}%"
+
+
+def _level_cells(level: dict[str, Any]) -> list[str]:
+    return [
+        f"{level['rate']:.4g}" if level.get("rate") is not None else "–",
+        _num(level.get("achieved_rps"), 2),
+        _num(level.get("p50_ms")),
+        _num(level.get("p99_ms")),
+        _pct(level.get("error_rate")),
+        "yes" if level.get("valid") else "NO",
+    ]
+
+
+def _interval(estimate: dict[str, Any]) -> str:
+    low, high = estimate["ci95"]
+    if low is None or high is None:
+        return f"{estimate['metric']} ?"  # too few values beyond the percentile to tell
+    if estimate["metric"] == "error_rate":
+        return f"errors {low * 100:.3g}–{high * 100:.3g}%"
+    return f"{estimate['metric']} {low:.4g}–{high:.4g}ms"
+
+
+def _verdict_text(level: dict[str, Any]) -> str:
+    """``pass ×2  p99 41.2–52.0ms errors 0–0.9%``; a ``?`` marks an uncertain verdict."""
+    verdict = level.get("verdict")
+    if not verdict:
+        return ""
+    text = ("pass" if verdict["passed"] else "FAIL") + ("" if verdict["confident"] else "?")
+    intervals = " ".join(_interval(e) for e in verdict["estimates"])
+    return f"{text} ×{len(level.get('runs', []))}  {intervals}"
+
+
+def print_levels(
+    console: Console, levels: list[dict[str, Any]], header: bool, rules: list[Rule] | None = None
+) -> None:
+    """One fixed-width line per level as it finishes (a table would wait for the last)."""
+    widths = (9, 11, 10, 10, 8, 6)
+    if header:
+        names = [*_LEVEL_COLUMNS, "verdict ×runs, 95% CI"] if rules else list(_LEVEL_COLUMNS)
+        console.print(
+            "  ".join(n.rjust(w) for n, w in zip(names, (*widths, 0), strict=False)),
+            style="bold",
+            highlight=False,
+        )
+    for level in levels:
+        cells = [c.rjust(w) for c, w in zip(_level_cells(level), widths, strict=True)]
+        console.print("  ".join([*cells, _verdict_text(level)]).rstrip(), highlight=False)
+
+
+def grid_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """The compared figures of a grid point against the first, per phase."""
+    rows = []
+    for row in comparison.rows:
+        if row.metric in GRID_METRICS:
+            rows.append(
+                {
+                    "phase": row.phase,
+                    "metric": row.metric,
+                    "base": row.base,
+                    "cand": row.cand,
+                    "change": row.change,
+                    "ci95": list(row.ci) if row.ci else None,
+                    "p_value": row.p_value,
+                    "verdict": row.verdict,
+                }
+            )
+    return rows
+
+
+def _grid_cell(row: dict[str, Any]) -> str:
+    spec = COMPARE_METRICS[row["metric"]]
+    return f"{spec.format(row['cand'])} {spec.format_change(row['change'])} {row['verdict']}"
+
+
+def _grid_cells(point: dict[str, Any], level: dict[str, Any]) -> list[str]:
+    """The point's figures; beside them, for points after the first, change and verdict."""
+    compared = {r["metric"]: r for r in point.get("comparison", []) if r["phase"] == level["phase"]}
+    own = {"p50": _num(level["p50_ms"]) + "ms", "p99": _num(level["p99_ms"]) + "ms",
+           "achieved_rps": _num(level["achieved_rps"], 2) + "/s",
+           "error_rate": _pct(level["error_rate"])}  # fmt: skip
+    return [_grid_cell(compared[m]) if m in compared else own[m] for m in GRID_METRICS]
+
+
+def print_grid(console: Console, points: list[dict[str, Any]]) -> None:
+    if not points:
+        return
+    for point in points:
+        console.print(f"point {point['point']}: {point['label']}", highlight=False)
+    table = Table(title="grid: each point against point 1", title_justify="left")
+    for column in ("point", "phase", *GRID_METRICS):
+        table.add_column(column, justify="right" if column in GRID_METRICS else "left")
+    for point in points:
+        for level in point["phases"]:
+            table.add_row(str(point["point"]), level["phase"], *_grid_cells(point, level))
+    console.print(table)
+    console.print("verdicts: better / worse / ~ (no significant change beyond noise)", style="dim")
+
+
+def result_text(doc: dict[str, Any]) -> str | None:
+    """The find-max answer in one sentence: the capacity interval and how sure it is."""
+    result = doc.get("result")
+    if not result:
+        return None
+    low, high = result["interval"]
+    slo = ", ".join(f"{r['metric']} ≤ {r['threshold']}" for r in doc.get("slo", []))
+    if low is None:
+        text = f"no tested rate met the SLO ({slo}); the lowest failing was {_num(high, 3)}/s"
+    elif high is None:
+        text = f"every tested rate met the SLO ({slo}); capacity is at least {_num(low, 3)}/s"
+    else:
+        text = (
+            f"highest rate meeting the SLO ({slo}): {_num(low, 3)} req/s; first failing "
+            f"{_num(high, 3)} req/s; the capacity lies in [{_num(low, 3)}, {_num(high, 3)}) req/s"
+        )
+    sure = "" if result["confident"] else " (a bounding level stayed uncertain)"
+    return f"{text}{sure}; {doc.get('runs', 0)} runs, {result['stopped']}"
+
+
+def print_result(console: Console, doc: dict[str, Any]) -> None:
+    text = result_text(doc)
+    if text is None:
+        return
+    console.print(text, style="bold", highlight=False)
+    invalid = [f"{lv['rate']:.4g}" for lv in doc.get("levels", []) if not lv.get("valid")]
+    if invalid:
+        console.print(
+            f"[yellow]warning:[/] the runs at {', '.join(invalid)} req/s were invalid (the "
+            "generator fell behind); their latencies include its own delay"
+        )
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [f"# sweep ({doc['mode']}) of {doc['scenario_name']}", ""]
+    levels = doc.get("levels") or []
+    if levels:
+        extra = ["verdict"] if doc["mode"] == "find-max" else []
+        lines += ["| " + " | ".join([*_LEVEL_COLUMNS, *extra]) + " |",
+                  "|" + "---|" * (len(_LEVEL_COLUMNS) + len(extra))]  # fmt: skip
+        for level in sorted(levels, key=lambda lv: lv["rate"]):
+            cells = _level_cells(level) + ([_verdict_text(level)] if extra else [])
+            lines.append("| " + " | ".join(cells) + " |")
+    points = doc.get("points") or []
+    if points:
+        lines += ["| point | settings | phase | " + " | ".join(GRID_METRICS) + " |",
+                  "|" + "---|" * (3 + len(GRID_METRICS))]  # fmt: skip
+    for point in points:
+        for level in point["phases"]:
+            cells = [point["point"], point["label"], level["phase"], *_grid_cells(point, level)]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    answer = result_text(doc)
+    if answer is not None:
+        lines += ["", answer]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(directory: Path, doc: dict[str, Any]) -> str | None:
+    levels = doc.get("levels") or []
+    levels = sorted((lv for lv in levels if lv.get("rate")), key=lambda lv: lv["rate"])
+    if not levels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    rates = [lv["rate"] for lv in levels]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, style in (("p50_ms", "o-"), ("p90_ms", "s--"), ("p99_ms", "^-")):
+        values = [lv.get(key) or math.nan for lv in levels]
+        left.plot(rates, values, style, label=key.removesuffix("_ms"))
+    for rule in doc.get("slo", []):
+        if rule["metric"] in _LATENCY_RULES:
+            left.axhline(rule["value"], color="gray", linestyle=":", label=f"SLO {rule['metric']}")
+    bad = [lv for lv in levels if not lv.get("valid")]
+    if bad:
+        left.plot([lv["rate"] for lv in bad], [lv.get("p99_ms") or math.nan for lv in bad],
+                  "x", color="red", markersize=10, label="invalid run")  # fmt: skip
+    result = doc.get("result") or {}
+    if result.get("max_rate") and result.get("first_failing_rate"):
+        left.axvspan(result["max_rate"], result["first_failing_rate"], color="orange", alpha=0.25,
+                     label="capacity interval")  # fmt: skip
+    left.set(xlabel="offered load (req/s)", ylabel="latency from intended send (ms)",
+             yscale="log", title="latency against offered load")  # fmt: skip
+    left.legend()
+    right.plot(rates, [lv.get("achieved_rps") or math.nan for lv in levels], "o-", label="achieved")
+    right.plot(rates, rates, ":", color="gray", label="offered")
+    if rates[-1] >= 8 * rates[0]:  # a geometric sweep reads best on a log axis
+        for axis in (left, right):
+            axis.set_xscale("log")
+    right.set(xlabel="offered load (req/s)", ylabel="req/s", title="throughput")
+    right.legend()
+    for axis in (left, right):
+        axis.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(directory / PLOT_FILE, dpi=110)
+    plt.close(fig)
+    return PLOT_FILE
+
+
+def verdict_json(verdict: LevelVerdict) -> dict[str, Any]:
+    return {
+        "passed": verdict.passed,
+        "confident": verdict.confident,
+        "reason": verdict.reason,
+        "estimates": [
+            {"metric": e.metric, "value": e.value, "ci95": [e.low, e.high]}
+            for e in verdict.estimates
+        ],
+    }
+
+
+def result_json(result: SearchResult) -> dict[str, Any]:
+    return {
+        "max_rate": result.last_pass,
+        "first_failing_rate": result.first_fail,
+        "interval": [result.last_pass, result.first_fail],
+        "confident": result.confident,
+        "stopped": result.stopped,
+    }
+
+
+def write_outputs(directory: Path, doc: dict[str, Any]) -> None:
+    """sweep.json (atomically, so a reader never sees half), summary.md and the plot."""
+    plot = _plot(directory, doc)
+    if plot:
+        doc["plot"] = plot
+    (directory / "summary.md").write_text(markdown(doc), encoding="utf-8")
+    partial = directory / "sweep.json.partial"
+    partial.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(partial, directory / "sweep.json")

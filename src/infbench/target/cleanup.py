@@ -1,0 +1,109 @@
+"""Stop servers left behind by an infbench that was killed (SIGKILL, OOM killer, power cut).
+
+Every launched server keeps ``target.pid`` in its result directory (``target/pidfile.py``) and
+removes it when stopped. A file whose infbench is gone names servers nobody will stop: the
+next ``infbench run`` and ``infbench cleanup`` stop them, whole trees, and say so. A file
+whose infbench still runs (another run sharing the results root) is left alone, and a pid is
+only ever signalled while its create time matches the file's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from infbench.target.pidfile import PID_FILE, PidFile, read_pid_file
+
+__all__ = ["Leftover", "clean_leftovers", "find_pid_files"]
+
+TERM_WAIT_S = 5.0
+
+
+@dataclass
+class Leftover:
+    """One pid file found, and what was done about it."""
+
+    pid_file: Path
+    owner_pid: int | None
+    stopped: list[int] = field(default_factory=list)
+    skipped: str | None = None  # why nothing was done
+
+    @property
+    def run_dir(self) -> Path:
+        return self.pid_file.parent
+
+    def describe(self) -> str:
+        if self.skipped:
+            return f"{self.run_dir}: left alone, {self.skipped}"
+        if not self.stopped:
+            return f"{self.run_dir}: removed a stale pid file (its servers had already exited)"
+        pids = ", ".join(map(str, self.stopped))
+        return (
+            f"{self.run_dir}: stopped {len(self.stopped)} server process(es) left running by "
+            f"infbench pid {self.owner_pid} that was killed: {pids}"
+        )
+
+
+def find_pid_files(root: Path) -> list[Path]:
+    """``<root>/<run>/target.pid`` and ``<root>/<run>/run-N/target.pid`` (``--repeat``)."""
+    if not root.is_dir():
+        return []
+    found = [*root.glob(f"*/{PID_FILE}"), *root.glob(f"*/*/{PID_FILE}")]
+    return sorted(p for p in found if p.is_file())
+
+
+def _owner_running(pid_file: PidFile) -> bool:
+    owner = pid_file.owner
+    return owner is not None and owner.process() is not None
+
+
+def _trees(roots: list[psutil.Process]) -> list[psutil.Process]:
+    """The listed processes and all their descendants now, each once."""
+    seen: dict[int, psutil.Process] = {}
+    for proc in roots:
+        seen.setdefault(proc.pid, proc)
+        with contextlib.suppress(psutil.Error):
+            for child in proc.children(recursive=True):
+                seen.setdefault(child.pid, child)
+    return list(seen.values())
+
+
+def stop_trees(roots: list[psutil.Process]) -> list[int]:
+    """SIGTERM every process of the trees, wait, then SIGKILL what is left; returns the pids."""
+    procs = _trees(roots)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.resume()  # killed during a `pause` fault: a stopped process ignores SIGTERM
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=TERM_WAIT_S)
+    alive = _trees(alive)  # a supervisor may have spawned workers meanwhile
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=2.0)
+    return sorted(proc.pid for proc in procs)
+
+
+def _clean(path: Path) -> Leftover | None:
+    pid_file = read_pid_file(path)
+    if pid_file is None:
+        return Leftover(path, None, skipped="the pid file is unreadable or of another version")
+    owner_pid = pid_file.owner.pid if pid_file.owner else None
+    if owner_pid == os.getpid() or _owner_running(pid_file):
+        return None  # a run in progress (this one, or another infbench): its servers are in use
+    live = [proc for proc in (p.process() for p in pid_file.processes) if proc is not None]
+    leftover = Leftover(path, owner_pid)
+    if live:
+        leftover.stopped = stop_trees(live)
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return leftover
+
+
+def clean_leftovers(root: Path) -> list[Leftover]:
+    """Act on every pid file under ``root`` whose infbench is gone; runs in progress are skipped."""
+    return [found for path in find_pid_files(root) if (found := _clean(path)) is not None]

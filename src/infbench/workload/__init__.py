@@ -1,0 +1,1 @@
+"""What each request carries: templates and datasets rendered into prepared requests."""

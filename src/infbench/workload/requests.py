@@ -1,0 +1,264 @@
+"""Request templates + payload datasets -> concrete requests (DESIGN §3).
+
+Everything costly happens once, in ``RequestFactory.from_scenario``: the dataset is read, every
+row is rendered into a ``PreparedRequest`` (placeholders filled, body encoded, headers final),
+and ``request(seq)`` is then an index into that list. The engine calls it once per arrival,
+tens of thousands of times a second, so it must not parse, format or allocate.
+
+Which row request ``seq`` uses is a pure function of (seed, order, seq): the same scenario
+sends the same payloads in the same order, whichever process sends request ``seq``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import numpy as np
+
+from infbench.errors import InputError
+from infbench.scenario.model import Dataset, Request
+from infbench.senders.base import PreparedRequest
+
+__all__ = ["RequestFactory", "encode_path", "load_rows"]
+
+Row = Mapping[str, Any]
+Order = Literal["random", "sequential"]
+
+# `{{ field }}`; the name is anything but braces, so CSV headers with spaces work too.
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+# Characters that may stand literally in a request target (RFC 3986 reserved + unreserved);
+# "%" is kept so a path the user already encoded is not encoded twice.
+_PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
+_CHUNK = 8192  # random-order indices drawn per batch: amortises the generator's call cost
+_STREAM = 0x1F_DA7A  # mixed into the seed so row sampling never shares a stream with arrivals
+_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
+
+
+class RequestFactory:
+    """Hands out the concrete request for each arrival number ``seq``.
+
+    ``random`` order samples rows with replacement from a generator seeded by (seed, chunk),
+    so any ``seq`` can be reproduced without replaying the ones before it. ``sequential``
+    cycles through the rows in file order.
+    """
+
+    def __init__(
+        self, rendered: Sequence[PreparedRequest], order: Order = "sequential", seed: int = 0
+    ) -> None:
+        if not rendered:
+            raise ValueError("a RequestFactory needs at least one request")
+        self._rendered = list(rendered)
+        self._n = len(self._rendered)
+        # One distinct request has nothing to shuffle: take the cheap path.
+        self._sequential = order == "sequential" or self._n == 1
+        self.order: Order = order
+        self.seed = seed
+        self._chunk: list[PreparedRequest] = []
+        self._chunk_start = 0
+
+    @classmethod
+    def from_scenario(cls, request: Request, base_dir: Path, seed: int) -> RequestFactory:
+        """Read the dataset (if any) and pre-render one request per row."""
+        if request.dataset is None:
+            return cls([_render(request, {}, None, 0)])
+        dataset = request.dataset
+        source = _dataset_path(dataset, base_dir)
+        rows = load_rows(dataset, base_dir)
+        rendered = [_render(request, row, source, i) for i, row in enumerate(rows)]
+        return cls(rendered, dataset.order, seed)
+
+    def __len__(self) -> int:
+        """Number of distinct pre-rendered requests (dataset rows, or 1)."""
+        return self._n
+
+    def request(self, seq: int) -> PreparedRequest:
+        if self._sequential:
+            return self._rendered[seq % self._n]
+        offset = seq - self._chunk_start
+        if 0 <= offset < len(self._chunk):
+            return self._chunk[offset]
+        return self._load_chunk(seq)
+
+    def _load_chunk(self, seq: int) -> PreparedRequest:
+        index = seq // _CHUNK
+        rng = np.random.default_rng([self.seed, _STREAM, index])
+        picks = rng.integers(0, self._n, size=_CHUNK).tolist()
+        rendered = self._rendered
+        self._chunk = [rendered[i] for i in picks]
+        self._chunk_start = index * _CHUNK
+        return self._chunk[seq - self._chunk_start]
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def load_rows(dataset: Dataset, base_dir: Path) -> list[dict[str, Any]]:
+    """The dataset's rows (at most ``limit``) as dicts; CSV values stay strings."""
+    path = _dataset_path(dataset, base_dir)
+    fmt = dataset.format if dataset.format != "auto" else _detect_format(path)
+    if not path.is_file():
+        raise InputError(
+            f"dataset not found: {path}",
+            hint="request.dataset.path is relative to the scenario file's folder",
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as stream:
+            readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "text": _text_rows}
+            rows = list(islice(readers[fmt](stream, path), dataset.limit))
+    except (UnicodeDecodeError, OSError, csv.Error) as exc:
+        raise InputError(f"cannot read dataset {path}: {exc}") from exc
+    if not rows:
+        raise InputError(f"dataset {path} has no rows", hint="give a file with at least one row")
+    return rows
+
+
+def _dataset_path(dataset: Dataset, base_dir: Path) -> Path:
+    return base_dir / Path(dataset.path).expanduser()
+
+
+def _detect_format(path: Path) -> str:
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    fmt = _FORMATS.get(Path(name).suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the format of dataset {path} from its suffix",
+            hint="name it .jsonl, .ndjson, .csv or .txt, or set request.dataset.format",
+        )
+    return fmt
+
+
+def _jsonl_rows(stream: io.TextIOBase, path: Path) -> Iterator[dict[str, Any]]:
+    for lineno, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise InputError(
+                f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}",
+                hint='wrap the value, e.g. {"text": ...}, or use a .txt dataset',
+            )
+        yield row
+
+
+def _csv_rows(stream: io.TextIOBase, path: Path) -> Iterator[dict[str, Any]]:
+    # Extra cells land under the key None; they have no column name to be addressed by.
+    for row in csv.DictReader(stream):
+        yield {k: v for k, v in row.items() if k is not None}
+
+
+def _text_rows(stream: io.TextIOBase, path: Path) -> Iterator[dict[str, Any]]:
+    for line in stream:
+        text = line.rstrip("\r\n")
+        if text:
+            yield {"text": text}
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+class _MissingField(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _render(request: Request, row: Row, source: Path | None, index: int) -> PreparedRequest:
+    where = "request.path"
+    try:
+        path = encode_path(_fill_path(request.path, row))
+        where = "request.headers"
+        headers = [(name, _fill_text(value, row)) for name, value in request.headers.items()]
+        where = "request.body"
+        body, content_type = _encode_body(_fill(request.body, row))
+    except _MissingField as exc:
+        raise _missing_field_error(where, exc.field, row, source, index) from None
+    if content_type and not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("Content-Type", content_type))
+    return PreparedRequest(request.method, path, tuple(headers), body)
+
+
+def _missing_field_error(
+    where: str, field: str, row: Row, source: Path | None, index: int
+) -> InputError:
+    if source is None:
+        return InputError(
+            f"{where} uses the placeholder {{{{{field}}}}} but the request has no dataset",
+            hint="add request.dataset with a file that has this field, or remove the placeholder",
+        )
+    available = ", ".join(map(str, row)) or "(none)"
+    return InputError(
+        f"{where} uses the placeholder {{{{{field}}}}}, but row {index + 1} of {source} "
+        f"has no field {field!r}; available fields: {available}",
+        hint="fix the placeholder's name or add the field to every row",
+    )
+
+
+def _fill(value: Any, row: Row) -> Any:
+    """Fill placeholders recursively; a string that is exactly one placeholder takes the
+    row's value with its JSON type, so ``"{{n}}"`` can become the number 3."""
+    if isinstance(value, str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole:
+            return _lookup(row, whole.group(1))
+        return _fill_text(value, row)
+    if isinstance(value, dict):
+        return {key: _fill(item, row) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, row) for item in value]
+    return value
+
+
+def _fill_text(text: str, row: Row) -> str:
+    if "{{" not in text:
+        return text
+    return _PLACEHOLDER.sub(lambda m: _as_text(_lookup(row, m.group(1))), text)
+
+
+def _fill_path(text: str, row: Row) -> str:
+    # Row values are data, not syntax: encode everything but "/" so a value holding "?" or
+    # "&" cannot change the query string. The literal template is left as the user wrote it.
+    if "{{" not in text:
+        return text
+    return _PLACEHOLDER.sub(lambda m: quote(_as_text(_lookup(row, m.group(1))), safe="/"), text)
+
+
+def _lookup(row: Row, field: str) -> Any:
+    try:
+        return row[field]
+    except KeyError:
+        raise _MissingField(field) from None
+
+
+def _as_text(value: Any) -> str:
+    # Non-strings are written as JSON (true, null, 1.5), the notation of the body they sit in.
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _encode_body(body: Any) -> tuple[bytes | None, str | None]:
+    if body is None:
+        return None, None
+    if isinstance(body, str):
+        return body.encode(), "text/plain; charset=utf-8"
+    if isinstance(body, bytes):
+        return body, "application/octet-stream"
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return data.encode(), "application/json"
+
+
+def encode_path(path: str) -> str:
+    """Percent-encode what may not stand literally in a request target (spaces, non-ASCII),
+    leaving existing escapes alone: a ``PreparedRequest.path`` is ready for the wire."""
+    return quote(path, safe=_PATH_SAFE)
