@@ -133,7 +133,7 @@ def run(
 @app.command()
 def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
     """Check a scenario file and preview each phase's request count and rate."""
-    from infbench.analysis.gate import parse_slo
+    from infbench.analysis.slo import parse_slo
     from infbench.scenario.source import load_scenario
     from infbench.schedule.arrivals import build_schedule
     from infbench.target.faults import check_faults

@@ -8,13 +8,14 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-__all__ = ["Duration", "Rate", "format_duration", "parse_duration", "parse_rate"]
+__all__ = ["Duration", "Rate", "format_duration", "parse_duration", "parse_percent", "parse_rate"]
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "m": 1 / 60, "min": 1 / 60, "h": 1 / 3600}
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 _DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*(ns|us|µs|ms|s|m|h)\s*$")
 _RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?:/\s*(s|sec|m|min|h))?\s*$")
+_PERCENT_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+)\s*%\s*$")
 
 
 def parse_duration(value: object) -> float:
@@ -45,6 +46,13 @@ def parse_rate(value: object) -> float:
     if not math.isfinite(rate) or rate < 0:
         raise ValueError("expected a finite rate >= 0")
     return rate
+
+
+def parse_percent(value: object) -> float | None:
+    """A fraction from ``5%``, ``+10%`` or ``-0.5%``; None when ``value`` is not a percentage."""
+    if isinstance(value, str) and (match := _PERCENT_RE.match(value)):
+        return float(match.group(1)) / 100.0
+    return None
 
 
 def format_duration(seconds: float) -> str:

@@ -21,7 +21,8 @@ import pytest
 from fakeserver import FakeServer
 from infbench.errors import UsageError
 from infbench.senders import fast_sender, make_sender
-from infbench.senders.base import Outcome, PreparedRequest, SenderOptions
+from infbench.senders.base import SenderOptions
+from infbench.wire import Outcome, PreparedRequest
 
 GET = PreparedRequest("GET", "/x")
 OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

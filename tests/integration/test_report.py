@@ -22,7 +22,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from infbench.analysis.gate import COMPARE_METRICS
+from infbench.analysis.metrics import COMPARE_METRICS
 from infbench.cli import app
 from infbench.compare.comparison import compare
 from infbench.errors import ResultFormatError

@@ -15,7 +15,8 @@ import pytest
 from fakeserver import FakeServer, free_port
 from infbench.errors import UsageError
 from infbench.senders import make_sender
-from infbench.senders.base import Outcome, PreparedRequest, SenderOptions
+from infbench.senders.base import SenderOptions
+from infbench.wire import Outcome, PreparedRequest
 
 SENDERS = ["aiohttp", "httpx", "fast"]
 GET = PreparedRequest("GET", "/x")

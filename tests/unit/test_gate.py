@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from infbench.analysis.gate import (
-    COMPARE_METRICS,
-    CompareRule,
-    check_comparison,
-    check_run,
-    parse_gate_file,
-    parse_rule,
-    parse_slo,
-)
+from infbench.analysis.metrics import COMPARE_METRICS
+from infbench.analysis.slo import check_run, parse_slo
 from infbench.compare.comparison import CompareSettings, Comparison, MetricComparison
+from infbench.compare.gate import CompareRule, check_comparison, parse_gate_file, parse_rule
 from infbench.errors import ScenarioError, UsageError
 
 # --- slo: on one run (unchanged behaviour the runner relies on) ----------------------------

@@ -11,7 +11,7 @@ from hdrh.log import HistogramLogReader
 
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.recorder import ROW_COLUMNS, Recorder
-from infbench.senders.base import Outcome
+from infbench.wire import Outcome
 
 MS = 1_000_000
 

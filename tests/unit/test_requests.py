@@ -12,7 +12,7 @@ import pytest
 
 from infbench.errors import InputError
 from infbench.scenario.model import Dataset, Request
-from infbench.senders.base import PreparedRequest
+from infbench.wire import PreparedRequest
 from infbench.workload.requests import RequestFactory, encode_path
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from infbench.analysis.gate import parse_slo
+from infbench.analysis.slo import parse_slo
 from infbench.cli import app
 from infbench.errors import InfbenchError
 from infbench.scenario.source import load_scenario

@@ -22,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from infbench.analysis.gate import HIGHER_IS_BETTER, METRIC_PATHS, Rule, parse_slo
+from infbench.analysis.metrics import HIGHER_IS_BETTER, METRIC_PATHS
+from infbench.analysis.slo import Rule, parse_slo
 from infbench.analysis.stats import SecondsBootstrap, bootstrap_interval
 from infbench.errors import InfbenchError, UsageError
 from infbench.results.hlog import PhaseSeconds

@@ -15,7 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
-from infbench.analysis.gate import (
+from infbench.compare.comparison import CompareSettings, Comparison, compare
+from infbench.compare.gate import (
     CompareRule,
     CompareRuleResult,
     GateConfig,
@@ -23,7 +24,6 @@ from infbench.analysis.gate import (
     parse_gate_file,
     parse_rule,
 )
-from infbench.compare.comparison import CompareSettings, Comparison, compare
 from infbench.errors import GateFailed, UsageError
 from infbench.report.compare_views import print_table, to_json, to_junit, to_markdown
 from infbench.results.rundir import load_run

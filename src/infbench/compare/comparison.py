@@ -20,14 +20,14 @@ from typing import Literal
 
 import numpy as np
 
-from infbench.analysis.gate import (
+from infbench.analysis.metrics import (
     COMPARE_METRICS,
     SERVER_METRICS,
     MetricSpec,
     metric_value,
-    parse_slo,
     server_value,
 )
+from infbench.analysis.slo import parse_slo
 from infbench.analysis.stats import (
     FloatArray,
     SecondsBootstrap,

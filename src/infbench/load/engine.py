@@ -25,7 +25,8 @@ import numpy as np
 
 from infbench.recorder.recorder import IntervalSnapshot, IntervalStats, Recorder
 from infbench.schedule.arrivals import PhasePlan, Schedule, think_sampler
-from infbench.senders.base import PreparedRequest, Sender
+from infbench.senders.base import Sender
+from infbench.wire import PreparedRequest
 
 __all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "sequence_bases"]
 

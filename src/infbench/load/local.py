@@ -13,7 +13,8 @@ from typing import Any
 
 import psutil
 
-from infbench.analysis.gate import LATENCY_METRICS, parse_slo
+from infbench.analysis.metrics import LATENCY_METRICS
+from infbench.analysis.slo import parse_slo
 from infbench.load.engine import Engine, EngineHooks, EngineReport, run_async
 from infbench.recorder.recorder import PhaseTally, Recorder
 from infbench.scenario.source import LoadedScenario

@@ -20,7 +20,7 @@ from typing import IO
 
 from hdrh.histogram import HdrHistogram
 
-from infbench.senders.base import Outcome
+from infbench.wire import Outcome
 
 __all__ = [
     "METRICS",

@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from infbench.analysis.gate import COMPARE_METRICS
+from infbench.analysis.metrics import COMPARE_METRICS
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.rundata import load_run_data
 from infbench.results.rundir import RunResult

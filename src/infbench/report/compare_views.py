@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from infbench.analysis.gate import CompareRule, CompareRuleResult
 from infbench.compare.comparison import Comparison, MetricComparison
+from infbench.compare.gate import CompareRule, CompareRuleResult
 
 __all__ = ["JSON_FORMAT_VERSION", "print_table", "to_json", "to_junit", "to_markdown"]
 

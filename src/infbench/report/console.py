@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from infbench.analysis.gate import RuleResult
+from infbench.analysis.slo import RuleResult
 from infbench.recorder.recorder import IntervalStats
 
 __all__ = ["LiveView", "phase_tables", "print_run"]

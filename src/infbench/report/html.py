@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infbench.analysis.gate import LATENCY_METRICS
+from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.report.compare_html import write_compare_html
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.rundata import load_run_data

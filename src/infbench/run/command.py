@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from infbench.analysis.gate import parse_slo
+from infbench.analysis.slo import parse_slo
 from infbench.report.console import LiveView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience

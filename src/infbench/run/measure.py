@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from infbench import __version__
-from infbench.analysis.gate import RuleResult, check_run, parse_slo
 from infbench.analysis.resilience import read_rows, resilience_section
+from infbench.analysis.slo import RuleResult, check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.errors import ResultFormatError
 from infbench.load.engine import EngineHooks, EngineReport

@@ -15,7 +15,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from infbench.analysis.gate import check_run, parse_slo
+from infbench.analysis.slo import check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, phase_summary
 from infbench.errors import ResultFormatError
 from infbench.recorder.recorder import METRICS, PhaseTally, new_histogram

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from infbench.errors import UsageError
-from infbench.senders.base import Outcome, PreparedRequest, Sender, SenderOptions
+from infbench.senders.base import Sender, SenderOptions
 
-__all__ = ["SENDERS", "Outcome", "PreparedRequest", "Sender", "SenderOptions", "make_sender"]
+__all__ = ["SENDERS", "make_sender"]
 
 
 def _aiohttp(options: SenderOptions) -> Sender:

@@ -19,15 +19,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from infbench import __version__
-from infbench.errors import UsageError
-from infbench.senders.base import (
-    ErrorKind,
-    Outcome,
-    PreparedRequest,
-    SenderOptions,
-    classify_status,
-)
+from infbench.senders.base import USER_AGENT, SenderOptions, TooLarge, check_base_url, has_body
+from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["AiohttpSender"]
 
@@ -35,12 +28,6 @@ _PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
 _URL_CACHE_MAX = 65_536  # distinct paths remembered; beyond that URLs are built per request
 _READ_CHUNK = 256 * 1024
 _READ_WHOLE_MAX = 1024 * 1024
-
-
-class _TooLarge(Exception):
-    def __init__(self, bytes_in: int) -> None:
-        super().__init__(bytes_in)
-        self.bytes_in = bytes_in
 
 
 class AiohttpSender:
@@ -64,7 +51,7 @@ class AiohttpSender:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=options.timeout_s),
-            headers={"User-Agent": f"infbench/{__version__}"},
+            headers={"User-Agent": USER_AGENT},
             skip_auto_headers=("Accept-Encoding",),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -96,7 +83,7 @@ class AiohttpSender:
                 status = response.status
                 bytes_in = await self._read(response)
                 done_ns = monotonic_ns()
-        except _TooLarge as exc:
+        except TooLarge as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
@@ -107,9 +94,9 @@ class AiohttpSender:
         cap = self._cap
         length = response.content_length
         if length is not None:
-            if length > cap and _has_body(response.method, response.status):
+            if length > cap and has_body(response.method, response.status):
                 response.close()
-                raise _TooLarge(0)
+                raise TooLarge(0)
             if length <= _READ_WHOLE_MAX:
                 # The parser stops at Content-Length, so this read is bounded: the fast path.
                 return len(await response.read())
@@ -121,7 +108,7 @@ class AiohttpSender:
             total += len(chunk)
             if total > cap:
                 response.close()  # drops the connection rather than draining it
-                raise _TooLarge(total)
+                raise TooLarge(total)
         return total
 
     def _url(self, path: str) -> URL:
@@ -133,22 +120,9 @@ class AiohttpSender:
         return url
 
 
-def _has_body(method: str, status: int) -> bool:
-    # HEAD and 304 answers declare the length of a body they never send.
-    return method != "HEAD" and status != 304
-
-
 def _base_url(base_url: str) -> str:
-    try:
-        url = URL(base_url)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"target URL {base_url!r} is not a valid URL: {exc}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError(
-            f"target URL {base_url!r} must be http:// or https:// with a host",
-            hint="e.g. http://127.0.0.1:3000",
-        )
-    return str(url).rstrip("/")
+    check_base_url(base_url)
+    return str(URL(base_url)).rstrip("/")
 
 
 def _classify(exc: BaseException) -> ErrorKind:

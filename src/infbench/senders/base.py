@@ -1,63 +1,24 @@
-"""The Sender seam: what the engine asks of an HTTP client, and what it gets back.
+"""The Sender seam: what the engine asks of an HTTP client, and what every client shares.
 
 The engine stamps ``intended`` and ``sent``; a sender stamps ``first_byte`` and ``done`` with
-``time.monotonic_ns()`` and classifies how the request ended. All senders classify failures
-with the same names (DESIGN §5), so results do not depend on which client was used.
+``time.monotonic_ns()`` and classifies how the request ended (the kinds of ``wire.py``). The
+checks every sender makes alike live here: the base URL, the response-size cap, which answers
+carry a body, and the User-Agent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import SplitResult, urlsplit
 
-__all__ = [
-    "ERROR_KINDS",
-    "ErrorKind",
-    "Outcome",
-    "PreparedRequest",
-    "Sender",
-    "SenderOptions",
-    "classify_status",
-]
+from infbench import __version__
+from infbench.errors import UsageError
+from infbench.wire import Outcome, PreparedRequest
 
-ErrorKind = Literal[
-    "timeout", "connect", "reset", "protocol", "http_4xx", "http_5xx", "too_large", "dropped"
-]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "timeout",
-    "connect",
-    "reset",
-    "protocol",
-    "http_4xx",
-    "http_5xx",
-    "too_large",
-    "dropped",
-)
+__all__ = ["USER_AGENT", "Sender", "SenderOptions", "TooLarge", "check_base_url", "has_body"]
 
-
-@dataclass(frozen=True, slots=True)
-class PreparedRequest:
-    """One concrete request; ``path`` is appended to the target's base URL."""
-
-    method: str
-    path: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How one request ended. ``status`` is 0 when no response arrived."""
-
-    done_ns: int
-    first_byte_ns: int = 0
-    status: int = 0
-    error: ErrorKind | None = None
-    bytes_in: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+USER_AGENT = f"infbench/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +29,6 @@ class SenderOptions:
     max_response_bytes: int = 64 * 1024 * 1024
     http2: bool = False
     verify_tls: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Sender(Protocol):
@@ -84,10 +44,29 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
 
-def classify_status(status: int) -> ErrorKind | None:
-    """HTTP status to error kind: 4xx and 5xx are failures, everything else succeeded."""
-    if 400 <= status < 500:
-        return "http_4xx"
-    if status >= 500:
-        return "http_5xx"
-    return None
+class TooLarge(Exception):
+    """A response passed ``max_response_bytes``; ``bytes_in`` is what had been read by then."""
+
+    def __init__(self, bytes_in: int) -> None:
+        super().__init__(bytes_in)
+        self.bytes_in = bytes_in
+
+
+def has_body(method: str, status: int) -> bool:
+    """HEAD and 304 answers declare the length of a body they never send."""
+    return method != "HEAD" and status != 304
+
+
+def check_base_url(base_url: str) -> SplitResult:
+    """The parts of an http:// or https:// URL with a host; a UsageError naming it otherwise."""
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # a malformed port raises only when read
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"target URL {base_url!r} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"target URL {base_url!r} must be http:// or https:// with a host",
+            hint="e.g. http://127.0.0.1:3000",
+        )
+    return parts

@@ -32,19 +32,13 @@ import sys
 from collections import deque
 from time import monotonic_ns
 from typing import cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httptools
 
-from infbench import __version__
 from infbench.errors import UsageError
-from infbench.senders.base import (
-    ErrorKind,
-    Outcome,
-    PreparedRequest,
-    SenderOptions,
-    classify_status,
-)
+from infbench.senders.base import USER_AGENT, SenderOptions, check_base_url
+from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["FastSender"]
 
@@ -261,7 +255,7 @@ class FastSender:
         if "host" not in given:
             lines.append(f"Host: {self._host_header}")
         if "user-agent" not in given:
-            lines.append(f"User-Agent: infbench/{__version__}")
+            lines.append(f"User-Agent: {USER_AGENT}")
         if "accept" not in given:
             lines.append("Accept: */*")
         lines.extend(f"{n}: {v}" for n, v in request.headers if n.lower() not in _FRAMING)
@@ -480,21 +474,12 @@ def _expire_waiter(waiter: asyncio.Future[_Connection | Outcome | None]) -> None
 
 def _parse_base(base_url: str) -> tuple[str, int, str, str]:
     """(host to connect to, port, Host header, path prefix) of an http:// base URL."""
-    try:
-        parts = urlsplit(base_url)
-        port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"target URL {base_url!r} is not a valid URL: {exc}") from exc
+    parts = check_base_url(base_url)
     if parts.scheme == "https":
         raise UsageError(
             f"target URL {base_url!r} needs TLS, but the fast sender speaks plain HTTP/1.1; "
             "use client.sender: aiohttp for TLS",
             hint="set client.sender: aiohttp (or httpx) for https:// targets",
         )
-    if parts.scheme != "http" or not parts.hostname:
-        raise UsageError(
-            f"target URL {base_url!r} must be http:// or https:// with a host",
-            hint="e.g. http://127.0.0.1:3000",
-        )
     host_header = parts.netloc.rpartition("@")[2]
-    return parts.hostname, port or 80, host_header, parts.path.rstrip("/")
+    return parts.hostname or "", parts.port or 80, host_header, parts.path.rstrip("/")

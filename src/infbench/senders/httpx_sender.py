@@ -19,15 +19,9 @@ from time import monotonic_ns
 
 import httpx
 
-from infbench import __version__
 from infbench.errors import UsageError
-from infbench.senders.base import (
-    ErrorKind,
-    Outcome,
-    PreparedRequest,
-    SenderOptions,
-    classify_status,
-)
+from infbench.senders.base import USER_AGENT, SenderOptions, TooLarge, check_base_url, has_body
+from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["HttpxSender"]
 
@@ -41,12 +35,6 @@ else:  # pragma: no cover - Python 3.10 relies on httpx's per-operation timeouts
 
     def _deadline(delay: float | None) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
-
-
-class _TooLarge(Exception):
-    def __init__(self, bytes_in: int) -> None:
-        super().__init__(bytes_in)
-        self.bytes_in = bytes_in
 
 
 class HttpxSender:
@@ -80,7 +68,7 @@ class HttpxSender:
             verify=options.verify_tls,
             follow_redirects=False,
             trust_env=False,
-            headers={"User-Agent": f"infbench/{__version__}"},
+            headers={"User-Agent": USER_AGENT},
         )
         # httpx always offers compression; drop it so servers answer as they do for aiohttp.
         del client.headers["Accept-Encoding"]
@@ -111,7 +99,7 @@ class HttpxSender:
                 finally:
                     # Closing an unfinished response (too large, timed out) drops its connection.
                     await response.aclose()
-        except _TooLarge as exc:
+        except TooLarge as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
         except (httpx.TransportError, OSError, asyncio.TimeoutError) as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
@@ -121,13 +109,17 @@ class HttpxSender:
         """Read the raw body under the cap; returns its length in bytes."""
         cap = self._cap
         length = _content_length(response.headers)
-        if length is not None and length > cap and _has_body(response):
-            raise _TooLarge(0)
+        if (
+            length is not None
+            and length > cap
+            and has_body(response.request.method, response.status_code)
+        ):
+            raise TooLarge(0)
         total = 0
         async for chunk in response.aiter_raw():
             total += len(chunk)
             if total > cap:
-                raise _TooLarge(total)
+                raise TooLarge(total)
         return total
 
     def _url(self, path: str) -> httpx.URL:
@@ -135,11 +127,6 @@ class HttpxSender:
         if len(self._urls) < _URL_CACHE_MAX:
             self._urls[path] = url
         return url
-
-
-def _has_body(response: httpx.Response) -> bool:
-    # HEAD and 304 answers declare the length of a body they never send.
-    return response.request.method != "HEAD" and response.status_code != 304
 
 
 def _content_length(headers: httpx.Headers) -> int | None:
@@ -150,16 +137,8 @@ def _content_length(headers: httpx.Headers) -> int | None:
 
 
 def _base_url(base_url: str) -> str:
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise UsageError(f"target URL {base_url!r} is not a valid URL: {exc}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError(
-            f"target URL {base_url!r} must be http:// or https:// with a host",
-            hint="e.g. http://127.0.0.1:3000",
-        )
-    return str(url).rstrip("/")
+    check_base_url(base_url)
+    return str(httpx.URL(base_url)).rstrip("/")
 
 
 def _classify(exc: BaseException) -> ErrorKind:

@@ -33,7 +33,7 @@ import yaml
 from rich.console import Console
 
 from infbench import __version__
-from infbench.analysis.gate import Rule, metric_value, parse_slo
+from infbench.analysis.metrics import metric_value
 from infbench.analysis.search import (
     Estimate,
     LevelVerdict,
@@ -45,6 +45,7 @@ from infbench.analysis.search import (
     parse_slo_text,
     search_max,
 )
+from infbench.analysis.slo import Rule, parse_slo
 from infbench.compare.comparison import CompareSettings, Side, compare, with_seconds
 from infbench.errors import GateFailed, Interrupted, UsageError
 from infbench.results.rundir import load_run, new_run_dir

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from infbench.analysis.gate import COMPARE_METRICS, Rule
+from infbench.analysis.metrics import COMPARE_METRICS
+from infbench.analysis.slo import Rule
 
 if TYPE_CHECKING:
     from infbench.analysis.search import LevelVerdict, SearchResult

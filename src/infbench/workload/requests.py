@@ -26,7 +26,7 @@ import numpy as np
 
 from infbench.errors import InputError
 from infbench.scenario.model import Dataset, Request
-from infbench.senders.base import PreparedRequest
+from infbench.wire import PreparedRequest
 
 __all__ = ["RequestFactory", "encode_path", "load_rows"]
 

@@ -1,215 +1,31 @@
-"""Rules and verdicts: absolute SLOs on one run (``slo:``), relative rules on a comparison.
+"""The gate: ``--fail-on`` rules and gate files checked against a Comparison.
 
-No I/O here: rules in, verdicts out (the gate file arrives as text). The same thresholds and
-metric names serve ``slo:`` in a scenario and ``--fail-on`` / ``--gate`` in ``infbench compare``.
+No I/O here: rules in, verdicts out (the gate file arrives as text). Thresholds use the metric
+names of ``analysis/metrics.py``, like ``slo:`` in a scenario.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import yaml
 
-from infbench.errors import ScenarioError, UsageError
-from infbench.units import parse_duration
-
-if TYPE_CHECKING:
-    from infbench.compare.comparison import Comparison, MetricComparison
+from infbench.analysis.metrics import COMPARE_METRICS, MetricSpec
+from infbench.analysis.slo import parse_threshold
+from infbench.compare.comparison import Comparison, MetricComparison
+from infbench.errors import UsageError
+from infbench.units import parse_duration, parse_percent
 
 __all__ = [
-    "COMPARE_METRICS",
-    "METRIC_PATHS",
-    "SERVER_METRICS",
     "CompareRule",
     "CompareRuleResult",
     "GateConfig",
-    "MetricSpec",
-    "Rule",
-    "RuleResult",
     "check_comparison",
-    "check_run",
-    "metric_value",
     "parse_gate_file",
     "parse_rule",
-    "parse_slo",
-    "server_value",
 ]
-
-# metric name -> (section of a phases[] entry, key); None section means a top-level key.
-METRIC_PATHS: dict[str, tuple[str | None, str]] = {
-    "p50": ("latency_ms", "p50"),
-    "p90": ("latency_ms", "p90"),
-    "p95": ("latency_ms", "p95"),
-    "p99": ("latency_ms", "p99"),
-    "p999": ("latency_ms", "p999"),
-    "max": ("latency_ms", "max"),
-    "mean": ("latency_ms", "mean"),
-    "service_p50": ("service_ms", "p50"),
-    "service_p99": ("service_ms", "p99"),
-    "ttfb_p50": ("ttfb_ms", "p50"),
-    "ttfb_p99": ("ttfb_ms", "p99"),
-    "error_rate": (None, "error_rate"),
-    "achieved_rps": (None, "achieved_rps"),
-    "goodput_rps": (None, "goodput_rps"),
-}
-HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps"})
-LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
-_PERCENT_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+)\s*%\s*$")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """``metric`` must stay at or below ``threshold`` (or at or above, for rates)."""
-
-    metric: str
-    threshold: float
-    text: str
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric in HIGHER_IS_BETTER
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    rule: Rule
-    phase: str
-    value: float | None
-    passed: bool
-
-    @property
-    def message(self) -> str:
-        shown = "no data" if self.value is None else f"{self.value:g}"
-        op = "≥" if self.rule.higher_is_better else "≤"
-        verdict = "ok" if self.passed else "FAILED"
-        return (
-            f"{self.phase}: {self.rule.metric} = {shown}, required {op} {self.rule.text}: {verdict}"
-        )
-
-
-def metric_value(phase: dict[str, Any], metric: str) -> float | None:
-    section, key = METRIC_PATHS[metric]
-    holder = phase.get(section, {}) if section else phase
-    value = holder.get(key) if isinstance(holder, dict) else None
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _threshold(metric: str, raw: object) -> float:
-    if metric in LATENCY_METRICS:
-        return parse_duration(raw) * 1000.0  # stored in milliseconds like the summaries
-    if metric == "error_rate":
-        if isinstance(raw, str) and (match := _PERCENT_RE.match(raw)):
-            return float(match.group(1)) / 100.0
-        value = float(raw)  # type: ignore[arg-type]
-        if not 0 <= value <= 1:
-            raise ValueError("error_rate is a fraction (0.01) or a percentage (1%)")
-        return value
-    return float(raw)  # type: ignore[arg-type]
-
-
-def parse_slo(slo: dict[str, Any]) -> list[Rule]:
-    """``{p99: 250ms, error_rate: 1%}`` -> rules; unknown metrics name the choices."""
-    rules = []
-    for metric, raw in slo.items():
-        if metric not in METRIC_PATHS:
-            choices = ", ".join(METRIC_PATHS)
-            raise ScenarioError(f"slo.{metric}: unknown metric; choose from {choices}")
-        try:
-            rules.append(Rule(metric, _threshold(metric, raw), str(raw)))
-        except (TypeError, ValueError) as exc:
-            raise ScenarioError(f"slo.{metric}: {exc}, got {raw!r}") from None
-    return rules
-
-
-def check_run(rules: list[Rule], phases: list[dict[str, Any]]) -> list[RuleResult]:
-    """Every rule against every measured phase; a phase with no data for a metric fails it."""
-    results = []
-    for phase in phases:
-        for rule in rules:
-            value = metric_value(phase, rule.metric)
-            if value is None:
-                passed = False
-            elif rule.higher_is_better:
-                passed = value >= rule.threshold
-            else:
-                passed = value <= rule.threshold
-            results.append(RuleResult(rule, phase["name"], value, passed))
-    return results
-
-
-# --- comparisons: the metric catalogue, --fail-on rules and gate files ---------------------------
-
-# Server-side figures (observe.py) by compare name -> key of run.json server.phases[<phase>].
-SERVER_METRICS: dict[str, str] = {
-    "server_p50": "duration_p50_ms",
-    "server_p99": "duration_p99_ms",
-    "server_cpu_pct": "cpu_pct_mean",
-    "server_rss_mb": "rss_mb_max",
-}
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A compared metric: its unit, which way is better, and how a change is measured.
-
-    ``absolute`` metrics (error_rate) change by differences (percentage points): a relative
-    change from an error rate of zero means nothing.
-    """
-
-    name: str
-    unit: Literal["ms", "req/s", "%", "MB"]
-    higher_is_better: bool = False
-    absolute: bool = False
-
-    def format(self, value: float | None) -> str:
-        """Four significant digits, never finer than a thousandth (a microsecond in ms)."""
-        if value is None or not math.isfinite(value):
-            return "–"
-        if self.absolute:
-            return f"{value * 100:.2f}%"  # error_rate is stored as a fraction
-        magnitude = math.floor(math.log10(abs(value))) if value else 0
-        text = f"{value:,.{min(3, max(0, 3 - magnitude))}f}"
-        return text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB"}[self.unit]
-
-    def format_change(self, change: float | None) -> str:
-        if change is None or not math.isfinite(change):
-            return "–"
-        if self.absolute:
-            return f"{change * 100:+.2f}pp"
-        return f"{change * 100:+.1f}%"
-
-
-COMPARE_METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec("p50", "ms"),
-        MetricSpec("p90", "ms"),
-        MetricSpec("p99", "ms"),
-        MetricSpec("p999", "ms"),
-        MetricSpec("mean", "ms"),
-        MetricSpec("service_p50", "ms"),
-        MetricSpec("service_p99", "ms"),
-        MetricSpec("achieved_rps", "req/s", higher_is_better=True),
-        MetricSpec("goodput_rps", "req/s", higher_is_better=True),
-        MetricSpec("error_rate", "%", absolute=True),
-        MetricSpec("server_p50", "ms"),
-        MetricSpec("server_p99", "ms"),
-        MetricSpec("server_cpu_pct", "%"),
-        MetricSpec("server_rss_mb", "MB"),
-    )
-}
-
-
-def server_value(run: dict[str, Any], phase: str, metric: str) -> float | None:
-    """A server-side figure of one phase, or None when the run has no server metrics."""
-    server = run.get("server")
-    phases = server.get("phases") if isinstance(server, dict) else None
-    figures = phases.get(phase) if isinstance(phases, dict) else None
-    value = figures.get(SERVER_METRICS[metric]) if isinstance(figures, dict) else None
-    return float(value) if isinstance(value, int | float) else None
 
 
 RULE_SYNTAX = (
@@ -266,7 +82,7 @@ def _absolute_rule(metric: str, raw: str, text: str) -> CompareRule:
         if spec.unit == "ms":
             threshold = parse_duration(raw) * 1000.0
         elif metric == "error_rate":
-            threshold = _threshold("error_rate", raw)
+            threshold = parse_threshold("error_rate", raw)
         else:
             threshold = float(raw.rstrip("%").removesuffix("MB").removesuffix("/s"))
     except (TypeError, ValueError) as exc:
@@ -287,7 +103,7 @@ def parse_rule(text: str) -> CompareRule:
             text, f"unknown metric {metric!r}; choose from {', '.join(COMPARE_METRICS)}"
         )
     if raw[0] in "+-":
-        if not _PERCENT_RE.match(raw):
+        if parse_percent(raw) is None:
             raise _rule_error(text, "a signed threshold is a percentage, e.g. +10% or -5%")
         return _relative_rule(metric, raw, text)
     return _absolute_rule(metric, raw, text)
@@ -307,8 +123,8 @@ _GATE_KEYS = ("rules", "phases", "noise", "error_rate_noise")
 
 
 def _fraction(value: object, where: str) -> float:
-    if isinstance(value, str) and (match := _PERCENT_RE.match(value)):
-        fraction = float(match.group(1)) / 100.0
+    if (percent := parse_percent(value)) is not None:
+        fraction = percent
     elif isinstance(value, int | float) and not isinstance(value, bool):
         fraction = float(value)
     else:

@@ -1,0 +1,120 @@
+"""The metric catalogue: every figure a rule or a comparison can name, and where it lives.
+
+A metric name (``p99``, ``error_rate``, ``server_cpu_pct``…) maps to a key of a ``phases[]``
+entry of run.json or of its ``server`` section, with its unit and which way is better. ``slo:``,
+``--fail-on``, gate files, compare tables and sweeps all read names from here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "COMPARE_METRICS",
+    "HIGHER_IS_BETTER",
+    "LATENCY_METRICS",
+    "METRIC_PATHS",
+    "SERVER_METRICS",
+    "MetricSpec",
+    "metric_value",
+    "server_value",
+]
+
+# metric name -> (section of a phases[] entry, key); None section means a top-level key.
+METRIC_PATHS: dict[str, tuple[str | None, str]] = {
+    "p50": ("latency_ms", "p50"),
+    "p90": ("latency_ms", "p90"),
+    "p95": ("latency_ms", "p95"),
+    "p99": ("latency_ms", "p99"),
+    "p999": ("latency_ms", "p999"),
+    "max": ("latency_ms", "max"),
+    "mean": ("latency_ms", "mean"),
+    "service_p50": ("service_ms", "p50"),
+    "service_p99": ("service_ms", "p99"),
+    "ttfb_p50": ("ttfb_ms", "p50"),
+    "ttfb_p99": ("ttfb_ms", "p99"),
+    "error_rate": (None, "error_rate"),
+    "achieved_rps": (None, "achieved_rps"),
+    "goodput_rps": (None, "goodput_rps"),
+}
+HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps"})
+LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
+
+
+def metric_value(phase: dict[str, Any], metric: str) -> float | None:
+    section, key = METRIC_PATHS[metric]
+    holder = phase.get(section, {}) if section else phase
+    value = holder.get(key) if isinstance(holder, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+# Server-side figures (observe.py) by compare name -> key of run.json server.phases[<phase>].
+SERVER_METRICS: dict[str, str] = {
+    "server_p50": "duration_p50_ms",
+    "server_p99": "duration_p99_ms",
+    "server_cpu_pct": "cpu_pct_mean",
+    "server_rss_mb": "rss_mb_max",
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A compared metric: its unit, which way is better, and how a change is measured.
+
+    ``absolute`` metrics (error_rate) change by differences (percentage points): a relative
+    change from an error rate of zero means nothing.
+    """
+
+    name: str
+    unit: Literal["ms", "req/s", "%", "MB"]
+    higher_is_better: bool = False
+    absolute: bool = False
+
+    def format(self, value: float | None) -> str:
+        """Four significant digits, never finer than a thousandth (a microsecond in ms)."""
+        if value is None or not math.isfinite(value):
+            return "–"
+        if self.absolute:
+            return f"{value * 100:.2f}%"  # error_rate is stored as a fraction
+        magnitude = math.floor(math.log10(abs(value))) if value else 0
+        text = f"{value:,.{min(3, max(0, 3 - magnitude))}f}"
+        return text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB"}[self.unit]
+
+    def format_change(self, change: float | None) -> str:
+        if change is None or not math.isfinite(change):
+            return "–"
+        if self.absolute:
+            return f"{change * 100:+.2f}pp"
+        return f"{change * 100:+.1f}%"
+
+
+COMPARE_METRICS: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec("p50", "ms"),
+        MetricSpec("p90", "ms"),
+        MetricSpec("p99", "ms"),
+        MetricSpec("p999", "ms"),
+        MetricSpec("mean", "ms"),
+        MetricSpec("service_p50", "ms"),
+        MetricSpec("service_p99", "ms"),
+        MetricSpec("achieved_rps", "req/s", higher_is_better=True),
+        MetricSpec("goodput_rps", "req/s", higher_is_better=True),
+        MetricSpec("error_rate", "%", absolute=True),
+        MetricSpec("server_p50", "ms"),
+        MetricSpec("server_p99", "ms"),
+        MetricSpec("server_cpu_pct", "%"),
+        MetricSpec("server_rss_mb", "MB"),
+    )
+}
+
+
+def server_value(run: dict[str, Any], phase: str, metric: str) -> float | None:
+    """A server-side figure of one phase, or None when the run has no server metrics."""
+    server = run.get("server")
+    phases = server.get("phases") if isinstance(server, dict) else None
+    figures = phases.get(phase) if isinstance(phases, dict) else None
+    value = figures.get(SERVER_METRICS[metric]) if isinstance(figures, dict) else None
+    return float(value) if isinstance(value, int | float) else None

@@ -1,0 +1,88 @@
+"""Absolute SLO rules on one run (``slo:`` in a scenario, ``--slo`` in sweeps) and their verdicts.
+
+No I/O here: rules in, verdicts out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infbench.analysis.metrics import HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_PATHS, metric_value
+from infbench.errors import ScenarioError
+from infbench.units import parse_duration, parse_percent
+
+__all__ = ["Rule", "RuleResult", "check_run", "parse_slo", "parse_threshold"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``metric`` must stay at or below ``threshold`` (or at or above, for rates)."""
+
+    metric: str
+    threshold: float
+    text: str
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric in HIGHER_IS_BETTER
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: Rule
+    phase: str
+    value: float | None
+    passed: bool
+
+    @property
+    def message(self) -> str:
+        shown = "no data" if self.value is None else f"{self.value:g}"
+        op = "≥" if self.rule.higher_is_better else "≤"
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"{self.phase}: {self.rule.metric} = {shown}, required {op} {self.rule.text}: {verdict}"
+        )
+
+
+def parse_threshold(metric: str, raw: object) -> float:
+    if metric in LATENCY_METRICS:
+        return parse_duration(raw) * 1000.0  # stored in milliseconds like the summaries
+    if metric == "error_rate":
+        if (percent := parse_percent(raw)) is not None:
+            return percent
+        value = float(raw)  # type: ignore[arg-type]
+        if not 0 <= value <= 1:
+            raise ValueError("error_rate is a fraction (0.01) or a percentage (1%)")
+        return value
+    return float(raw)  # type: ignore[arg-type]
+
+
+def parse_slo(slo: dict[str, Any]) -> list[Rule]:
+    """``{p99: 250ms, error_rate: 1%}`` -> rules; unknown metrics name the choices."""
+    rules = []
+    for metric, raw in slo.items():
+        if metric not in METRIC_PATHS:
+            choices = ", ".join(METRIC_PATHS)
+            raise ScenarioError(f"slo.{metric}: unknown metric; choose from {choices}")
+        try:
+            rules.append(Rule(metric, parse_threshold(metric, raw), str(raw)))
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"slo.{metric}: {exc}, got {raw!r}") from None
+    return rules
+
+
+def check_run(rules: list[Rule], phases: list[dict[str, Any]]) -> list[RuleResult]:
+    """Every rule against every measured phase; a phase with no data for a metric fails it."""
+    results = []
+    for phase in phases:
+        for rule in rules:
+            value = metric_value(phase, rule.metric)
+            if value is None:
+                passed = False
+            elif rule.higher_is_better:
+                passed = value >= rule.threshold
+            else:
+                passed = value <= rule.threshold
+            results.append(RuleResult(rule, phase["name"], value, passed))
+    return results
