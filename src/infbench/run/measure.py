@@ -138,17 +138,6 @@ def _resilience(
     return resilience_section(faults, restarts, rows, end_s, report.phase_windows)
 
 
-def _stored_scenario(loaded: LoadedScenario) -> dict[str, Any]:
-    """The stored scenario with a command target's secret flags redacted as well."""
-    stored = dict(loaded.stored)
-    target = stored.get("target")
-    if isinstance(target, dict) and isinstance(target.get("command"), list):
-        stored["target"] = {**target, "command": redact_argv(target["command"])}
-    if isinstance(target, dict) and isinstance(target.get("url"), str):
-        stored["target"] = {**stored["target"], "url": redact_url(target["url"])}
-    return stored
-
-
 def _target_json(target: TargetInfo) -> dict[str, Any]:
     data = target.to_json()
     if isinstance(data.get("command"), list):
@@ -227,7 +216,7 @@ def execute(
         "invalid_reasons": reasons,
         "infbench_version": __version__,
         "command": redact_argv(sys.argv),
-        "scenario": _stored_scenario(loaded),
+        "scenario": loaded.stored,
         "scenario_path": str(loaded.path),
         "scenario_sha256": loaded.sha256,
         "schedule_sha256": schedule.sha256,

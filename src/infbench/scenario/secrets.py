@@ -1,24 +1,36 @@
-"""Secrets out of what infbench stores and prints: command lines and URLs.
+"""Secrets out of what infbench stores and prints: the one home of redaction.
 
-The stored scenario is redacted where it is loaded (``scenario_source._redact``); this module
-covers the command lines run.json records — infbench's own argv, where ``--set`` may carry a
-token, and a command target's argv, where ``--api-key sk-…`` is common — and credentials in
-URLs (``https://user:pass@host``).
+What looks secret is decided here alone (one list of header names, one pattern of key names),
+for the stored scenario (literal header values, env values, a command target's argv and URL),
+the command lines run.json records (infbench's own argv, where ``--set`` may carry a token),
+credentials in URLs (``https://user:pass@host``) and validation messages, which never echo a
+secret-looking value.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from infbench.scenario.source import REDACTED, SECRET_HEADERS
+__all__ = [
+    "REDACTED",
+    "SECRET_HEADERS",
+    "looks_secret",
+    "redact_argv",
+    "redact_scenario",
+    "redact_url",
+]
 
-__all__ = ["REDACTED", "looks_secret", "redact_argv", "redact_url"]
-
-# Key names that hold secrets: the same words the stored scenario's env redaction uses, plus
-# the secret header names (as the last part of a --set key path).
+REDACTED = "<redacted>"
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+     "x-auth-token", "x-access-token", "x-amz-security-token"}
+)  # fmt: skip
+# Key names that hold secrets (env names, flags, the last part of a --set key path).
 _SECRET_WORD = re.compile(r"token|secret|passw|api[_-]?key|credential|auth|cookie", re.I)
+_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}")
 _SET_FLAGS = ("--set",)
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -75,3 +87,27 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
             arg = f"{flag}={REDACTED}"  # `env HF_TOKEN=…`, `docker run -e HF_TOKEN=…`
         out.append(redact_url(arg))
     return out
+
+
+def redact_scenario(stored: dict[str, Any]) -> dict[str, Any]:
+    """Hide literal secrets in the stored copy of a scenario, in place: secret headers,
+    secret-looking env names, a command target's secret flags and URL passwords. A value
+    written as ``${VAR}`` is already only a name and is kept."""
+
+    def hide(value: Any, secret: bool) -> Any:
+        if not secret or not isinstance(value, str) or _ENV_REFERENCE.search(value):
+            return value
+        return REDACTED
+
+    headers = stored.get("request", {}).get("headers") or {}
+    for name, value in list(headers.items()):
+        headers[name] = hide(value, looks_secret(name))
+    target = stored.get("target") or {}
+    env = target.get("env") or {}
+    for name, value in list(env.items()):
+        env[name] = hide(value, looks_secret(name))
+    if isinstance(target.get("command"), list):
+        target["command"] = redact_argv(target["command"])
+    if isinstance(target.get("url"), str):
+        target["url"] = redact_url(target["url"])
+    return stored

@@ -22,16 +22,11 @@ from pydantic import ValidationError
 
 from infbench.errors import ScenarioError
 from infbench.scenario.model import Scenario
+from infbench.scenario.secrets import looks_secret, redact_scenario
 
 __all__ = ["LoadedScenario", "load_scenario", "parse_override", "path_text"]
 
 MAX_SCENARIO_BYTES = 1024 * 1024
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-     "x-auth-token", "x-access-token", "x-amz-security-token"}
-)  # fmt: skip
-_SECRET_NAME_RE = re.compile(r"token|secret|passw|api[_-]?key|credential", re.I)
-REDACTED = "<redacted>"
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PATH_PART_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 PathKey = tuple[str | int, ...]
@@ -221,24 +216,6 @@ def _restore_templates(stored: Any, raw: Any, hits: set[PathKey], path: PathKey 
     return stored
 
 
-def _redact(stored: dict[str, Any]) -> dict[str, Any]:
-    """Hide literal secrets (known secret headers, secret-looking env names) in the stored copy;
-    a value written as ``${VAR}`` is already only a name and is kept."""
-
-    def hide(value: Any, secret: bool) -> Any:
-        if not secret or not isinstance(value, str) or _ENV_RE.search(value):
-            return value
-        return REDACTED
-
-    headers = stored.get("request", {}).get("headers", {})
-    for name, value in list(headers.items()):
-        headers[name] = hide(value, name.lower() in SECRET_HEADERS)
-    env = stored.get("target", {}).get("env") or {}
-    for name, value in list(env.items()):
-        env[name] = hide(value, bool(_SECRET_NAME_RE.search(name)))
-    return stored
-
-
 def _error_path(loc: tuple[int | str, ...], data: Any) -> PathKey:
     """Drop the discriminator tags pydantic inserts (``arrival.gamma.cv`` -> ``arrival.cv``).
 
@@ -275,8 +252,7 @@ def _secret_at(path: PathKey, substituted: set[PathKey]) -> bool:
     """A value from the environment, or under a secret header or env name: never echoed."""
     if any(path[:depth] in substituted for depth in range(len(path) + 1)):
         return True
-    name = str(path[-1]) if path else ""
-    return name.lower() in SECRET_HEADERS or bool(_SECRET_NAME_RE.search(name))
+    return bool(path) and looks_secret(str(path[-1]))
 
 
 def _format_validation(
@@ -323,7 +299,7 @@ def load_scenario(
         message = _format_validation(exc, resolved, lines, path.name, hits)
         raise ScenarioError(message) from None
     dumped = scenario.model_dump(mode="json", by_alias=True)
-    stored = _redact(_restore_templates(dumped, data, hits))
+    stored = redact_scenario(_restore_templates(dumped, data, hits))
     digest = hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()
     return LoadedScenario(
         scenario=scenario,
