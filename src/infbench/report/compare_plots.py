@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from infbench.report.plots import (
+from infbench.report.figures import (
     Plot,
     encode,
     headroom,

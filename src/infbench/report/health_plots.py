@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infbench.analysis.stats import LAG_LIMIT_FRACTION_OF_P50, LAG_LIMIT_MS
-from infbench.report.plots import (
+from infbench.report.figures import (
     Plot,
     encode,
     headroom,

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from infbench.errors import UsageError
-from infbench.report.plots import Plot
+from infbench.report.figures import Plot
 
 __all__ = ["absent", "facts", "figure", "page", "table", "write_atomically"]
 
