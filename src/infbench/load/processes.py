@@ -269,6 +269,28 @@ def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -
     )
 
 
+def merge_results(
+    out_dir: Path,
+    parts: list[Path],
+    wires: list[dict[str, Any]],
+    schedule: Schedule,
+    ceiling_us: int,
+    start: tuple[int, float],
+) -> tuple[list[PhaseTally], EngineReport]:
+    """Every generator's files and tallies merged into ``out_dir``, their folders removed.
+
+    ``parts`` are the generators' folders (interval log, rows), ``wires`` what each reported;
+    ``start`` is the common start instant (monotonic ns, epoch s). Shared by generator
+    processes and Ray actors, so both merge the same way.
+    """
+    t0_ns, start_epoch = start
+    merge_hlogs(out_dir, parts, start_epoch)
+    merge_rows(out_dir, parts)
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    return merge_tallies(schedule, wires, ceiling_us), merge_reports(wires, t0_ns, start_epoch)
+
+
 def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
     per_process = [wire["generator"] for wire in wires]
     return {
@@ -388,11 +410,8 @@ def run_processes(
         signal.signal(signal.SIGTERM, previous)
         children.signal_all()
         children.close()
-    merge_hlogs(out_dir, children.parts, start_epoch)
-    merge_rows(out_dir, children.parts)
     ceiling = highest_us(loaded.scenario.request.timeout)
-    tallies = merge_tallies(schedule, wires, ceiling)
-    report = merge_reports(wires, t0_ns, start_epoch)
-    for part in children.parts:
-        shutil.rmtree(part, ignore_errors=True)
+    tallies, report = merge_results(
+        out_dir, children.parts, wires, schedule, ceiling, (t0_ns, start_epoch)
+    )
     return LoadResult(tallies, report, generator_summary(wires))

@@ -32,12 +32,12 @@ import sys
 from collections import deque
 from time import monotonic_ns
 from typing import cast
-from urllib.parse import quote
 
 import httptools
 
 from infbench.errors import UsageError
-from infbench.senders.base import USER_AGENT, SenderOptions, check_base_url
+from infbench.senders.base import SenderOptions
+from infbench.senders.http1 import Http1Encoder
 from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["FastSender"]
@@ -49,15 +49,6 @@ if sys.platform == "linux":
     _OUTQ: int | None = termios.TIOCOUTQ  # == SIOCOUTQ: bytes sent but not yet acknowledged
 else:  # pragma: no cover - elsewhere only a pending socket error tells
     _OUTQ = None
-
-_PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
-_WIRE_CACHE_MAX = 65_536  # distinct requests kept encoded; beyond that, encoded per send
-_INLINE_BODY_MAX = 8 * 1024  # bodies up to this size are cached joined to their head
-_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
-_FRAMING = frozenset({"content-length", "transfer-encoding"})  # ours, never the request's
-
-# (request, bytes to write, body written separately or None, is HEAD)
-_Wire = tuple[PreparedRequest, bytes, bytes | None, bool]
 
 
 class _Stop(Exception):
@@ -75,7 +66,7 @@ class FastSender:
                 hint="set client.sender: httpx (or client.http2: false)",
             )
         self.options = options
-        self._host, self._port, self._host_header, self._base_path = _parse_base(options.base_url)
+        self._encoder = Http1Encoder(options.base_url)
         self._limit = max(1, options.connections)
         self._timeout_s = options.timeout_s
         self._cap = options.max_response_bytes
@@ -84,7 +75,6 @@ class FastSender:
         self._idle: list[_Connection] = []
         self._waiters: deque[asyncio.Future[_Connection | Outcome | None]] = deque()
         self._all: set[_Connection] = set()
-        self._wire: dict[int, _Wire] = {}
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()  # connections are opened on demand
@@ -105,10 +95,7 @@ class FastSender:
         if loop is None:
             raise RuntimeError("FastSender.send() before open() or after close()")
         deadline = loop.time() + self._timeout_s
-        wire = self._wire.get(id(request))
-        if wire is None or wire[0] is not request:
-            wire = self._encode(request)
-        _, data, rest, head = wire
+        data, rest, head = self._encoder.encode(request)
         fresh = False  # True for the one retry: it must go out on a new connection
         while True:
             idle = self._idle
@@ -186,7 +173,9 @@ class FastSender:
         kind: ErrorKind
         try:
             _, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self), self._host, self._port),
+                loop.create_connection(
+                    lambda: _Connection(self), self._encoder.host, self._encoder.port
+                ),
                 max(deadline - loop.time(), 0.0),
             )
         except asyncio.CancelledError:
@@ -237,42 +226,6 @@ class FastSender:
                 self._size += 1
                 waiter.set_result(None)
                 return
-
-    # --- the request's bytes ------------------------------------------------------------------
-
-    def _encode(self, request: PreparedRequest) -> _Wire:
-        for name, value in request.headers:
-            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-                raise UsageError(
-                    f"request header {name!r} contains a line break",
-                    hint="remove CR and LF from request.headers in the scenario",
-                )
-        target = self._base_path + quote(request.path, safe=_PATH_SAFE)
-        if not target.startswith("/"):
-            target = "/" + target
-        given = {name.lower() for name, _ in request.headers}
-        lines = [f"{request.method} {target} HTTP/1.1"]
-        if "host" not in given:
-            lines.append(f"Host: {self._host_header}")
-        if "user-agent" not in given:
-            lines.append(f"User-Agent: {USER_AGENT}")
-        if "accept" not in given:
-            lines.append("Accept: */*")
-        lines.extend(f"{n}: {v}" for n, v in request.headers if n.lower() not in _FRAMING)
-        body = request.body
-        if body is not None or request.method not in _NO_BODY_METHODS:
-            lines.append(f"Content-Length: {len(body) if body else 0}")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-        rest = None
-        if body:
-            if len(body) <= _INLINE_BODY_MAX:
-                data += body
-            else:
-                rest = body  # not copied into the cache: datasets can hold large bodies
-        wire = (request, data, rest, request.method == "HEAD")
-        if len(self._wire) < _WIRE_CACHE_MAX:
-            self._wire[id(request)] = wire  # holds `request`, so its id cannot be reused
-        return wire
 
 
 class _Connection(asyncio.Protocol):
@@ -470,16 +423,3 @@ def _request_refused(transport: asyncio.Transport) -> bool:
 def _expire_waiter(waiter: asyncio.Future[_Connection | Outcome | None]) -> None:
     if not waiter.done():
         waiter.set_result(Outcome(monotonic_ns(), error="timeout"))
-
-
-def _parse_base(base_url: str) -> tuple[str, int, str, str]:
-    """(host to connect to, port, Host header, path prefix) of an http:// base URL."""
-    parts = check_base_url(base_url)
-    if parts.scheme == "https":
-        raise UsageError(
-            f"target URL {base_url!r} needs TLS, but the fast sender speaks plain HTTP/1.1; "
-            "use client.sender: aiohttp for TLS",
-            hint="set client.sender: aiohttp (or httpx) for https:// targets",
-        )
-    host_header = parts.netloc.rpartition("@")[2]
-    return parts.hostname or "", parts.port or 80, host_header, parts.path.rstrip("/")

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -18,16 +17,13 @@ from urllib.parse import urlsplit
 from hdrh.histogram import HdrHistogram
 
 from infbench.errors import InfbenchError
-from infbench.load.engine import EngineHooks, EngineReport, sequence_bases
+from infbench.load.engine import EngineHooks, sequence_bases
 from infbench.load.local import LoadResult, highest_us
 from infbench.load.processes import (
     IntervalMerger,
     fire_phase_marks,
     generator_summary,
-    merge_hlogs,
-    merge_reports,
-    merge_rows,
-    merge_tallies,
+    merge_results,
     slice_schedule,
 )
 from infbench.load.ray.actor import Generator
@@ -302,18 +298,15 @@ class _RayRun:
             wire["generator"].update(
                 self._actor_figures(k), lag_p99_ms=_lag_p99_ms(self.schedule, wire)
             )
-        merge_hlogs(self.out_dir, parts, start_wall)
-        merge_rows(self.out_dir, parts)
-        for part in parts:
-            shutil.rmtree(part, ignore_errors=True)
         ceiling = highest_us(self.loaded.scenario.request.timeout)
-        tallies = merge_tallies(self.schedule, wires, ceiling)
+        tallies, merged = merge_results(
+            self.out_dir, parts, wires, self.schedule, ceiling, (t0_ns, start_wall)
+        )
         for k in self.died:
             # Its share is known exactly; what it sent before dying died with it.
             share = slice_schedule(self.schedule, k, self.n)
             for tally, plan in zip(tallies, share.phases, strict=True):
                 tally.dropped += plan.scheduled
-        merged: EngineReport = merge_reports(wires, t0_ns, start_wall)
         # Ctrl-C on the driver is an interrupted run even when the actors had already sent
         # their last arrivals by the time the request to stop reached them.
         merged.interrupted |= self.stopping
