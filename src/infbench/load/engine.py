@@ -6,6 +6,7 @@ interval", which drifts — and when it wakes late it sends everything overdue a
 Each request then waits for a free connection; one that gets none within the request timeout is
 counted as dropped. Latency is measured from the intended time, so a stall of the server or of
 the generator shows in it instead of silently thinning the load (coordinated omission).
+Time is read and waited for through a ``Clock`` (``clock.py``): real by default, virtual in tests.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from infbench.load.clock import Clock, MonotonicClock
 from infbench.recorder.recorder import IntervalSnapshot, IntervalStats, Recorder
 from infbench.schedule.arrivals import PhasePlan, Schedule, think_sampler
 from infbench.senders.base import Sender
@@ -30,15 +32,12 @@ from infbench.wire import PreparedRequest
 
 __all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "sequence_bases"]
 
-# Event-loop timers have millisecond granularity (epoll and libuv both round to 1 ms). The
-# dispatcher sleeps until this much before a due time and yields in a tight loop for the rest:
-# send lag stays well under a millisecond while the polling costs ~0.2 ms of CPU per arrival.
-SPIN_NS = 600_000
 SWITCH_INTERVAL_S = 0.0005
 START_LEAD_NS = 100_000_000  # time for several processes to set up before the first arrival
 LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one process
 CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
 CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RequestSource(Protocol):
@@ -114,7 +113,7 @@ class Engine:
         timeout_s: float,
         t0_ns: int | None = None,
         hooks: EngineHooks | None = None,
-        clock: Callable[[], int] = time.monotonic_ns,
+        clock: Clock | None = None,
         stride: tuple[int, int] = (0, 1),
         seq_bases: list[int] | None = None,
     ) -> None:
@@ -125,7 +124,9 @@ class Engine:
         self.connections = connections
         self.timeout_ns = int(timeout_s * 1e9)
         self.hooks = hooks or EngineHooks()
-        self.clock = clock
+        # Real time unless given; its spin_ns is reported as this run's polling time.
+        self.clock = clock if clock is not None else MonotonicClock()
+        self._now = self.clock.now_ns
         # Without a given start (several processes share one), the run starts once the sender
         # is open: module imports and session set-up must not make the first arrivals late.
         self._given_t0 = t0_ns
@@ -139,40 +140,24 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(connections)
-        self._spin_ns = 0
         self._next_second = 0  # the next 1-second interval the ticker will flush
         self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
-
-    # --- timing -------------------------------------------------------------------------------
-
-    async def _sleep_until(self, due_ns: int) -> None:
-        wait = due_ns - self.clock()
-        if wait > SPIN_NS:
-            await asyncio.sleep((wait - SPIN_NS) / 1e9)
-        spin_start = self.clock()
-        while self.clock() < due_ns:
-            await asyncio.sleep(0)
-        self._spin_ns += self.clock() - spin_start
 
     # --- one request ----------------------------------------------------------------------------
 
     async def _send(self, phase: int, seq: int, intended_ns: int) -> None:
         slots = self._slots
         if slots.locked():
-            remaining = intended_ns + self.timeout_ns - self.clock()
-            try:
-                await asyncio.wait_for(slots.acquire(), timeout=max(remaining, 0) / 1e9)
-            except asyncio.TimeoutError:
-                self.recorder.record_dropped(phase, seq, intended_ns, self.clock())
+            if not await self._wait_for_slot(phase, seq, intended_ns):
                 return
         else:
             await slots.acquire()
         self._in_flight += 1
         try:
             request = self.requests.request(seq)
-            sent_ns = self.clock()
+            sent_ns = self._now()
             self.recorder.sent(phase)
             outcome = await self.sender.send(request)
             body = request.body
@@ -182,6 +167,17 @@ class Engine:
         finally:
             self._in_flight -= 1
             slots.release()
+
+    async def _wait_for_slot(self, phase: int, seq: int, intended_ns: int) -> bool:
+        """Wait for a free connection until the timeout counted from the intended time; an
+        arrival that gets none is recorded as dropped."""
+        remaining = intended_ns + self.timeout_ns - self._now()
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=max(remaining, 0) / 1e9)
+        except asyncio.TimeoutError:
+            self.recorder.record_dropped(phase, seq, intended_ns, self._now())
+            return False
+        return True
 
     def _spawn(self, phase: int, seq: int, intended_ns: int) -> None:
         self.recorder.offered()
@@ -200,8 +196,8 @@ class Engine:
                 np.rint(offsets[first : first + CHUNK] * 1e9).astype(np.int64) + start_ns
             ).tolist()
             for index, due_ns in enumerate(due_times, first):
-                if self.clock() < due_ns:
-                    await self._sleep_until(due_ns)
+                if self._now() < due_ns:
+                    await self.clock.sleep_until(due_ns)
                 if self._stop.is_set():
                     return
                 self._spawn(phase, base + index * processes, due_ns)
@@ -214,12 +210,8 @@ class Engine:
         window: tuple[int, int],
         budget: list[int],
     ) -> None:
-        assert plan.closed is not None
-        parent = plan.seed_seq
-        stream = np.random.SeedSequence(
-            parent.entropy, spawn_key=(*parent.spawn_key, self._stride[0], worker)
-        )
-        think = think_sampler(plan.closed, np.random.default_rng(stream))
+        """Send, wait for the reply, think, send again; intended = free + think (DESIGN §5)."""
+        think = self._think_sampler(plan, worker)
         start_ns, end_ns = window
         free_at = start_ns
         while not self._stop.is_set():
@@ -227,16 +219,27 @@ class Engine:
             if intended_ns >= end_ns or budget[0] == 0:
                 return
             budget[0] -= 1
-            await self._sleep_until(intended_ns)
+            await self.clock.sleep_until(intended_ns)
             if self._stop.is_set():
                 return
-            first_of_process, processes = self._stride
-            count = self._closed_counts[phase]
-            self._closed_counts[phase] += 1
-            seq = self._seq_bases[phase] + first_of_process + count * processes
             self.recorder.offered()
-            await self._send(phase, seq, intended_ns)
-            free_at = self.clock()
+            await self._send(phase, self._next_closed_seq(phase), intended_ns)
+            free_at = self._now()
+
+    def _think_sampler(self, plan: PhasePlan, worker: int) -> Callable[[], float]:
+        """This worker's think times: a random stream of its own, keyed by process and worker."""
+        assert plan.closed is not None
+        parent = plan.seed_seq
+        stream = np.random.SeedSequence(
+            parent.entropy, spawn_key=(*parent.spawn_key, self._stride[0], worker)
+        )
+        return think_sampler(plan.closed, np.random.default_rng(stream))
+
+    def _next_closed_seq(self, phase: int) -> int:
+        first_of_process, processes = self._stride
+        count = self._closed_counts[phase]
+        self._closed_counts[phase] += 1
+        return self._seq_bases[phase] + first_of_process + count * processes
 
     async def _closed_phase(self, phase: int, plan: PhasePlan, start_ns: int, end_ns: int) -> None:
         assert plan.closed is not None
@@ -255,7 +258,7 @@ class Engine:
         start_ns = self.report.t0_ns
         for index, plan in enumerate(self.schedule.phases):
             end_ns = start_ns + int(plan.duration_s * 1e9)
-            await self._sleep_until(start_ns)
+            await self.clock.sleep_until(start_ns)
             if self._stop.is_set():
                 return
             self._hook(self.hooks.on_phase, plan.name, "start")
@@ -263,7 +266,7 @@ class Engine:
                 await self._closed_phase(index, plan, start_ns, end_ns)
             else:
                 await self._open_phase(index, plan, start_ns)
-            await self._sleep_until(end_ns)
+            await self.clock.sleep_until(end_ns)
             t0 = self.report.t0_ns
             self.report.phase_windows[plan.name] = ((start_ns - t0) / 1e9, (end_ns - t0) / 1e9)
             self._hook(self.hooks.on_phase, plan.name, "end")
@@ -283,7 +286,8 @@ class Engine:
     async def _ticker(self) -> None:
         while True:
             boundary = self.report.t0_ns + (self._next_second + 1) * 1_000_000_000
-            await asyncio.sleep(max(boundary - self.clock(), 0) / 1e9)
+            # A plain loop timer, not clock.sleep_until: a second's boundary is worth no polling.
+            await asyncio.sleep(max(boundary - self._now(), 0) / 1e9)
             self._tick(float(self._next_second), 1.0)
             self._next_second += 1
 
@@ -307,47 +311,85 @@ class Engine:
 
     async def run(self) -> EngineReport:
         loop = asyncio.get_running_loop()
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.stop)
+        previous_handlers = _stop_on_signals(loop, self.stop)
         await self.sender.open()
-        now = self.clock()
+        self._fix_start()
+        ticker = loop.create_task(self._ticker())
+        try:
+            with _quiet_interpreter():
+                await self._dispatch()
+        finally:
+            await _cancel(ticker)
+            self.report.end_ns = self._now()
+            self._tick_last()
+            self.report.spin_s = self.clock.spin_ns / 1e9
+            await self.sender.close()
+            self._hook_thread.shutdown(wait=True)
+            _restore_signal_handlers(loop, previous_handlers)
+        return self.report
+
+    def _fix_start(self) -> None:
+        """The run's start instant: the given one, or a little after now (the sender is open)."""
+        now = self._now()
         t0 = self._given_t0 if self._given_t0 is not None else now + LOCAL_LEAD_NS
         self.report.t0_ns = t0
         self.report.start_epoch_s = time.time() + (t0 - now) / 1e9
         self.recorder.start(t0, self.report.start_epoch_s)
-        # Background threads (row writer, observer, display) hold the GIL for up to the switch
-        # interval, 5 ms by default, whenever the loop wants it back: that was send lag.
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        gc.collect()
-        gc.disable()  # a collection pause inside a measured phase would show up as latency
-        ticker = loop.create_task(self._ticker())
+
+    async def _dispatch(self) -> None:
+        """All phases, then the requests still in flight; a stop ends the phases early."""
+        self._phases_task = asyncio.get_running_loop().create_task(self._run_phases())
         try:
-            self._phases_task = loop.create_task(self._run_phases())
-            try:
-                await self._phases_task
-            except asyncio.CancelledError:
-                if not self.report.interrupted:
-                    raise
-            await self._drain()
-        finally:
-            gc.enable()
-            sys.setswitchinterval(switch_interval)
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            self.report.end_ns = self.clock()
-            # The last, partial interval starts where the ticker stopped: if it was cancelled
-            # before waking for a boundary, that whole second is still unflushed.
-            start = self._next_second
-            self._tick(float(start), (self.report.end_ns - self.report.t0_ns) / 1e9 - start)
-            self.report.spin_s = self._spin_ns / 1e9
-            await self.sender.close()
-            self._hook_thread.shutdown(wait=True)
-            for sig, handler in previous.items():
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(sig)
-                    signal.signal(sig, handler)  # the CLI's handlers guard the target's stop
-        return self.report
+            await self._phases_task
+        except asyncio.CancelledError:
+            if not self.report.interrupted:
+                raise
+        await self._drain()
+
+    def _tick_last(self) -> None:
+        # The last, partial interval starts where the ticker stopped: if it was cancelled
+        # before waking for a boundary, that whole second is still unflushed.
+        start = self._next_second
+        self._tick(float(start), (self.report.end_ns - self.report.t0_ns) / 1e9 - start)
+
+
+@contextlib.contextmanager
+def _quiet_interpreter() -> Iterator[None]:
+    """Keep the interpreter from pausing the event loop while it measures."""
+    # Background threads (row writer, observer, display) hold the GIL for up to the switch
+    # interval, 5 ms by default, whenever the loop wants it back: that was send lag.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.disable()  # a collection pause inside a measured phase would show up as latency
+    try:
+        yield
+    finally:
+        gc.enable()
+        sys.setswitchinterval(switch_interval)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _stop_on_signals(
+    loop: asyncio.AbstractEventLoop, stop: Callable[[], None]
+) -> dict[signal.Signals, Any]:
+    """Install ``stop`` for SIGINT and SIGTERM; return the handlers it replaces."""
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    for sig in previous:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop)
+    return previous
+
+
+def _restore_signal_handlers(
+    loop: asyncio.AbstractEventLoop, previous: dict[signal.Signals, Any]
+) -> None:
+    for sig, handler in previous.items():
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)  # the CLI's handlers guard the target's stop

@@ -1,7 +1,7 @@
 """Generating the load in this process: recorder, sender and engine for one schedule.
 
 ``run_local`` is what a single-process run does, and what each process of a multi-process run
-(``workers.py``) does with its share of the schedule.
+(``processes.py``) does with its share of the schedule.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.analysis.slo import parse_slo
 from infbench.load.engine import Engine, EngineHooks, EngineReport, run_async
 from infbench.recorder.recorder import PhaseTally, Recorder
+from infbench.scenario.model import Scenario
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
 from infbench.senders import make_sender
-from infbench.senders.base import SenderOptions
+from infbench.senders.base import Sender, SenderOptions
 from infbench.workload.requests import RequestFactory
 
 __all__ = ["LoadResult", "goodput_threshold_us", "highest_us", "run_local"]
@@ -64,31 +65,11 @@ def run_local(
     """Run ``schedule`` from ``t0_ns`` (default: once the sender is open) and return what it
     recorded."""
     scenario = loaded.scenario
-    recorder = Recorder(
-        [plan.name for plan in schedule.phases],
-        highest_us(scenario.request.timeout),
-        out_dir,
-        goodput_threshold_us=goodput_threshold_us(scenario.slo),
-        rows_header=rows_header,
-    )
-    sender = make_sender(
-        scenario.client.sender,
-        SenderOptions(
-            base_url=base_url,
-            connections=scenario.client.connections,
-            timeout_s=scenario.request.timeout,
-            max_response_bytes=scenario.request.max_response_bytes,
-            http2=scenario.client.http2,
-            verify_tls=not scenario.client.insecure,
-        ),
-    )
-    requests = RequestFactory.from_scenario(
-        scenario.request, loaded.base_dir, scenario.workload.seed
-    )
+    recorder = _new_recorder(scenario, schedule, out_dir, rows_header)
     engine = Engine(
         schedule,
-        sender,
-        requests,
+        _new_sender(scenario, base_url),
+        RequestFactory.from_scenario(scenario.request, loaded.base_dir, scenario.workload.seed),
         recorder,
         connections=scenario.client.connections,
         timeout_s=scenario.request.timeout,
@@ -97,20 +78,64 @@ def run_local(
         stride=stride,
         seq_bases=seq_bases,
     )
-    me = psutil.Process()
-    cpu_before, wall_before = me.cpu_times(), time.monotonic()
+    usage = _ProcessUsage.now()
     try:
         report: EngineReport = run_async(engine.run())
     finally:
         recorder.close()
-    wall = max(time.monotonic() - wall_before, 1e-9)
-    cpu_after = me.cpu_times()
-    cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-    generator = {
-        "cpu_pct": round(100 * cpu_s / wall, 1),
-        "busy_cpu_pct": round(100 * max(cpu_s - report.spin_s, 0) / wall, 1),
-        "spin_s": round(report.spin_s, 3),
-        "rss_mb": round(me.memory_info().rss / 2**20, 1),
-        "processes": 1,
-    }
-    return LoadResult(recorder.tallies, report, generator)
+    return LoadResult(recorder.tallies, report, usage.generator_figures(report.spin_s))
+
+
+def _new_recorder(
+    scenario: Scenario, schedule: Schedule, out_dir: Path, rows_header: bool
+) -> Recorder:
+    return Recorder(
+        [plan.name for plan in schedule.phases],
+        highest_us(scenario.request.timeout),
+        out_dir,
+        goodput_threshold_us=goodput_threshold_us(scenario.slo),
+        rows_header=rows_header,
+    )
+
+
+def _new_sender(scenario: Scenario, base_url: str) -> Sender:
+    options = SenderOptions(
+        base_url=base_url,
+        connections=scenario.client.connections,
+        timeout_s=scenario.request.timeout,
+        max_response_bytes=scenario.request.max_response_bytes,
+        http2=scenario.client.http2,
+        verify_tls=not scenario.client.insecure,
+    )
+    return make_sender(scenario.client.sender, options)
+
+
+@dataclass(frozen=True)
+class _ProcessUsage:
+    """This process's CPU time at an instant, to report what the generator used since."""
+
+    process: psutil.Process
+    cpu_s: float
+    wall_s: float
+
+    @classmethod
+    def now(cls) -> _ProcessUsage:
+        process = psutil.Process()
+        return cls(process, _cpu_s(process), time.monotonic())
+
+    def generator_figures(self, spin_s: float) -> dict[str, Any]:
+        """CPU since then, with and without the dispatcher's deliberate polling, and memory."""
+        wall = max(time.monotonic() - self.wall_s, 1e-9)
+        cpu_s = _cpu_s(self.process) - self.cpu_s
+        return {
+            "cpu_pct": round(100 * cpu_s / wall, 1),
+            "busy_cpu_pct": round(100 * max(cpu_s - spin_s, 0) / wall, 1),
+            "spin_s": round(spin_s, 3),
+            "rss_mb": round(self.process.memory_info().rss / 2**20, 1),
+            "processes": 1,
+        }
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
