@@ -30,7 +30,7 @@ from infbench.load.local import highest_us
 from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder
 from infbench.scenario.model import ClosedArrival
 from infbench.schedule.arrivals import PhasePlan, Schedule
-from infbench.senders.base import ErrorKind, Outcome, PreparedRequest
+from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
 MS = 1_000_000
 T0 = 1_000 * MS  # the run's start on the virtual clock, which starts at 0
