@@ -24,14 +24,14 @@ from infbench.load.processes import (
     IntervalMerger,
     fire_phase_marks,
     generator_summary,
-    merge_hlogs,
     merge_reports,
-    merge_rows,
     merge_tallies,
     slice_schedule,
 )
 from infbench.load.ray.actor import Generator
 from infbench.recorder.recorder import IntervalStats
+from infbench.results.hlog import merge_interval_logs
+from infbench.results.rows import merge_row_files
 from infbench.scenario.model import RaySettings
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
@@ -302,8 +302,10 @@ class _RayRun:
             wire["generator"].update(
                 self._actor_figures(k), lag_p99_ms=_lag_p99_ms(self.schedule, wire)
             )
-        merge_hlogs(self.out_dir, parts, start_wall)
-        merge_rows(self.out_dir, parts)
+        logs = [part / "latency.hlog" for part in parts]
+        rows = [part / "requests.csv.gz" for part in parts]
+        merge_interval_logs(self.out_dir / "latency.hlog", logs, start_wall)
+        merge_row_files(self.out_dir / "requests.csv.gz", rows)
         for part in parts:
             shutil.rmtree(part, ignore_errors=True)
         ceiling = highest_us(self.loaded.scenario.request.timeout)
