@@ -15,7 +15,6 @@ import struct
 from html.parser import HTMLParser
 from io import StringIO
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,7 +23,13 @@ from typer.testing import CliRunner
 
 from infbench.analysis.metrics import COMPARE_METRICS
 from infbench.cli import app
-from infbench.compare.comparison import compare
+from infbench.compare.comparison import (
+    CompareSettings,
+    Comparison,
+    MetricComparison,
+    compare,
+)
+from infbench.compare.warnings import CompareWarning
 from infbench.errors import ResultFormatError
 from infbench.report.html import write_compare_html, write_run_html, write_run_html_quietly
 from infbench.results.rundir import SUMMARY_COLUMNS, load_run
@@ -296,12 +301,16 @@ def test_compare_html_overlays_both_runs_and_lists_the_verdicts(tmp_path: Path) 
     assert "worse" in verdicts.values()
 
 
-def test_compare_html_takes_any_comparison_shaped_value(tmp_path: Path) -> None:
-    row = SimpleNamespace(
+def test_compare_html_formats_each_row_and_the_warnings(tmp_path: Path) -> None:
+    row = MetricComparison(
         phase="steady", metric="p99", base=20.0, cand=30.0, change=0.5, ci=(0.4, 0.6),
-        p_value=0.0001, verdict="worse",
+        p_value=0.0001, n=(30, 30), method="bootstrap", verdict="worse", significant=True,
     )  # fmt: skip
-    comparison = SimpleNamespace(rows=[row], warnings=["few seconds"])
+    comparison = Comparison(
+        base="base", candidate="cand", method="bootstrap", repetitions=(1, 1),
+        settings=CompareSettings(), phases=("steady",), rows=(row,),
+        warnings=(CompareWarning("few_seconds", "few seconds"),),
+    )  # fmt: skip
     base = load_run(GOLDEN / "base")
     out = write_compare_html(comparison, base, load_run(GOLDEN / "cand"), tmp_path / "c.html")
     text = out.read_text()

@@ -12,13 +12,13 @@ from rich.console import Console
 
 from infbench.scenario.model import Scenario, Workload
 from infbench.schedule.arrivals import build_schedule
+from infbench.schedule.peak import peak_rate
 from infbench.sweep import calibrate
 from infbench.sweep.calibrate import (
     CalibrationSettings,
     Level,
     calibration_path,
     capacity_warning,
-    peak_rate,
     search_capacity,
     warn_if_over_capacity,
 )

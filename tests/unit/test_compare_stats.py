@@ -24,9 +24,10 @@ from infbench.analysis.stats import (
 )
 from infbench.compare.comparison import CompareSettings, Comparison, Side, compare_sides
 from infbench.errors import ResultFormatError
-from infbench.recorder.recorder import IntervalLogWriter, new_histogram
+from infbench.recorder.recorder import new_histogram
 from infbench.results.hlog import (
     BucketGrid,
+    IntervalLogWriter,
     MetricSeconds,
     PhaseSeconds,
     bucket_layout,

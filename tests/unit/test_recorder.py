@@ -10,7 +10,8 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
-from infbench.recorder.recorder import ROW_COLUMNS, Recorder
+from infbench.recorder.recorder import Recorder
+from infbench.results.rows import ROW_COLUMNS
 from infbench.wire import Outcome
 
 MS = 1_000_000

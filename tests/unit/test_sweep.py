@@ -13,18 +13,18 @@ import pytest
 from infbench.analysis.search import (
     Estimate,
     LevelVerdict,
+    SearchResult,
     SearchSettings,
     estimate_metric,
-    expand_grid,
     judge,
-    parse_rates,
-    parse_slo_text,
     search_max,
 )
 from infbench.errors import UsageError
 from infbench.results.hlog import BucketGrid, MetricSeconds, PhaseSeconds
 from infbench.scenario.source import load_scenario
 from infbench.sweep.command import Budget, SweepOptions, phase_override
+from infbench.sweep.plan import expand_grid, parse_rates, parse_slo_text
+from infbench.sweep.report import result_json
 
 # --- rates -------------------------------------------------------------------------------------
 
@@ -146,6 +146,11 @@ def capacity(limit: float, calls: list[float]) -> Callable[[float], LevelVerdict
     return probe
 
 
+def stopped(result: SearchResult, precision: float = 0.10) -> str:
+    """Why the search ended, as sweep.json says it."""
+    return str(result_json(result, precision)["stopped"])
+
+
 def test_brackets_up_then_bisects_to_the_precision() -> None:
     calls: list[float] = []
     result = search_max(capacity(57.0, calls), SearchSettings(10, 0.10), lambda: True)
@@ -154,7 +159,8 @@ def test_brackets_up_then_bisects_to_the_precision() -> None:
     assert result.last_pass is not None and result.first_fail is not None
     assert result.last_pass <= 57 < result.first_fail
     assert result.first_fail / result.last_pass <= 1.10
-    assert result.confident and result.stopped == "bracket within 10%"
+    assert result.confident and result.stopped == "precision"
+    assert stopped(result) == "bracket within 10%"
     # bisection on the log scale: the first midpoint of [40, 80) is their geometric mean
     assert calls[4] == pytest.approx(math.sqrt(40 * 80))
 
@@ -173,7 +179,7 @@ def test_no_rate_passes() -> None:
     result = search_max(capacity(0.0, calls), settings, lambda: True)
     assert calls == [8, 4, 2, 1]
     assert result.last_pass is None and result.first_fail == 1
-    assert result.stopped == "no tested rate met the SLO"
+    assert result.stopped == "floor" and stopped(result) == "no tested rate met the SLO"
 
 
 def test_every_rate_passes_up_to_max_rate() -> None:
@@ -182,7 +188,7 @@ def test_every_rate_passes_up_to_max_rate() -> None:
     result = search_max(capacity(math.inf, calls), settings, lambda: True)
     assert calls == [10, 20, 40, 80]
     assert result.last_pass == 80 and result.first_fail is None
-    assert result.stopped == "reached --max-rate"
+    assert result.stopped == "ceiling" and stopped(result) == "reached --max-rate"
 
 
 def test_budget_stops_the_search_with_the_bracket_so_far() -> None:
@@ -191,7 +197,9 @@ def test_budget_stops_the_search_with_the_bracket_so_far() -> None:
     result = search_max(capacity(57.0, calls), SearchSettings(10), lambda: next(allowed))
     assert calls == [10, 20, 40, 80]
     assert (result.last_pass, result.first_fail) == (40, 80)
-    assert result.stopped == "budget spent"
+    assert result.stopped == "budget" and stopped(result) == "budget spent"
+    early = search_max(capacity(57.0, []), SearchSettings(10), lambda: False)
+    assert stopped(early) == "budget spent before the capacity was bracketed"
 
 
 def test_uncertain_bounds_make_the_result_uncertain() -> None:

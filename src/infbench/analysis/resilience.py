@@ -24,8 +24,6 @@ section into what a report draws.
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from infbench.errors import ResultFormatError
+from infbench.results.rows import read_row_chunks
 
 __all__ = [
     "FaultMarks",
@@ -52,7 +50,6 @@ FLOOR_MS = 1.0
 HOLD_BINS = 2
 QUIET_S = 1.0
 MIN_BASELINE = 3  # successes needed before a fault for a baseline p50
-_CHUNK = 500_000
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -80,24 +77,12 @@ class Rows:
 
 def read_rows(path: Path) -> Rows:
     """requests.csv.gz as Rows, read in chunks (ResultFormatError names a damaged file)."""
-    import pandas as pd
-
     parts: list[tuple[FloatArray, FloatArray, BoolArray]] = []
-    try:
-        with gzip.open(path, "rb") as handle:
-            reader = pd.read_csv(
-                handle,
-                usecols=["intended_ns", "done_ns", "error"],
-                dtype={"intended_ns": "int64", "done_ns": "int64", "error": "str"},
-                keep_default_na=False,
-                chunksize=_CHUNK,
-            )
-            for chunk in reader:
-                done = chunk["done_ns"].to_numpy()
-                latency = (done - chunk["intended_ns"].to_numpy()) / 1e6
-                parts.append((done / 1e9, latency, (chunk["error"] != "").to_numpy()))
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as exc:
-        raise ResultFormatError(f"{path}: corrupt or truncated ({exc})") from None
+    columns = {"intended_ns": "int64", "done_ns": "int64", "error": "str"}
+    for chunk in read_row_chunks(path, columns):
+        done = chunk["done_ns"].to_numpy()
+        latency = (done - chunk["intended_ns"].to_numpy()) / 1e6
+        parts.append((done / 1e9, latency, (chunk["error"] != "").to_numpy()))
     if not parts:
         return Rows.of([], [], [])
     return Rows.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))

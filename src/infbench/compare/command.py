@@ -7,11 +7,7 @@ a rule failed.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -31,7 +27,6 @@ from infbench.results.rundir import load_run
 __all__ = ["FORMATS", "run_compare"]
 
 FORMATS = ("table", "markdown", "json")
-HTML_MODULE = "infbench.report.html"
 
 
 def _gate_config(fail_on: list[str], gate_file: Path | None) -> GateConfig:
@@ -65,18 +60,6 @@ def _settings(
             if v is not None
         ),
     )
-
-
-def _html_writer() -> Callable[..., Any]:
-    """The HTML report's compare writer, when that module is installed (issue 6)."""
-    if importlib.util.find_spec(HTML_MODULE) is None:
-        raise UsageError(
-            "--html needs the report module (infbench.report.html), which this version of "
-            "infbench does not include yet",
-            hint="leave out --html; use --format markdown for a shareable report",
-        )
-    writer: Callable[..., Any] = importlib.import_module(HTML_MODULE).write_compare_html
-    return writer
 
 
 def _render(
@@ -126,7 +109,6 @@ def run_compare(
     if seed < 0:
         raise UsageError(f"--seed {seed}: must be 0 or more")
     config = _gate_config(fail_on, gate_file)
-    write_html = _html_writer() if html is not None else None
     settings = _settings(seed, config, noise, error_rate_noise)
     comparison = compare(base, candidate, settings)
     rules: tuple[CompareRule, ...] = config.rules
@@ -134,8 +116,10 @@ def run_compare(
     _render(comparison, fmt, gate, console)
     if junit is not None:
         _write(junit, to_junit(comparison, gate or [], rules), "--junit")
-    if write_html is not None and html is not None:
-        write_html(comparison, load_run(base), load_run(candidate), html)
+    if html is not None:
+        from infbench.report.html import write_compare_html  # plots: loaded only when asked
+
+        write_compare_html(comparison, load_run(base), load_run(candidate), html)
     failed = [result for result in gate or [] if not result.passed]
     if failed:
         raise _failure(failed, len(gate or []))

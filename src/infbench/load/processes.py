@@ -12,7 +12,6 @@ time series and the observer's phase boundaries.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import multiprocessing as mp
 import os
 import queue
@@ -31,11 +30,11 @@ from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport, phase
 from infbench.load.local import LoadResult, highest_us, run_local
 from infbench.recorder.recorder import (
     METRICS,
-    ROW_COLUMNS,
-    IntervalLogWriter,
     IntervalStats,
     PhaseTally,
 )
+from infbench.results.hlog import merge_interval_logs
+from infbench.results.rows import merge_row_files
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import PhasePlan, Schedule, build_schedule
 from infbench.senders import make_sender
@@ -45,9 +44,7 @@ __all__ = [
     "IntervalMerger",
     "fire_phase_marks",
     "generator_summary",
-    "merge_hlogs",
     "merge_reports",
-    "merge_rows",
     "merge_tallies",
     "resolve_processes",
     "run_processes",
@@ -204,39 +201,6 @@ def fire_phase_marks(
         start_ns += int(plan.duration_s * 1e9)
 
 
-def merge_hlogs(out_dir: Path, parts: list[Path], start_epoch: float) -> None:
-    sums: dict[tuple[float, str], HdrHistogram] = {}
-    lengths: dict[tuple[float, str], float] = {}
-    for part in parts:
-        path = part / "latency.hlog"
-        for line in path.read_text().splitlines() if path.exists() else []:
-            if not line.startswith("Tag="):
-                continue
-            tag, start, length, _, payload = line[4:].split(",", 4)
-            key = (float(start), tag)
-            hist = HdrHistogram.decode(payload)
-            if key in sums:
-                sums[key].add(hist)
-                lengths[key] = max(lengths[key], float(length))
-            else:
-                sums[key], lengths[key] = hist, float(length)
-    with open(out_dir / "latency.hlog", "w", encoding="ascii") as handle:
-        log = IntervalLogWriter(handle, start_epoch)
-        for key in sorted(sums):
-            log.write(key[1], key[0], lengths[key], sums[key])
-
-
-def merge_rows(out_dir: Path, parts: list[Path]) -> None:
-    """A gzip file may hold several members: a header member, then each process's rows."""
-    with open(out_dir / "requests.csv.gz", "wb") as merged:
-        merged.write(gzip.compress((",".join(ROW_COLUMNS) + "\r\n").encode()))
-        for part in parts:
-            path = part / "requests.csv.gz"
-            if path.exists():
-                with open(path, "rb") as piece:
-                    shutil.copyfileobj(piece, merged)
-
-
 def merge_tallies(
     schedule: Schedule, wires: list[dict[str, Any]], ceiling_us: int
 ) -> list[PhaseTally]:
@@ -284,8 +248,8 @@ def merge_results(
     processes and Ray actors, so both merge the same way.
     """
     t0_ns, start_epoch = start
-    merge_hlogs(out_dir, parts, start_epoch)
-    merge_rows(out_dir, parts)
+    merge_interval_logs(out_dir / "latency.hlog", [p / "latency.hlog" for p in parts], start_epoch)
+    merge_row_files(out_dir / "requests.csv.gz", [p / "requests.csv.gz" for p in parts])
     for part in parts:
         shutil.rmtree(part, ignore_errors=True)
     return merge_tallies(schedule, wires, ceiling_us), merge_reports(wires, t0_ns, start_epoch)

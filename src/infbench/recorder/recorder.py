@@ -20,12 +20,12 @@ from typing import IO
 
 from hdrh.histogram import HdrHistogram
 
+from infbench.results.hlog import IntervalLogWriter
+from infbench.results.rows import ROW_COLUMNS, Row
 from infbench.wire import Outcome
 
 __all__ = [
     "METRICS",
-    "ROW_COLUMNS",
-    "IntervalLogWriter",
     "IntervalSnapshot",
     "IntervalStats",
     "PhaseTally",
@@ -35,20 +35,7 @@ __all__ = [
 ]
 
 METRICS = ("latency", "service", "lag", "ttfb", "failed")
-ROW_COLUMNS = (
-    "seq",
-    "phase",
-    "intended_ns",
-    "sent_ns",
-    "first_byte_ns",
-    "done_ns",
-    "status",
-    "error",
-    "bytes_out",
-    "bytes_in",
-)
 SIGNIFICANT_DIGITS = 3
-Row = tuple[int, str, int, int | str, int | str, int, int, str, int, int]
 
 
 def release_histogram(hist: HdrHistogram) -> None:
@@ -109,32 +96,6 @@ class IntervalStats:
     errors: int
     latency_p50_ms: float | None
     latency_p99_ms: float | None
-
-
-class IntervalLogWriter:
-    """A standard HdrHistogram interval log with one tag per phase and metric.
-
-    Timestamps are seconds relative to the BaseTime line, so HdrHistogram's own log readers
-    (``hdrh.log.HistogramLogReader``, HistogramLogProcessor) place every interval correctly.
-    """
-
-    def __init__(self, stream: IO[str], start_epoch_s: float) -> None:
-        self._stream = stream
-        stream.write("#[Histogram log format version 1.3]\n")
-        stream.write("#[infbench interval log: values in microseconds, tags are phase/metric]\n")
-        stream.write(f"#[StartTime: {start_epoch_s:.3f} (seconds since epoch)]\n")
-        stream.write(f"#[BaseTime: {start_epoch_s:.3f} (seconds since epoch)]\n")
-        stream.write(
-            '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n'
-        )
-
-    def write(self, tag: str, start_s: float, length_s: float, histogram: HdrHistogram) -> None:
-        payload = histogram.encode().decode("ascii")
-        max_ms = histogram.get_max_value() / 1000.0
-        self._stream.write(f"Tag={tag},{start_s:.3f},{length_s:.3f},{max_ms:.3f},{payload}\n")
-
-    def flush(self) -> None:
-        self._stream.flush()
 
 
 class _RowWriter:

@@ -1,23 +1,14 @@
-"""The HTML page of ``infbench compare BASE CAND --html FILE``.
-
-``comparison`` is read duck-typed, so this page depends only on these attributes of it
-(compare.Comparison has them all; any missing one is simply not shown):
-
-- ``rows``: items with ``phase``, ``metric``, ``base``, ``cand``, ``change``, ``ci`` (a pair
-  or None), ``p_value`` and ``verdict`` (``better`` | ``worse`` | ``~``);
-- ``phases``: the phase names compared (default: those both runs have);
-- ``warnings``: items with ``message`` (or plain strings);
-- ``method`` and ``repetitions``: shown in the header.
-"""
+"""The HTML page of ``infbench compare BASE CAND --html FILE``: a view of one Comparison (its
+rows as the verdict table, its warnings, method and repetitions in the header) beside both
+runs' plots overlaid."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
 
-from infbench.analysis.metrics import COMPARE_METRICS
+from infbench.compare.comparison import Comparison, MetricComparison
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.rundata import load_run_data
 from infbench.results.rundir import RunResult
@@ -37,60 +28,37 @@ class VerdictRow:
     verdict: str
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _format(metric: str, value: object) -> str:
-    number = _number(value)
-    spec = COMPARE_METRICS.get(metric)
-    if spec is not None:
-        return spec.format(number)
-    return "–" if number is None else f"{number:.4g}"
-
-
-def _format_change(metric: str, value: object) -> str:
-    number = _number(value)
-    spec = COMPARE_METRICS.get(metric)
-    if spec is not None:
-        return spec.format_change(number)
-    return "–" if number is None else f"{number * 100:+.1f}%"
-
-
-def _format_ci(metric: str, ci: object) -> str:
-    if not isinstance(ci, tuple | list) or len(ci) != 2:
+def _format_ci(row: MetricComparison) -> str:
+    if row.ci is None:
         return "–"
-    return f"[{_format_change(metric, ci[0])}, {_format_change(metric, ci[1])}]"
+    low, high = row.ci
+    return f"[{row.spec.format_change(low)}, {row.spec.format_change(high)}]"
 
 
-def _format_p(value: object) -> str:
-    number = _number(value)
-    if number is None:
+def _format_p(value: float | None) -> str:
+    if value is None:
         return "–"
-    return "<0.001" if number < 0.001 else f"{number:.3f}"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def verdict_rows(comparison: object) -> list[VerdictRow]:
-    """The comparison's rows as display strings (the adapter between Comparison and the page)."""
-    rows = []
-    for row in getattr(comparison, "rows", ()) or ():
-        metric = str(getattr(row, "metric", "?"))
-        rows.append(
-            VerdictRow(
-                phase=str(getattr(row, "phase", "")),
-                metric=metric,
-                base=_format(metric, getattr(row, "base", None)),
-                cand=_format(metric, getattr(row, "cand", getattr(row, "candidate", None))),
-                change=_format_change(metric, getattr(row, "change", None)),
-                ci=_format_ci(metric, getattr(row, "ci", None)),
-                p_value=_format_p(getattr(row, "p_value", None)),
-                verdict=str(getattr(row, "verdict", "~")),
-            )
+def verdict_rows(comparison: Comparison) -> list[VerdictRow]:
+    """The comparison's rows as display strings."""
+    return [
+        VerdictRow(
+            phase=row.phase,
+            metric=row.metric,
+            base=row.spec.format(row.base),
+            cand=row.spec.format(row.cand),
+            change=row.spec.format_change(row.change),
+            ci=_format_ci(row),
+            p_value=_format_p(row.p_value),
+            verdict=row.verdict,
         )
-    return rows
+        for row in comparison.rows
+    ]
 
 
-def _verdict_table(comparison: object) -> str:
+def _verdict_table(comparison: Comparison) -> str:
     rows = verdict_rows(comparison)
     if not rows:
         return absent("Comparison", "no metric was compared")
@@ -105,11 +73,10 @@ def _verdict_table(comparison: object) -> str:
     return table(headers, cells, table_id="comparison", classes=css)
 
 
-def _warnings(comparison: object) -> str:
-    items = [str(getattr(w, "message", w)) for w in getattr(comparison, "warnings", ()) or ()]
-    if not items:
+def _warnings(comparison: Comparison) -> str:
+    if not comparison.warnings:
         return ""
-    body = "".join(f'<li class="warn">{escape(item)}</li>' for item in items)
+    body = "".join(f'<li class="warn">{escape(w.message)}</li>' for w in comparison.warnings)
     return f'<h2>Warnings</h2><ul id="warnings">{body}</ul>'
 
 
@@ -131,32 +98,20 @@ def _run_card(label: str, run: RunResult) -> str:
     )
 
 
-def _phases(comparison: object, base: RunResult, candidate: RunResult) -> list[str]:
-    named = getattr(comparison, "phases", None)
-    if named:
-        return [str(p) for p in named]
-    cand_names = {p.get("name") for p in candidate.phases}
-    return [str(p["name"]) for p in base.phases if p.get("name") in cand_names]
-
-
-def _method(comparison: object) -> str:
-    method = getattr(comparison, "method", None)
-    reps: Any = getattr(comparison, "repetitions", None)
-    text = f"method: {method}" if method else ""
-    if isinstance(reps, tuple | list) and len(reps) == 2:
-        text += f" · runs per side: {reps[0]} vs {reps[1]}"
-    return text
+def _method(comparison: Comparison) -> str:
+    base_runs, cand_runs = comparison.repetitions
+    return f"method: {comparison.method} · runs per side: {base_runs} vs {cand_runs}"
 
 
 def write_compare_html(
-    comparison: object, base: RunResult, candidate: RunResult, out: Path
+    comparison: Comparison, base: RunResult, candidate: RunResult, out: Path
 ) -> Path:
     """Render the comparison page to ``out``; ResultFormatError when a run's files are damaged."""
     from infbench.report.compare_plots import compare_latency_over_time, compare_percentiles
 
     base_data = load_run_data(base, with_rows=False)
     cand_data = load_run_data(candidate, with_rows=False)
-    phases = _phases(comparison, base, candidate)
+    phases = list(comparison.phases)
     plots = [
         ("Percentile distributions", compare_percentiles(base_data, cand_data, phases)),
         ("Latency over time", compare_latency_over_time(base_data, cand_data)),

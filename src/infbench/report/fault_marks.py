@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infbench.analysis.resilience import ResiliencePlot
+from infbench.analysis.resilience import FaultMarks, ResiliencePlot
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -23,72 +23,105 @@ RECOVERED_COLOR = "#1a9850"
 RESTART_COLOR = "#636363"
 
 
+class _Legend:
+    """Each kind of marker labelled once: later ones get a name the legend leaves out."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        if name in self.seen:
+            return "_" + name  # matplotlib leaves names starting with "_" out of the legend
+        self.seen.add(name)
+        return name
+
+
+def _fault_line(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
+    """A line where the fault was injected, its action named at the top."""
+    ax.axvline(fault.time_s, color=FAULT_COLOR, lw=1.6, zorder=3, label=label("fault"))
+    ax.text(
+        fault.time_s,
+        0.90,
+        " " + fault.label.split(" at ")[0],
+        transform=ax.get_xaxis_transform(),
+        ha="left",
+        va="top",
+        fontsize=8.5,
+        color=FAULT_COLOR,
+        clip_on=True,
+    )
+
+
+def _error_window(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
+    if fault.error_window is None:
+        return
+    start, end = fault.error_window
+    # A window of one failed request has no width; keep it visible as a thin band.
+    ax.axvspan(
+        start,
+        max(end, start + 0.2),
+        color=FAULT_COLOR,
+        alpha=0.15,
+        lw=0,
+        zorder=1,
+        label=label("error window"),
+    )
+
+
+def _recovery(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
+    if fault.recovered_at_s is None:
+        return
+    ax.axvline(
+        fault.recovered_at_s,
+        color=RECOVERED_COLOR,
+        ls=":",
+        lw=1.6,
+        zorder=3,
+        label=label("recovered"),
+    )
+
+
+def _threshold(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
+    """The recovery threshold, from the fault to its recovery (else to its end, else 1 s)."""
+    if fault.threshold_ms is None:
+        return
+    end_s = fault.recovered_at_s if fault.recovered_at_s is not None else fault.end_s
+    ax.hlines(
+        fault.threshold_ms,
+        fault.time_s,
+        end_s if end_s is not None and end_s > fault.time_s else fault.time_s + 1.0,
+        colors=RECOVERED_COLOR,
+        linestyles="--",
+        lw=1.0,
+        zorder=3,
+        label=label("recovery threshold"),
+    )
+
+
+def _restart(ax: Axes, exited_s: float, ready_s: float | None, label: _Legend) -> None:
+    """A band from a supervised restart to readiness; never ready: to the end of the plot
+    (so the x limits must be set first)."""
+    ax.axvspan(
+        exited_s,
+        ready_s if ready_s is not None and ready_s > exited_s else ax.get_xlim()[1],
+        color=RESTART_COLOR,
+        alpha=0.2,
+        lw=0,
+        zorder=1,
+        label=label("server restarting"),
+    )
+
+
 def draw_faults(ax: Axes, plot: ResiliencePlot | None, latency_axis: bool = False) -> None:
     """Draw ``plot``'s markers on ``ax``; each kind is labelled once, for the legend."""
     if plot is None:
         return
-    labelled: set[str] = set()
-
-    def label(name: str) -> str:
-        if name in labelled:
-            return "_" + name  # matplotlib leaves names starting with "_" out of the legend
-        labelled.add(name)
-        return name
-
+    label = _Legend()
     for fault in plot.faults:
-        ax.axvline(fault.time_s, color=FAULT_COLOR, lw=1.6, zorder=3, label=label("fault"))
-        ax.text(
-            fault.time_s,
-            0.90,
-            " " + fault.label.split(" at ")[0],
-            transform=ax.get_xaxis_transform(),
-            ha="left",
-            va="top",
-            fontsize=8.5,
-            color=FAULT_COLOR,
-            clip_on=True,
-        )
-        if fault.error_window is not None:
-            start, end = fault.error_window
-            # A window of one failed request has no width; keep it visible as a thin band.
-            ax.axvspan(
-                start,
-                max(end, start + 0.2),
-                color=FAULT_COLOR,
-                alpha=0.15,
-                lw=0,
-                zorder=1,
-                label=label("error window"),
-            )
-        if fault.recovered_at_s is not None:
-            ax.axvline(
-                fault.recovered_at_s,
-                color=RECOVERED_COLOR,
-                ls=":",
-                lw=1.6,
-                zorder=3,
-                label=label("recovered"),
-            )
-        if latency_axis and fault.threshold_ms is not None:
-            end_s = fault.recovered_at_s if fault.recovered_at_s is not None else fault.end_s
-            ax.hlines(
-                fault.threshold_ms,
-                fault.time_s,
-                end_s if end_s is not None and end_s > fault.time_s else fault.time_s + 1.0,
-                colors=RECOVERED_COLOR,
-                linestyles="--",
-                lw=1.0,
-                zorder=3,
-                label=label("recovery threshold"),
-            )
+        _fault_line(ax, fault, label)
+        _error_window(ax, fault, label)
+        _recovery(ax, fault, label)
+        if latency_axis:
+            _threshold(ax, fault, label)
     for exited_s, ready_s in plot.restarts:
-        # Never ready again: the band runs to the end of the plot (set the x limits first).
-        ax.axvspan(
-            exited_s,
-            ready_s if ready_s is not None and ready_s > exited_s else ax.get_xlim()[1],
-            color=RESTART_COLOR,
-            alpha=0.2,
-            lw=0,
-            zorder=1,
-            label=label("server restarting"),
-        )
+        _restart(ax, exited_s, ready_s, label)

@@ -12,9 +12,7 @@ Anything that does not parse raises ResultFormatError naming the file and the pr
 from __future__ import annotations
 
 import csv
-import gzip
 import math
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +29,13 @@ from infbench.results.hlog import (
     read_interval_log,
     union_grid,
 )
+from infbench.results.rows import read_row_chunks
 from infbench.results.rundir import TIMESERIES_COLUMNS, RunResult, load_run
 
 __all__ = ["Distribution", "PhaseWindow", "RunData", "load_run_data", "percentile_values"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-_ROWS_CHUNK = 500_000
 _T = TypeVar("_T")
 
 
@@ -158,26 +156,10 @@ def read_errors(path: Path) -> tuple[IntArray, dict[str, IntArray]]:
 
     HTTP classes carry their status (``http_5xx 503``). Read in chunks: memory stays flat.
     """
-    import pandas as pd
-
     counts: dict[tuple[int, str], int] = {}
-    columns = ["done_ns", "status", "error"]
-    try:
-        with gzip.open(path, "rb") as handle:
-            reader = pd.read_csv(
-                handle,
-                encoding="utf-8",
-                usecols=columns,
-                dtype={"done_ns": "int64", "status": "int64", "error": "str"},
-                keep_default_na=False,
-                chunksize=_ROWS_CHUNK,
-            )
-            for chunk in reader:
-                _count_errors(chunk, counts)
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as exc:
-        raise ResultFormatError(f"{path}: corrupt or truncated ({exc})") from None
-    except pd.errors.ParserError as exc:
-        raise ResultFormatError(f"{path}: corrupt rows ({exc})") from None
+    columns = {"done_ns": "int64", "status": "int64", "error": "str"}
+    for chunk in read_row_chunks(path, columns):
+        _count_errors(chunk, counts)
     return _error_matrix(counts)
 
 

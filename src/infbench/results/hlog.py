@@ -1,20 +1,30 @@
-"""Reading ``latency.hlog`` back as per-phase, per-second count arrays (DESIGN §7).
+"""``latency.hlog``, the interval log (DESIGN §7): written, read and merged here only.
 
-The interval log holds one HDR histogram per second, phase and metric. Statistics over seconds
-(the block bootstrap of ``compare``) need them as plain numbers: for each phase a vector of
-second keys, and for each metric a ``(seconds, buckets)`` matrix of counts on a compact grid of
-the HDR buckets that were actually used. Each line is decoded once (by hdrh's C decoder) and
-only its non-zero buckets are kept, so a million-request run reads in well under a second.
+The log is a standard HdrHistogram interval log: one histogram per second, phase and metric,
+tagged ``phase/metric``, timestamps in seconds relative to the BaseTime line, so HdrHistogram's
+own tools read it too. :class:`IntervalLogWriter` writes it; :func:`read_intervals` is the one
+parser (each line checked, decoded by hdrh's C decoder, errors naming the file and line), and
+everything else is built on it:
+
+- :func:`merge_interval_logs`: several generator processes' logs as one (summed per second
+  and tag: HDR histograms add without loss);
+- :func:`tag_totals`: each tag's histogram over the whole run (``run --repeat`` aggregates);
+- :func:`read_interval_log`: per-phase, per-second count arrays for statistics over seconds
+  (the block bootstrap of ``compare``, the sweep's verdicts, the report's time plots): for each
+  phase a vector of second keys, and for each metric a ``(seconds, buckets)`` matrix of counts
+  on a compact grid of the HDR buckets actually used. Only each line's non-zero buckets are
+  kept, so a million-request run reads in well under a second.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -24,16 +34,149 @@ from infbench.errors import ResultFormatError
 
 __all__ = [
     "BucketGrid",
+    "Interval",
+    "IntervalLogWriter",
     "MetricSeconds",
     "PhaseSeconds",
     "bucket_layout",
     "fold_tail",
+    "merge_interval_logs",
     "pool",
     "read_interval_log",
+    "read_intervals",
+    "tag_totals",
     "union_grid",
 ]
 
 IntArray = npt.NDArray[np.int64]
+
+
+class IntervalLogWriter:
+    """A standard HdrHistogram interval log with one tag per phase and metric.
+
+    Timestamps are seconds relative to the BaseTime line, so HdrHistogram's own log readers
+    (``hdrh.log.HistogramLogReader``, HistogramLogProcessor) place every interval correctly.
+    """
+
+    def __init__(self, stream: IO[str], start_epoch_s: float) -> None:
+        self._stream = stream
+        stream.write("#[Histogram log format version 1.3]\n")
+        stream.write("#[infbench interval log: values in microseconds, tags are phase/metric]\n")
+        stream.write(f"#[StartTime: {start_epoch_s:.3f} (seconds since epoch)]\n")
+        stream.write(f"#[BaseTime: {start_epoch_s:.3f} (seconds since epoch)]\n")
+        stream.write(
+            '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n'
+        )
+
+    def write(self, tag: str, start_s: float, length_s: float, histogram: HdrHistogram) -> None:
+        payload = histogram.encode().decode("ascii")
+        max_ms = histogram.get_max_value() / 1000.0
+        self._stream.write(f"Tag={tag},{start_s:.3f},{length_s:.3f},{max_ms:.3f},{payload}\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One line of the log: a phase's histogram of one metric over [start_s, start_s + length_s)."""
+
+    phase: str
+    metric: str
+    start_s: float
+    length_s: float
+    histogram: HdrHistogram
+
+    @property
+    def tag(self) -> str:
+        return f"{self.phase}/{self.metric}"
+
+
+def _seconds(text: str, what: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ResultFormatError(f"{where}: {what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ResultFormatError(f"{where}: {what} {text!r} is not finite")
+    return value
+
+
+def _decode(payload: str, where: str) -> HdrHistogram:
+    try:
+        return HdrHistogram.decode(payload)
+    except Exception as exc:  # hdrh raises TypeError, zlib.error, its own and ctypes errors
+        raise ResultFormatError(
+            f"{where}: histogram does not decode ({type(exc).__name__}: {exc}); "
+            "the file is corrupt or truncated"
+        ) from None
+
+
+def _parse_line(line: str, where: str) -> Interval | None:
+    """``Tag=phase/metric,start,length,max,payload`` as an Interval (None: not a tagged line)."""
+    if not line.startswith("Tag="):
+        return None  # untagged lines are not infbench's; headers start with # or "
+    parts = line.rstrip("\r\n").split(",", 4)
+    if len(parts) != 5 or "/" not in parts[0]:
+        raise ResultFormatError(
+            f"{where}: expected Tag=phase/metric,start,length,max,histogram; "
+            "the file is corrupt or truncated"
+        )
+    phase, metric = parts[0][4:].rsplit("/", 1)
+    start = _seconds(parts[1], "start time", where)
+    length = _seconds(parts[2], "interval length", where)
+    return Interval(phase, metric, start, length, _decode(parts[4], where))
+
+
+def read_intervals(path: Path) -> Iterator[Interval]:
+    """Every tagged interval of the log at ``path``, in file order.
+
+    A line that does not parse or decode raises ResultFormatError naming the file and line.
+    """
+    try:
+        handle = open(path, encoding="ascii")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise ResultFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                interval = _parse_line(line, f"{path}:{number}")
+                if interval is not None:
+                    yield interval
+        except UnicodeDecodeError as exc:
+            raise ResultFormatError(f"{path}: not an ASCII interval log ({exc})") from None
+
+
+def merge_interval_logs(out: Path, parts: Iterable[Path], start_epoch_s: float) -> None:
+    """Write one log at ``out`` holding the ``parts`` (one per generator process) summed per
+    interval and tag; a part that does not exist (a process that recorded nothing) is skipped.
+    """
+    sums: dict[tuple[float, str], HdrHistogram] = {}
+    lengths: dict[tuple[float, str], float] = {}
+    for part in parts:
+        for interval in read_intervals(part) if part.exists() else ():
+            key = (interval.start_s, interval.tag)
+            if key in sums:
+                sums[key].add(interval.histogram)
+                lengths[key] = max(lengths[key], interval.length_s)
+            else:
+                sums[key], lengths[key] = interval.histogram, interval.length_s
+    with open(out, "w", encoding="ascii") as handle:
+        log = IntervalLogWriter(handle, start_epoch_s)
+        for key in sorted(sums):
+            log.write(key[1], key[0], lengths[key], sums[key])
+
+
+def tag_totals(path: Path) -> dict[str, HdrHistogram]:
+    """Each ``phase/metric`` tag's intervals added together: its histogram over the whole run."""
+    totals: dict[str, HdrHistogram] = {}
+    for interval in read_intervals(path):
+        total = totals.get(interval.tag)
+        if total is None:
+            totals[interval.tag] = interval.histogram
+        else:
+            total.add(interval.histogram)
+    return totals
 
 
 @dataclass(frozen=True)
@@ -100,15 +243,8 @@ def bucket_layout(lowest: int, highest: int, digits: int) -> BucketGrid:
     return BucketGrid(lows=lows, highs=lows + size - 1, mids=lows + (size >> 1))
 
 
-def _decode(payload: str, where: str) -> tuple[IntArray, IntArray, BucketGrid]:
-    """Non-zero buckets of one encoded histogram: indices, counts, and the layout they index."""
-    try:
-        hist = HdrHistogram.decode(payload)
-    except Exception as exc:  # hdrh raises TypeError, zlib.error, its own and ctypes errors
-        raise ResultFormatError(
-            f"{where}: histogram does not decode ({type(exc).__name__}: {exc}); "
-            "the file is corrupt or truncated"
-        ) from None
+def _nonzero(hist: HdrHistogram) -> tuple[IntArray, IntArray, BucketGrid]:
+    """Non-zero buckets of one histogram: indices, counts, and the layout they index."""
     counts = np.ctypeslib.as_array(hist.counts)
     nonzero = np.flatnonzero(counts)
     layout = bucket_layout(
@@ -128,48 +264,16 @@ class _Pending:
     counts: list[IntArray]
 
 
-def _parse_line(line: str, where: str) -> tuple[str, str, int, str] | None:
-    """``Tag=phase/metric,start,length,max,payload`` -> (phase, metric, second, payload)."""
-    if not line.startswith("Tag="):
-        return None  # untagged lines are not infbench's; headers start with # or "
-    parts = line.rstrip("\r\n").split(",", 4)
-    if len(parts) != 5 or "/" not in parts[0]:
-        raise ResultFormatError(
-            f"{where}: expected Tag=phase/metric,start,length,max,histogram; "
-            "the file is corrupt or truncated"
-        )
-    phase, metric = parts[0][4:].rsplit("/", 1)
-    try:
-        start = float(parts[1])
-    except ValueError:
-        raise ResultFormatError(f"{where}: start time {parts[1]!r} is not a number") from None
-    if not math.isfinite(start):
-        raise ResultFormatError(f"{where}: start time {parts[1]!r} is not finite")
-    return phase, metric, math.floor(start + 1e-6), parts[4]
-
-
 def _read_pending(path: Path) -> dict[tuple[str, str], _Pending]:
     pending: dict[tuple[str, str], _Pending] = defaultdict(lambda: _Pending([], [], [], [], []))
-    try:
-        handle = open(path, encoding="ascii")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise ResultFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                parsed = _parse_line(line, f"{path}:{number}")
-                if parsed is None:
-                    continue
-                phase, metric, second, payload = parsed
-                index, counts, layout = _decode(payload, f"{path}:{number}")
-                entry = pending[(phase, metric)]
-                entry.seconds.append(second)
-                entry.lows.append(layout.lows[index])
-                entry.highs.append(layout.highs[index])
-                entry.mids.append(layout.mids[index])
-                entry.counts.append(counts)
-        except UnicodeDecodeError as exc:
-            raise ResultFormatError(f"{path}: not an ASCII interval log ({exc})") from None
+    for interval in read_intervals(path):
+        index, counts, layout = _nonzero(interval.histogram)
+        entry = pending[(interval.phase, interval.metric)]
+        entry.seconds.append(math.floor(interval.start_s + 1e-6))
+        entry.lows.append(layout.lows[index])
+        entry.highs.append(layout.highs[index])
+        entry.mids.append(layout.mids[index])
+        entry.counts.append(counts)
     return pending
 
 

@@ -13,34 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
-from hdrh.log import HistogramLogReader
 
 from infbench.analysis.slo import check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, phase_summary
 from infbench.errors import ResultFormatError
-from infbench.recorder.recorder import METRICS, PhaseTally, new_histogram
+from infbench.recorder.recorder import METRICS, PhaseTally
+from infbench.results.hlog import tag_totals
 from infbench.results.rundir import ResultDir
 from infbench.run.measure import RunOutcome, highest_us, slo_json
 
 __all__ = ["aggregate_repetitions", "merged_histograms"]
 
 
-def merged_histograms(run_dir: Path, ceiling_us: int) -> dict[str, HdrHistogram]:
+def merged_histograms(run_dir: Path) -> dict[str, HdrHistogram]:
     """Every ``phase/metric`` tag of a run's latency.hlog, its intervals added together."""
     path = run_dir / "latency.hlog"
     if not path.exists():
         raise ResultFormatError(f"{path}: missing; the run's interval log was not written")
-    merged: dict[str, HdrHistogram] = {}
-    reader = HistogramLogReader(str(path), new_histogram(ceiling_us))
-    try:
-        while (interval := reader.get_next_interval_histogram()) is not None:
-            tag = interval.get_tag() or ""
-            if tag not in merged:
-                merged[tag] = new_histogram(ceiling_us)
-            merged[tag].add(interval)
-    finally:
-        reader.close()
-    return merged
+    return tag_totals(path)
 
 
 def _merge_phase(
@@ -71,7 +61,7 @@ def aggregate_repetitions(
 ) -> RunOutcome:
     """Write the aggregate run.json and summaries for the repetitions in ``runs``."""
     highest = highest_us(float(runs[0]["scenario"]["request"]["timeout"]))
-    hists = [merged_histograms(Path(run["result_dir"]), highest) for run in runs]
+    hists = [merged_histograms(Path(run["result_dir"])) for run in runs]
     names = list(dict.fromkeys(p["name"] for run in runs for p in run["phases"]))
     phases = [m for n in names if (m := _merge_phase(n, runs, hists, highest)) is not None]
     rules = check_run(parse_slo(slo), phases)

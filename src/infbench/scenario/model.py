@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import posixpath
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -425,7 +424,3 @@ class Scenario(_Model):
         """Sum of the measured phases' durations; None while a trace phase's length is unknown."""
         durations = [phase.duration_s for phase in self.workload.phases]
         return None if None in durations else sum(d or 0.0 for d in durations)
-
-
-def is_name(value: str) -> bool:
-    return re.match(NAME_PATTERN, value) is not None

@@ -4,13 +4,14 @@ A load generator that cannot keep up measures itself, not the server. Calibratio
 open-loop constant-rate levels through the real engine (``load.run_local``: sender, recorder,
 raw rows and all) against the loopback sink (``sink.py``, its own process) and searches for the
 highest rate a level passes at: send lag p99 ≤ 1 ms, every arrival completed, no error, no drop.
-The search doubles the rate from ``start_rate`` until a level fails (halving instead while none
-has passed), then bisects between the best pass and the lowest failure until they are within
-``precision`` or the sender's time budget is spent. A level that fails by a little lag only
-(p99 ≤ 5 ms, everything completed) is run once more before it counts: on a shared machine a
-moment's preemption looks the same, while a generator that cannot keep up falls behind by far
-more. CPU per request comes from one closed-loop level first (``connections`` workers, no
-waiting between requests, hence no spin-waiting): this process's CPU time over the requests.
+The search is the one of ``sweep --find-max`` (``analysis/search.py``): double from
+``start_rate`` until a level fails (halve while none has passed), then bisect until the bracket
+is within ``precision`` or the sender's time budget is spent. A level that fails by a little
+lag only (p99 ≤ 5 ms, everything completed) is run once more before it counts: on a shared
+machine a moment's preemption looks the same, while a generator that cannot keep up falls
+behind by far more. CPU per request comes from one closed-loop level first (``connections``
+workers, no waiting between requests, hence no spin-waiting): this process's CPU time over the
+requests.
 
 The result is saved as JSON in a per-user cache (``$INFBENCH_CALIBRATION``, else
 ``$XDG_CACHE_HOME/infbench/calibration.json``, else ``~/.cache/infbench/calibration.json``), and
@@ -21,7 +22,6 @@ sender × processes (``warn_if_over_capacity``). Without a calibration file noth
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -31,24 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
+from infbench.analysis.search import LevelVerdict, SearchSettings, search_max
 from infbench.errors import UsageError
-from infbench.scenario.model import (
-    Arrival,
-    ConstantArrival,
-    GammaArrival,
-    OnOffArrival,
-    PoissonArrival,
-    RampArrival,
-    Scenario,
-    StepsArrival,
-    TraceArrival,
-    Workload,
-)
+from infbench.scenario.model import Scenario
 from infbench.schedule.arrivals import Schedule
+from infbench.schedule.peak import peak_rate
 
 if TYPE_CHECKING:
     from infbench.recorder.recorder import PhaseTally
@@ -60,7 +50,6 @@ __all__ = [
     "calibration_path",
     "capacity_warning",
     "load_calibration",
-    "peak_rate",
     "run_calibration",
     "search_capacity",
     "warn_if_over_capacity",
@@ -110,27 +99,25 @@ class Level:
     reason: str = ""
 
 
-# --- the search (pure: a measuring function in, levels out) ----------------------------------
+# --- the capacity search, probing with one level ---------------------------------------------
 
 
-def _next_rate(best: float | None, worst: float | None, s: CalibrationSettings) -> float | str:
-    """The next rate to try, or why the search is over."""
-    if worst is None:
-        assert best is not None
-        return "ceiling" if best >= s.max_rate else min(best * 2, s.max_rate)
-    if best is None:
-        return "floor" if worst <= s.min_rate else max(worst / 2, s.min_rate)
-    if worst / best - 1 <= s.precision:
-        return "precision"
-    return float(round((best + worst) / 2))
+class _Budget:
+    """``budget_s`` per sender: a level starts only if one as long as the last still fits."""
 
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds, self.clock = seconds, clock
+        self.started = clock()
+        self.last_s = 0.0
 
-def _timed(
-    measure: Callable[[float], Level], rate: float, clock: Callable[[], float]
-) -> tuple[Level, float]:
-    start = clock()
-    level = measure(rate)
-    return level, clock() - start
+    def allows(self) -> bool:
+        return self.clock() - self.started + self.last_s <= self.seconds
+
+    def timed(self, measure: Callable[[float], Level], rate: float) -> Level:
+        start = self.clock()
+        level = measure(rate)
+        self.last_s = self.clock() - start
+        return level
 
 
 def search_capacity(
@@ -138,29 +125,24 @@ def search_capacity(
     settings: CalibrationSettings,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[list[Level], str]:
-    """Bracket, then bisect; returns every level run and what ended the search (``precision``,
-    ``budget``, ``ceiling`` or ``floor``). A level is started only if one as long as the
-    last still fits in the budget; a marginal failure (``_marginal``) is measured twice."""
+    """Bracket, then bisect (``search_max``, in whole requests per second, trying
+    ``max_rate`` and ``min_rate`` themselves); returns every level run and what ended the
+    search (``precision``, ``budget``, ``ceiling`` or ``floor``). A marginal failure
+    (``_marginal``) is measured once more when the budget allows, and the second counts."""
     levels: list[Level] = []
-    best: float | None = None
-    worst: float | None = None
-    rate, started = settings.start_rate, clock()
-    while True:
-        level, cost = _timed(measure, rate, clock)
-        levels.append(level)
-        if _marginal(level) and clock() - started + cost <= settings.budget_s:
-            level, cost = _timed(measure, rate, clock)  # a moment's stall looks the same: again
-            levels.append(level)
-        if level.passed:
-            best = max(best or 0.0, rate)
-        else:
-            worst = min(worst if worst is not None else math.inf, rate)
-        following = _next_rate(best, worst, settings)
-        if isinstance(following, str):
-            return levels, following
-        if clock() - started + cost > settings.budget_s:
-            return levels, "budget"
-        rate = following
+    budget = _Budget(settings.budget_s, clock)
+
+    def probe(rate: float) -> LevelVerdict:
+        levels.append(budget.timed(measure, rate))
+        if _marginal(levels[-1]) and budget.allows():
+            levels.append(budget.timed(measure, rate))  # a moment's stall looks the same: again
+        return LevelVerdict(levels[-1].passed, confident=True, reason=levels[-1].reason)
+
+    limits = (settings.max_rate, settings.min_rate)
+    search = SearchSettings(
+        settings.start_rate, settings.precision, *limits, try_limits=True, bisect="whole"
+    )
+    return levels, search_max(probe, search, budget.allows).stopped
 
 
 def _marginal(level: Level) -> bool:
@@ -173,11 +155,6 @@ def _marginal(level: Level) -> bool:
         and level.completed == level.scheduled
         and (lag is not None and lag <= MARGINAL_LAG_FACTOR * LAG_LIMIT_MS)
     )
-
-
-def _best(levels: list[Level]) -> Level | None:
-    passed = [level for level in levels if level.passed]
-    return max(passed, key=lambda level: level.rate) if passed else None
 
 
 # --- one level through the real engine -------------------------------------------------------
@@ -317,7 +294,7 @@ def _settings(
 
 
 def _sender_entry(levels: list[Level], stopped_by: str, cpu: dict[str, Any]) -> dict[str, Any]:
-    best = _best(levels)
+    best = max((lv for lv in levels if lv.passed), key=lambda lv: lv.rate, default=None)
     return {
         "capacity_rps": best.rate if best else None,
         "lag_p99_ms": best.lag_p99_ms if best else None,
@@ -407,41 +384,6 @@ def run_calibration(
 
 
 # --- the warning in `infbench run` -------------------------------------------------------------
-
-
-def _trace_peak(offsets: np.ndarray[Any, np.dtype[np.float64]]) -> float:
-    """Most arrivals in any window of one second (sliding, not aligned to whole seconds)."""
-    if len(offsets) == 0:
-        return 0.0
-    ends = np.searchsorted(offsets, offsets + 1.0, side="left")
-    return float(np.max(ends - np.arange(len(offsets))))
-
-
-def _arrival_peak(arrival: Arrival, name: str, schedule: Schedule) -> float | None:
-    match arrival:
-        case ConstantArrival() | PoissonArrival() | GammaArrival():
-            return float(arrival.rate)
-        case OnOffArrival():
-            return float(max(arrival.rate_on, arrival.rate_off))
-        case RampArrival():
-            return float(max(arrival.from_, arrival.to))
-        case StepsArrival():
-            return float(max(arrival.rates))
-        case TraceArrival():
-            plan = next((p for p in schedule.phases if p.name == name), None)
-            return _trace_peak(plan.offsets) if plan and plan.offsets is not None else None
-    return None  # closed loop: the rate is whatever the server allows
-
-
-def peak_rate(workload: Workload, schedule: Schedule) -> float | None:
-    """The highest instantaneous rate any phase asks for, in requests per second: ramp
-    max(from, to), steps max(rates), onoff rate_on, constant/poisson/gamma rate, trace the most
-    arrivals in a 1-second window. None when every phase is closed loop."""
-    peaks = [_arrival_peak(p.arrival, p.name, schedule) for p in workload.phases]
-    if workload.warmup is not None and workload.warmup.arrival is not None:
-        peaks.append(_arrival_peak(workload.warmup.arrival, "warmup", schedule))
-    known = [peak for peak in peaks if peak is not None]
-    return max(known) if known else None
 
 
 def load_calibration(path: Path) -> dict[str, Any] | None:

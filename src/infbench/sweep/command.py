@@ -6,7 +6,7 @@ Three modes:
 - rates (``--rates 5,10,20`` or ``5..80x2``): one phase run alone at each offered rate;
   a table and a plot of latency against offered load.
 - find-max (``--find-max --slo 'p99<=200ms'``): the highest rate meeting the SLO, by
-  bracketing and bisection (sweep_search.py), each level repeated until its verdict is
+  bracketing and bisection (analysis/search.py), each level repeated until its verdict is
   confident or its run limit or the budget is reached; reported as an interval.
 - grid (``--grid 'target.workers=1,2'``): every combination of settings, each compared with
   the first through ``compare.compare``.
@@ -39,10 +39,7 @@ from infbench.analysis.search import (
     LevelVerdict,
     SearchSettings,
     estimate_metric,
-    expand_grid,
     judge,
-    parse_rates,
-    parse_slo_text,
     search_max,
 )
 from infbench.analysis.slo import Rule, parse_slo
@@ -58,6 +55,7 @@ from infbench.scenario.model import (
     TraceArrival,
 )
 from infbench.scenario.source import LoadedScenario, load_scenario
+from infbench.sweep.plan import expand_grid, parse_rates, parse_slo_text
 from infbench.sweep.report import (
     grid_rows,
     print_grid,
@@ -336,7 +334,7 @@ def _find_max(sweep: _Sweep, index: int, phase: str, rules: list[Rule]) -> None:
                         for r in rules]  # fmt: skip
     sweep.doc["levels"] = []
     result = search_max(_probe(sweep, index, phase, rules), settings, sweep.budget.allows)
-    sweep.doc["result"] = result_json(result)
+    sweep.doc["result"] = result_json(result, settings.precision)
     sweep.save()
     print_result(sweep.console, sweep.doc)
 

@@ -257,13 +257,26 @@ def verdict_json(verdict: LevelVerdict) -> dict[str, Any]:
     }
 
 
-def result_json(result: SearchResult) -> dict[str, Any]:
+def _stopped(result: SearchResult, precision: float) -> str:
+    """Why the find-max search ended, in the sweep's words."""
+    if result.stopped == "budget" and not result.bracketed:
+        return "budget spent before the capacity was bracketed"
+    words = {
+        "precision": f"bracket within {precision:.0%}",
+        "budget": "budget spent",
+        "ceiling": "reached --max-rate",
+        "floor": "no tested rate met the SLO",
+    }
+    return words.get(result.stopped, result.stopped)
+
+
+def result_json(result: SearchResult, precision: float) -> dict[str, Any]:
     return {
         "max_rate": result.last_pass,
         "first_failing_rate": result.first_fail,
         "interval": [result.last_pass, result.first_fail],
         "confident": result.confident,
-        "stopped": result.stopped,
+        "stopped": _stopped(result, precision),
     }
 
 

@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from infbench.target.pidfile import PID_FILE, PidFile, read_pid_file
+from infbench.target.proctree import stop_tree
 
 __all__ = ["Leftover", "clean_leftovers", "find_pid_files"]
 
@@ -61,33 +60,6 @@ def _owner_running(pid_file: PidFile) -> bool:
     return owner is not None and owner.process() is not None
 
 
-def _trees(roots: list[psutil.Process]) -> list[psutil.Process]:
-    """The listed processes and all their descendants now, each once."""
-    seen: dict[int, psutil.Process] = {}
-    for proc in roots:
-        seen.setdefault(proc.pid, proc)
-        with contextlib.suppress(psutil.Error):
-            for child in proc.children(recursive=True):
-                seen.setdefault(child.pid, child)
-    return list(seen.values())
-
-
-def stop_trees(roots: list[psutil.Process]) -> list[int]:
-    """SIGTERM every process of the trees, wait, then SIGKILL what is left; returns the pids."""
-    procs = _trees(roots)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.resume()  # killed during a `pause` fault: a stopped process ignores SIGTERM
-            proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=TERM_WAIT_S)
-    alive = _trees(alive)  # a supervisor may have spawned workers meanwhile
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=2.0)
-    return sorted(proc.pid for proc in procs)
-
-
 def _clean(path: Path) -> Leftover | None:
     pid_file = read_pid_file(path)
     if pid_file is None:
@@ -98,7 +70,7 @@ def _clean(path: Path) -> Leftover | None:
     live = [proc for proc in (p.process() for p in pid_file.processes) if proc is not None]
     leftover = Leftover(path, owner_pid)
     if live:
-        leftover.stopped = stop_trees(live)
+        leftover.stopped = stop_tree(live, timeout_s=TERM_WAIT_S, signal_all=True)
     with contextlib.suppress(OSError):
         path.unlink()
     return leftover

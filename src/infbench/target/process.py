@@ -4,7 +4,8 @@ Shared by the ``bentoml`` and ``command`` targets. Three facts shape this module
 
 - Servers such as ``bentoml serve`` start workers in sessions of their own, so killing the
   launcher's process group misses them. Stop therefore snapshots the whole tree with psutil
-  (refreshing the snapshot while the supervisor shuts down) and SIGKILLs every leftover pid.
+  (refreshing the snapshot while the supervisor shuts down) and SIGKILLs every leftover pid
+  (``proctree.stop_tree``, which also stops the trees a killed infbench left behind).
 - A readiness probe can hang while workers start, so every probe has its own short timeout, and
   the loop also watches for the process exiting or logging a fatal start-up line (BentoML logs
   "Application startup failed" and then retries forever instead of exiting).
@@ -23,7 +24,6 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -38,6 +38,7 @@ import psutil
 from infbench.errors import TargetError
 from infbench.scenario.model import Readiness
 from infbench.target.pidfile import write_pid_file
+from infbench.target.proctree import running, stop_tree
 
 __all__ = [
     "FATAL_LOG_MARKERS",
@@ -253,7 +254,7 @@ class LaunchedProcess:
         """Refresh the tree and write every member seen alive into the pid file."""
         self._tree()
         if self.pid_file is not None:
-            alive = [proc for proc in self._known.values() if _running(proc)]
+            alive = [proc for proc in self._known.values() if running(proc)]
             write_pid_file(self.pid_file, alive, Path(self.argv[0]).name, self.port)
 
     @property
@@ -312,21 +313,9 @@ class LaunchedProcess:
                     on_stopped()
 
     def _terminate_tree(self, popen: subprocess.Popen[bytes]) -> None:
-        self._tree()
-        with contextlib.suppress(ProcessLookupError):
-            popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
-        # Keep refreshing the snapshot while the supervisor lives: workers it still spawns or
-        # restarts would otherwise be orphaned unseen once it is gone.
-        while time.monotonic() < deadline and popen.poll() is None:
-            self._tree()
-            time.sleep(0.05)
-        leftovers = [p for p in self._known.values() if _running(p)]
-        _, alive = psutil.wait_procs(leftovers, timeout=max(0.0, deadline - time.monotonic()))
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=2.0)
+        # SIGTERM to the launched process only: as a supervisor it shuts its workers down.
+        root = self._tree()[:1]
+        stop_tree(root, timeout_s=self.stop_timeout_s, signal_all=False, known=self._known)
         with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout=2.0)  # reap our direct child so no zombie stays
         self._wait_port_free()
@@ -340,11 +329,3 @@ class LaunchedProcess:
                 log.warning("port %d still in use after stopping %s", self.port, self.argv[0])
                 return
             time.sleep(0.05)
-
-
-def _running(proc: psutil.Process) -> bool:
-    """False once gone or a zombie (``is_running`` also guards against pid reuse)."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

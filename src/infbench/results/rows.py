@@ -1,0 +1,80 @@
+"""``requests.csv.gz``, the raw rows (DESIGN §7): their columns, the one reader, the merge.
+
+One row per request, streamed by the recorder as the run goes. Times are nanoseconds from the
+run's start; an empty ``sent_ns`` or ``first_byte_ns`` means the request never got that far, an
+empty ``error`` that it succeeded. Several generator processes each write their rows without a
+header, and :func:`merge_row_files` joins them as gzip members after one header member.
+Readers take the columns they need in chunks (:func:`read_row_chunks`), so memory stays flat
+however long the run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infbench.errors import ResultFormatError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ROW_COLUMNS", "Row", "merge_row_files", "read_row_chunks"]
+
+ROW_COLUMNS = (
+    "seq",
+    "phase",
+    "intended_ns",
+    "sent_ns",
+    "first_byte_ns",
+    "done_ns",
+    "status",
+    "error",
+    "bytes_out",
+    "bytes_in",
+)
+# One row as the recorder hands it to the writer ("" where a time was never reached).
+Row = tuple[int, str, int, int | str, int | str, int, int, str, int, int]
+CHUNK_ROWS = 500_000
+
+
+def read_row_chunks(path: Path, columns: Mapping[str, str]) -> Iterator[pd.DataFrame]:
+    """The ``columns`` (name -> pandas dtype) of requests.csv.gz, ``CHUNK_ROWS`` rows at a time.
+
+    Empty cells stay empty strings (``keep_default_na=False``). A file that is not gzip, is
+    truncated, lacks a column or holds a value of the wrong type raises ResultFormatError
+    naming it.
+    """
+    import pandas as pd
+
+    try:
+        with (
+            gzip.open(path, "rb") as handle,
+            pd.read_csv(
+                handle,
+                encoding="utf-8",
+                usecols=list(columns),
+                dtype=dict(columns),
+                keep_default_na=False,
+                chunksize=CHUNK_ROWS,
+            ) as chunks,
+        ):
+            yield from chunks
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as exc:
+        # ValueError includes pandas' ParserError (corrupt rows) and wrong dtypes or columns.
+        raise ResultFormatError(f"{path}: corrupt or truncated ({exc})") from None
+
+
+def merge_row_files(out: Path, parts: Iterable[Path]) -> None:
+    """One file at ``out`` from the ``parts`` (one per generator process, written without a
+    header): a gzip file may hold several members, so the header becomes a member of its own
+    and each part is appended as it is. A part that does not exist is skipped."""
+    with open(out, "wb") as merged:
+        merged.write(gzip.compress((",".join(ROW_COLUMNS) + "\r\n").encode()))
+        for part in parts:
+            if part.exists():
+                with open(part, "rb") as piece:
+                    shutil.copyfileobj(piece, merged)
