@@ -125,14 +125,14 @@ def _check_alias_budget(root: yaml.Node, path: Path, budget: int = 100_000) -> N
 def parse_override(text: str) -> tuple[PathKey, Any]:
     """``workload.phases[0].arrival.rate=100`` -> (path, 100); the value is read as YAML."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    parts: list[str | int] = []
+    for match in _PATH_PART_RE.finditer(key.strip()):
+        parts.append(int(match.group(2)) if match.group(2) is not None else match.group(1))
+    if not sep or not parts:  # no "=", or a key such as "[" that names nothing
         raise ScenarioError(
             f"--set {text!r}: expected key.path=value, "
             "e.g. --set workload.phases[0].arrival.rate=100"
         )
-    parts: list[str | int] = []
-    for match in _PATH_PART_RE.finditer(key.strip()):
-        parts.append(int(match.group(2)) if match.group(2) is not None else match.group(1))
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
