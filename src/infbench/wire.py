@@ -2,15 +2,27 @@
 
 A leaf: it imports nothing of infbench, so every step of the flow may depend on it without
 depending on each other. ``PreparedRequest`` goes in, ``Outcome`` comes out; the error kinds are
-the names of DESIGN §5, shared by every sender so results do not depend on the client.
+the names of DESIGN §5, shared by every sender so results do not depend on the client. The
+stamp layout is what the event loop writes per request and the recorder reads in batches.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ERROR_KINDS", "ErrorKind", "Outcome", "PreparedRequest", "classify_status"]
+__all__ = [
+    "BATCH_HEADER",
+    "ERROR_CODES",
+    "ERROR_KINDS",
+    "STAMP",
+    "STAMP_FIELDS",
+    "ErrorKind",
+    "Outcome",
+    "PreparedRequest",
+    "classify_status",
+]
 
 ErrorKind = Literal[
     "timeout", "connect", "reset", "protocol", "http_4xx", "http_5xx", "too_large", "dropped"
@@ -59,3 +71,28 @@ def classify_status(status: int) -> ErrorKind | None:
     if status >= 500:
         return "http_5xx"
     return None
+
+
+# One request as the event loop records it: fixed-width integers, nothing formatted (DESIGN §1).
+# Times are the loop's monotonic nanoseconds; 0 means "did not happen" (a dropped arrival was
+# never sent, an answer may have no first byte). ``error`` is 0 for success, else the index of
+# the kind in ERROR_KINDS plus one.
+STAMP_FIELDS = (
+    "seq",
+    "phase",
+    "intended_ns",
+    "sent_ns",
+    "first_byte_ns",
+    "done_ns",
+    "status",
+    "error",
+    "bytes_out",
+    "bytes_in",
+)
+STAMP = struct.Struct("<10q")
+ERROR_CODES: dict[ErrorKind | None, int] = {None: 0} | {
+    kind: code for code, kind in enumerate(ERROR_KINDS, 1)
+}
+# Before each batch of stamps: the generator's clock at the hand-over and its running totals
+# (arrivals offered, requests sent, requests in flight), so the recorder can cut seconds.
+BATCH_HEADER = struct.Struct("<4q")

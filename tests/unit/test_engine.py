@@ -27,10 +27,11 @@ import pytest
 from infbench.load.clock import SPIN_NS, Clock, MonotonicClock
 from infbench.load.engine import Engine, EngineHooks, EngineReport
 from infbench.load.local import highest_us
-from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder
+from infbench.recorder.recorder import IntervalStats, PhaseTally
 from infbench.scenario.model import ClosedArrival
 from infbench.schedule.arrivals import PhasePlan, Schedule
 from infbench.wire import ErrorKind, Outcome, PreparedRequest
+from recording import InlineRecorder
 
 MS = 1_000_000
 T0 = 1_000 * MS  # the run's start on the virtual clock, which starts at 0
@@ -195,18 +196,17 @@ def run_engine(
 ) -> Run:
     clock = VirtualClock()
     timeout_s = case.timeout_ms / 1e3
-    recorder = Recorder([plan.name for plan in case.phases], highest_us(timeout_s), tmp_path)
-    intervals: list[IntervalStats] = []
+    recorder = InlineRecorder([plan.name for plan in case.phases], highest_us(timeout_s), tmp_path)
     sender = FakeSender(clock, case.service_ms, case.service_ms_of, case.errors)
     engine = Engine(
         Schedule(tuple(case.phases), sha256=""),
         sender,
         NumberedRequests(),
-        recorder,
+        recorder.stamps,
         connections=case.connections,
         timeout_s=timeout_s,
         t0_ns=T0,
-        hooks=EngineHooks(on_interval=lambda stats, in_flight, phase: intervals.append(stats)),
+        hooks=EngineHooks(on_start=recorder.start),
         clock=clock,
         stride=case.stride,
     )
@@ -226,8 +226,8 @@ def run_engine(
         report = loop.run_until_complete(main())
     finally:
         loop.close()
-        recorder.close()
-    return Run(read_rows(tmp_path), report, recorder.tallies, intervals)
+    recorder.finish(report)
+    return Run(read_rows(tmp_path), report, recorder.recorder.tallies, recorder.intervals)
 
 
 OPEN_LOOP = [
@@ -401,19 +401,18 @@ def test_real_clock_polls_the_last_stretch_and_counts_it() -> None:
 
 
 def test_real_time_engine_reports_its_polling(tmp_path: Path) -> None:
-    recorder = Recorder(["a"], highest_us(1.0), tmp_path)
+    recorder = InlineRecorder(["a"], highest_us(1.0), tmp_path)
     engine = Engine(
         Schedule((open_phase("a", [0, 2], 4),), sha256=""),
         FakeSender(MonotonicClock(), service_ms=0),
         NumberedRequests(),
-        recorder,
+        recorder.stamps,
         connections=2,
         timeout_s=1.0,
+        hooks=EngineHooks(on_start=recorder.start),
     )
-    try:
-        report = asyncio.run(engine.run())
-    finally:
-        recorder.close()
-    assert recorder.tallies[0].completed == 2
+    report = asyncio.run(engine.run())
+    recorder.finish(report)
+    assert recorder.recorder.tallies[0].completed == 2
     assert report.spin_s > 0
     assert report.spin_s == engine.clock.spin_ns / 1e9

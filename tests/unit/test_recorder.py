@@ -1,4 +1,6 @@
-"""Recorder: histograms per phase and interval, a standard interval log, raw rows, no loss."""
+"""Recorder: histograms per phase and interval, a standard interval log, raw rows, no loss.
+
+Stamps are packed as the event loop packs them and handed over in batches, as in a run."""
 
 from __future__ import annotations
 
@@ -6,34 +8,80 @@ import csv
 import gzip
 from pathlib import Path
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
-from infbench.recorder.recorder import Recorder
+from infbench.recorder.hdr import new_histogram, record_values
+from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
+from infbench.recorder.stamps import StampBuffer, read_batch
 from infbench.results.rows import ROW_COLUMNS
-from infbench.wire import Outcome
+from infbench.wire import ERROR_CODES, ErrorKind
 
 MS = 1_000_000
+T0 = 10**12  # the loop's monotonic clock is far from zero
 
 
-def make(tmp_path: Path, highest_us: int = 10_000_000) -> Recorder:
-    return Recorder(["warmup", "steady"], highest_us, tmp_path, t0_ns=0, start_epoch_s=1.7e9)
+class Feed:
+    """A recorder fed through a StampBuffer; times in ms from the start."""
 
+    def __init__(self, tmp_path: Path, highest_us: int = 10_000_000) -> None:
+        self.recorder = Recorder(["warmup", "steady"], highest_us, tmp_path)
+        self.recorder.start(T0, 1.7e9)
+        self.stamps = StampBuffer(self)
+        self.offered = self.sent = 0
 
-def ok(done_ms: float, first_byte_ms: float | None = None, status: int = 200) -> Outcome:
-    first = int((first_byte_ms if first_byte_ms is not None else done_ms) * MS)
-    return Outcome(done_ns=int(done_ms * MS), first_byte_ns=first, status=status, bytes_in=10)
+    def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None:
+        header, stamps = read_batch(bytes(buf[offset : offset + size]))
+        self.recorder.add(stamps)
+        self.recorder.mark(0, SourceMark(*header))
+
+    def request(
+        self,
+        seq: int,
+        intended_ms: float,
+        sent_ms: float | None,
+        done_ms: float,
+        *,
+        first_byte_ms: float | None = None,
+        status: int = 200,
+        error: ErrorKind | None = None,
+        bytes_out: int = 0,
+    ) -> None:
+        def ns(ms: float | None) -> int:
+            return 0 if ms is None else T0 + round(ms * MS)
+
+        first = first_byte_ms if first_byte_ms is not None else done_ms
+        self.offered += 1
+        self.sent += sent_ms is not None
+        self.stamps.add(
+            seq, 1, ns(intended_ms), ns(sent_ms), ns(first if sent_ms is not None else None),
+            ns(done_ms), status, ERROR_CODES[error], bytes_out, 10 if status else 0,
+        )  # fmt: skip
+
+    def hand_over(self, at_ms: float) -> list[IntervalStats]:
+        self.stamps.hand_over(T0 + round(at_ms * MS), self.offered, self.sent, 0)
+        return self.recorder.ready_seconds()
+
+    def close(self, end_ms: float = 1000.0) -> list[IntervalStats]:
+        self.hand_over(end_ms)
+        stats = self.recorder.finish(T0 + round(end_ms * MS))
+        self.recorder.close()
+        return stats
+
+    @property
+    def tallies(self) -> list[PhaseTally]:
+        return self.recorder.tallies
 
 
 def test_latency_service_lag_ttfb(tmp_path: Path) -> None:
-    recorder = make(tmp_path)
+    recorder = Feed(tmp_path)
     # intended 0, sent 2 ms, first byte 12 ms, done 22 ms
-    recorder.sent(1)
-    recorder.record(1, 0, 0, 2 * MS, ok(22, 12), bytes_out=5)
-    recorder.flush_interval(0.0, 1.0)
+    recorder.request(0, 0, 2, 22, first_byte_ms=12, bytes_out=5)
     recorder.close()
     tally = recorder.tallies[1]
+    tally.sent = recorder.sent  # the engine's count, handed over at the end
     hists = tally.histograms
     assert (
         hists["latency"].get_value_at_percentile(50) == 22_000
@@ -46,10 +94,10 @@ def test_latency_service_lag_ttfb(tmp_path: Path) -> None:
 
 
 def test_failures_go_to_their_own_histogram(tmp_path: Path) -> None:
-    recorder = make(tmp_path)
-    recorder.record(1, 0, 0, 0, Outcome(done_ns=30 * MS, status=503, error="http_5xx"), 0)
-    recorder.record(1, 1, 0, 0, ok(5), 0)
-    recorder.record_dropped(1, 2, 0, 40 * MS)
+    recorder = Feed(tmp_path)
+    recorder.request(0, 0, 0, 30, status=503, error="http_5xx")
+    recorder.request(1, 0, 0, 5)
+    recorder.request(2, 0, None, 40, status=0, error="dropped")
     recorder.close()
     tally = recorder.tallies[1]
     assert tally.errors == {"http_5xx": 1}
@@ -62,8 +110,8 @@ def test_failures_go_to_their_own_histogram(tmp_path: Path) -> None:
 
 
 def test_out_of_range_values_are_counted_not_lost(tmp_path: Path) -> None:
-    recorder = make(tmp_path, highest_us=1_000)
-    recorder.record(1, 0, 0, 0, ok(50), 0)  # 50 ms > 1 ms ceiling
+    recorder = Feed(tmp_path, highest_us=1_000)
+    recorder.request(0, 0, 0, 50)  # 50 ms > 1 ms ceiling
     recorder.close()
     tally = recorder.tallies[1]
     assert tally.out_of_range >= 1
@@ -72,14 +120,15 @@ def test_out_of_range_values_are_counted_not_lost(tmp_path: Path) -> None:
 
 
 def test_interval_log_reads_back_with_hdrh_reader(tmp_path: Path) -> None:
-    recorder = make(tmp_path)
+    recorder = Feed(tmp_path)
     for i in range(10):
-        recorder.record(1, i, 0, 0, ok(10 + i), 0)
-    stats = recorder.flush_interval(0.0, 1.0)
-    recorder.record(1, 10, 0, 0, ok(100), 0)
-    recorder.flush_interval(1.0, 1.0)
-    recorder.close()
+        recorder.request(i, 0, 0, 10 + i)
+    recorder.hand_over(1000)
+    recorder.request(10, 1000, 1000, 1100)
+    (stats,) = recorder.hand_over(1150)  # a second is written once the hold-back has passed
+    recorder.close(2000)
     assert stats.completed == 10 and stats.latency_p50_ms is not None
+    assert stats.offered == 10 and stats.sent == 10
     reader = HistogramLogReader(str(tmp_path / "latency.hlog"), HdrHistogram(1, 10_000_000, 3))
     seen: dict[str, int] = {}
     starts = []
@@ -95,10 +144,9 @@ def test_interval_log_reads_back_with_hdrh_reader(tmp_path: Path) -> None:
 
 
 def test_raw_rows(tmp_path: Path) -> None:
-    recorder = make(tmp_path)
-    recorder.record(1, 0, 1 * MS, 2 * MS, ok(9, 4), bytes_out=7)
-    recorder.record_dropped(1, 1, 3 * MS, 30 * MS)
-    recorder.flush_interval(0.0, 1.0)
+    recorder = Feed(tmp_path)
+    recorder.request(0, 1, 2, 9, first_byte_ms=4, bytes_out=7)
+    recorder.request(1, 3, None, 30, status=0, error="dropped")
     recorder.close()
     with gzip.open(tmp_path / "requests.csv.gz", "rt") as handle:
         rows = list(csv.DictReader(handle))
@@ -123,3 +171,34 @@ def test_validity_names_reasons() -> None:
     # 5 % of a 100 ms median allows 5 ms of lag
     phase = {**phase, "latency_ms": {"p50": 100.0}, "dropped": 0}
     assert validity([phase], generator_cpu_pct=10.0) == (True, [])
+
+
+def test_bulk_recording_places_values_as_record_value_does() -> None:
+    """recorder/hdr.py's vector bucketing against hdrh's own record_value, value by value."""
+    rng = np.random.default_rng(7)
+    for highest in (1_000, 10_000_000, 3_000_000_000):
+        values = np.concatenate(
+            [
+                rng.integers(0, highest, 5_000),
+                rng.lognormal(7, 3, 5_000).astype(np.int64).clip(0, highest),
+                np.array([0, 1, 2047, 2048, 2049, highest]),
+            ]
+        ).clip(0, highest)  # the recorder clamps to the ceiling before recording
+        one_by_one, bulk = new_histogram(highest), new_histogram(highest)
+        for value in values.tolist():
+            assert one_by_one.record_value(value)
+        record_values(bulk, values)
+        assert one_by_one.encode() == bulk.encode()
+        assert (one_by_one.min_value, one_by_one.max_value) == (bulk.min_value, bulk.max_value)
+
+
+def test_seconds_wait_for_every_generator(tmp_path: Path) -> None:
+    """With two generators, a second is written only once both have handed over past it."""
+    recorder = Recorder(["steady"], 10_000_000, tmp_path, sources=2)
+    recorder.start(T0, 1.7e9)
+    recorder.mark(0, SourceMark(T0 + 1200 * MS, 10, 10, 0))
+    assert recorder.ready_seconds() == []
+    recorder.mark(1, SourceMark(T0 + 1150 * MS, 5, 4, 1))
+    (second,) = recorder.ready_seconds()
+    assert (second.start_s, second.offered, second.sent, second.in_flight) == (0.0, 15, 14, 1)
+    recorder.close()

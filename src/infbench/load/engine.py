@@ -25,14 +25,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from infbench.load.clock import Clock, MonotonicClock
-from infbench.recorder.recorder import IntervalSnapshot, IntervalStats, Recorder
+from infbench.recorder.recorder import IntervalStats
+from infbench.recorder.stamps import StampBuffer
 from infbench.schedule.arrivals import PhasePlan, Schedule, think_sampler
 from infbench.senders.base import Sender
-from infbench.wire import PreparedRequest
+from infbench.wire import ERROR_CODES, PreparedRequest
 
 __all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "sequence_bases"]
 
 SWITCH_INTERVAL_S = 0.0005
+HAND_OVER_NS = 50_000_000  # stamps go to the recorder at least this often (DESIGN §1)
 START_LEAD_NS = 100_000_000  # time for several processes to set up before the first arrival
 LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one process
 CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
@@ -46,10 +48,18 @@ class RequestSource(Protocol):
 
 @dataclass
 class EngineHooks:
-    """Called from a worker thread so the event loop's timing is never held up by them."""
+    """What a run tells its caller as it goes; none of it may hold up the event loop.
 
-    on_interval: Callable[[IntervalStats, int, str], None] = lambda stats, in_flight, phase: None
+    ``on_start`` gets the run's start instant (monotonic ns, epoch s) in the loop, before the
+    first stamp is handed over (it must be quick: it tells the recorder). ``on_phase`` (a
+    phase's name and edge, "start" or "end") runs in the engine's hook thread; ``on_interval``
+    (a written second, requests in flight at its end, its phase) in the recorder's reader
+    thread.
+    """
+
+    on_start: Callable[[int, float], None] = lambda t0_ns, start_epoch_s: None
     on_phase: Callable[[str, str], None] = lambda name, edge: None
+    on_interval: Callable[[IntervalStats, int, str], None] = lambda stats, in_flight, phase: None
 
 
 @dataclass
@@ -61,6 +71,8 @@ class EngineReport:
     phase_windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     spin_s: float = 0.0
     abandoned: int = 0
+    sent_by_phase: list[int] = field(default_factory=list)
+    recorder_lost: str | None = None  # why stamps could no longer be handed over
 
 
 def phase_at(schedule: Schedule, offset_s: float) -> str:
@@ -107,7 +119,7 @@ class Engine:
         schedule: Schedule,
         sender: Sender,
         requests: RequestSource,
-        recorder: Recorder,
+        stamps: StampBuffer,
         *,
         connections: int,
         timeout_s: float,
@@ -120,7 +132,7 @@ class Engine:
         self.schedule = schedule
         self.sender = sender
         self.requests = requests
-        self.recorder = recorder
+        self.stamps = stamps
         self.connections = connections
         self.timeout_ns = int(timeout_s * 1e9)
         self.hooks = hooks or EngineHooks()
@@ -137,10 +149,12 @@ class Engine:
         self._seq_bases = seq_bases if seq_bases is not None else sequence_bases(schedule)
         self._closed_counts = [0] * len(schedule.phases)
         self._in_flight = 0
+        self._offered = 0
+        self._sent = 0
+        self.report.sent_by_phase = [0] * len(schedule.phases)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(connections)
-        self._next_second = 0  # the next 1-second interval the ticker will flush
         self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
@@ -158,12 +172,17 @@ class Engine:
         try:
             request = self.requests.request(seq)
             sent_ns = self._now()
-            self.recorder.sent(phase)
+            self._sent += 1
+            self.report.sent_by_phase[phase] += 1
             outcome = await self.sender.send(request)
             body = request.body
-            self.recorder.record(
-                phase, seq, intended_ns, sent_ns, outcome, len(body) if body else 0
-            )
+            full = self.stamps.add(
+                seq, phase, intended_ns, sent_ns, outcome.first_byte_ns, outcome.done_ns,
+                outcome.status, ERROR_CODES[outcome.error], len(body) if body else 0,
+                outcome.bytes_in,
+            )  # fmt: skip
+            if full:
+                self._hand_over()
         finally:
             self._in_flight -= 1
             slots.release()
@@ -175,12 +194,14 @@ class Engine:
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=max(remaining, 0) / 1e9)
         except asyncio.TimeoutError:
-            self.recorder.record_dropped(phase, seq, intended_ns, self._now())
+            dropped = ERROR_CODES["dropped"]
+            if self.stamps.add(seq, phase, intended_ns, 0, 0, self._now(), 0, dropped, 0, 0):
+                self._hand_over()
             return False
         return True
 
     def _spawn(self, phase: int, seq: int, intended_ns: int) -> None:
-        self.recorder.offered()
+        self._offered += 1
         task = asyncio.get_running_loop().create_task(self._send(phase, seq, intended_ns))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -222,7 +243,7 @@ class Engine:
             await self.clock.sleep_until(intended_ns)
             if self._stop.is_set():
                 return
-            self.recorder.offered()
+            self._offered += 1
             await self._send(phase, self._next_closed_seq(phase), intended_ns)
             free_at = self._now()
 
@@ -284,20 +305,25 @@ class Engine:
                 await asyncio.wait(pending)
 
     async def _ticker(self) -> None:
+        """Hand the stamps over every ``HAND_OVER_NS``, on boundaries counted from the start,
+        so that one hand-over falls right after each second's end."""
+        t0, count = self.report.t0_ns, 1
         while True:
-            boundary = self.report.t0_ns + (self._next_second + 1) * 1_000_000_000
-            # A plain loop timer, not clock.sleep_until: a second's boundary is worth no polling.
+            boundary = t0 + count * HAND_OVER_NS
+            # A plain loop timer, not clock.sleep_until: a hand-over is worth no polling.
             await asyncio.sleep(max(boundary - self._now(), 0) / 1e9)
-            self._tick(float(self._next_second), 1.0)
-            self._next_second += 1
+            self._hand_over()
+            count = max(count + 1, (self._now() - t0) // HAND_OVER_NS + 1)
 
-    def _tick(self, start_s: float, length_s: float) -> None:
-        snapshot = self.recorder.take_interval(start_s, length_s)
-        self._hook(self._report_interval, snapshot, self._in_flight, self._phase_at(start_s))
-
-    def _report_interval(self, snapshot: IntervalSnapshot, in_flight: int, phase: str) -> None:
-        """In the hook thread: write the interval, then tell the display and time series."""
-        self.hooks.on_interval(self.recorder.write_interval(snapshot), in_flight, phase)
+    def _hand_over(self) -> None:
+        """Stamps to the recorder; if it is gone, the run stops (what it wrote is kept)."""
+        if self.report.recorder_lost is not None:
+            return
+        try:
+            self.stamps.hand_over(self._now(), self._offered, self._sent, self._in_flight)
+        except OSError as exc:
+            self.report.recorder_lost = f"the recorder process is gone ({exc})"
+            self.stop()
 
     def _phase_at(self, offset_s: float) -> str:
         return phase_at(self.schedule, offset_s)
@@ -321,7 +347,7 @@ class Engine:
         finally:
             await _cancel(ticker)
             self.report.end_ns = self._now()
-            self._tick_last()
+            self._hand_over()
             self.report.spin_s = self.clock.spin_ns / 1e9
             await self.sender.close()
             self._hook_thread.shutdown(wait=True)
@@ -334,7 +360,7 @@ class Engine:
         t0 = self._given_t0 if self._given_t0 is not None else now + LOCAL_LEAD_NS
         self.report.t0_ns = t0
         self.report.start_epoch_s = time.time() + (t0 - now) / 1e9
-        self.recorder.start(t0, self.report.start_epoch_s)
+        self.hooks.on_start(t0, self.report.start_epoch_s)
 
     async def _dispatch(self) -> None:
         """All phases, then the requests still in flight; a stop ends the phases early."""
@@ -345,12 +371,6 @@ class Engine:
             if not self.report.interrupted:
                 raise
         await self._drain()
-
-    def _tick_last(self) -> None:
-        # The last, partial interval starts where the ticker stopped: if it was cancelled
-        # before waking for a boundary, that whole second is still unflushed.
-        start = self._next_second
-        self._tick(float(start), (self.report.end_ns - self.report.t0_ns) / 1e9 - start)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,11 @@ import psutil
 
 from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.analysis.slo import parse_slo
-from infbench.load.engine import Engine, EngineHooks, EngineReport, run_async
-from infbench.recorder.recorder import PhaseTally, Recorder
+from infbench.errors import InfbenchError
+from infbench.load.engine import Engine, EngineHooks, EngineReport, phase_at, run_async
+from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
+from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.recorder.stamps import PipeSink, StampBuffer
 from infbench.scenario.model import Scenario
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
@@ -24,7 +29,14 @@ from infbench.senders import make_sender
 from infbench.senders.base import Sender, SenderOptions
 from infbench.workload.requests import RequestFactory
 
-__all__ = ["LoadResult", "goodput_threshold_us", "highest_us", "run_local"]
+__all__ = [
+    "LoadResult",
+    "finish_recorder",
+    "goodput_threshold_us",
+    "highest_us",
+    "run_local",
+    "start_recorder",
+]
 
 _PERCENTILE_ORDER = ("max", "p999", "p99", "p95", "p90", "mean", "p50")
 
@@ -60,17 +72,25 @@ def run_local(
     t0_ns: int | None = None,
     stride: tuple[int, int] = (0, 1),
     seq_bases: list[int] | None = None,
+    sink: Connection | None = None,
     rows_header: bool = True,
 ) -> LoadResult:
     """Run ``schedule`` from ``t0_ns`` (default: once the sender is open) and return what it
-    recorded."""
+    recorded. With ``sink`` (one of several generator processes) the stamps go there and the
+    caller's recorder holds the tallies; otherwise this run has a recorder process of its own.
+    """
     scenario = loaded.scenario
-    recorder = _new_recorder(scenario, schedule, out_dir, rows_header)
+    recorder = None
+    if sink is None:
+        recorder = start_recorder(scenario, schedule, out_dir, hooks, rows_header=rows_header)
+    connection = sink if sink is not None else recorder.inputs[0]  # type: ignore[union-attr]
+    if recorder is not None:
+        hooks = dataclasses.replace(hooks, on_start=recorder.start)
     engine = Engine(
         schedule,
         _new_sender(scenario, base_url),
         RequestFactory.from_scenario(scenario.request, loaded.base_dir, scenario.workload.seed),
-        recorder,
+        StampBuffer(PipeSink(connection)),
         connections=scenario.client.connections,
         timeout_s=scenario.request.timeout,
         t0_ns=t0_ns,
@@ -81,21 +101,45 @@ def run_local(
     usage = _ProcessUsage.now()
     try:
         report: EngineReport = run_async(engine.run())
+        figures = usage.generator_figures(report.spin_s)
+        tallies = finish_recorder(recorder, report) if recorder is not None else []
     finally:
-        recorder.close()
-    return LoadResult(recorder.tallies, report, usage.generator_figures(report.spin_s))
+        if recorder is not None:
+            recorder.close()
+    return LoadResult(tallies, report, figures)
 
 
-def _new_recorder(
-    scenario: Scenario, schedule: Schedule, out_dir: Path, rows_header: bool
-) -> Recorder:
-    return Recorder(
-        [plan.name for plan in schedule.phases],
-        highest_us(scenario.request.timeout),
-        out_dir,
+def start_recorder(
+    scenario: Scenario,
+    schedule: Schedule,
+    out_dir: Path,
+    hooks: EngineHooks,
+    *,
+    sources: int = 1,
+    rows_header: bool = True,
+) -> RecorderProcess:
+    """The recorder process for this run; its seconds reach ``hooks.on_interval``."""
+
+    def on_interval(stats: IntervalStats) -> None:
+        hooks.on_interval(stats, stats.in_flight, phase_at(schedule, stats.start_s))
+
+    settings = RecorderSettings(
+        phases=[plan.name for plan in schedule.phases],
+        highest_us=highest_us(scenario.request.timeout),
+        out_dir=out_dir,
+        sources=sources,
         goodput_threshold_us=goodput_threshold_us(scenario.slo),
         rows_header=rows_header,
     )
+    return RecorderProcess(settings, on_interval)
+
+
+def finish_recorder(recorder: RecorderProcess, report: EngineReport) -> list[PhaseTally]:
+    """The phase tallies once the last stamps are in; a lost recorder is a failed run."""
+    try:
+        return recorder.finish(report.end_ns, report.sent_by_phase)
+    except RecorderLost as exc:
+        raise InfbenchError(f"recording failed: {exc}") from None
 
 
 def _new_sender(scenario: Scenario, base_url: str) -> Sender:

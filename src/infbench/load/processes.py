@@ -1,12 +1,12 @@
-"""Load generation over several processes (``client.processes``), merged without loss.
+"""Load generation over several processes (``client.processes``), recorded as one.
 
 The schedule is split deterministically — process k of N sends arrivals k, k+N, k+2N, … of each
 phase, and closed-loop workers are dealt out the same way — so every process runs the same
 engine on its share and the union is exactly the single-process schedule. All processes start
-from one instant of the system-wide monotonic clock. Each writes its own interval log and raw
-rows; afterwards histograms are added (HDR histograms merge exactly), interval logs merged per
-second and tag, and the gzip row streams concatenated. The parent keeps the live display, the
-time series and the observer's phase boundaries.
+from one instant of the system-wide monotonic clock and hand their stamps to one recorder
+process, so the histograms, interval log and rows are those of one run: nothing is merged
+afterwards but the engines' reports (end time, phase windows, polling time). The parent keeps
+the live display, the time series and the observer's phase boundaries.
 """
 
 from __future__ import annotations
@@ -15,41 +15,29 @@ import dataclasses
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
-from collections import defaultdict
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from infbench.errors import InfbenchError
-from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport, phase_at, sequence_bases
-from infbench.load.local import LoadResult, highest_us, run_local
-from infbench.recorder.recorder import (
-    METRICS,
-    IntervalStats,
-    PhaseTally,
-)
-from infbench.results.hlog import merge_interval_logs
-from infbench.results.rows import merge_row_files
+from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport, sequence_bases
+from infbench.load.local import LoadResult, finish_recorder, run_local, start_recorder
+from infbench.recorder.process import RecorderProcess
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import PhasePlan, Schedule, build_schedule
 from infbench.senders import make_sender
 from infbench.senders.base import SenderOptions
 
 __all__ = [
-    "IntervalMerger",
     "fire_phase_marks",
     "generator_summary",
     "merge_reports",
-    "merge_tallies",
     "resolve_processes",
     "run_processes",
     "slice_schedule",
-    "tally_to_wire",
 ]
 
 READY_TIMEOUT_S = 120.0
@@ -96,15 +84,6 @@ def slice_schedule(schedule: Schedule, process: int, processes: int) -> Schedule
 # --- the child's side -------------------------------------------------------------------------
 
 
-def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
-    return {
-        "counts": {key: getattr(tally, key) for key in _COUNTS},
-        "errors": dict(tally.errors),
-        "statuses": dict(tally.statuses),
-        "histograms": {m: tally.histograms[m].encode() for m in METRICS},
-    }
-
-
 def _child(
     loaded: LoadedScenario,
     process: int,
@@ -114,6 +93,7 @@ def _child(
     messages: Any,
     go: Any,
     t0: Any,
+    sink: Connection,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM
     try:
@@ -124,23 +104,18 @@ def _child(
         make_sender(loaded.scenario.client.sender, SenderOptions(base_url=base_url))
         messages.put(("ready", process, None))
         go.wait()
-
-        def on_interval(stats: IntervalStats, in_flight: int, phase: str) -> None:
-            messages.put(("interval", process, (stats, in_flight)))
-
         result = run_local(
             loaded,
             share,
             out_dir,
             base_url,
-            EngineHooks(on_interval=on_interval),
+            EngineHooks(),
             t0_ns=t0.value,
             stride=(process, processes),
             seq_bases=sequence_bases(full),
-            rows_header=False,
+            sink=sink,
         )
         wire = {
-            "tallies": [tally_to_wire(t) for t in result.tallies],
             "report": dataclasses.asdict(result.report),
             "generator": result.generator,
         }
@@ -150,42 +125,6 @@ def _child(
 
 
 # --- the parent's side ------------------------------------------------------------------------
-
-
-class IntervalMerger:
-    """Adds up the processes' per-second figures and hands each complete second on."""
-
-    def __init__(self, processes: int, schedule: Schedule, hooks: EngineHooks) -> None:
-        self.processes, self.schedule, self.hooks = processes, schedule, hooks
-        self.pending: dict[float, list[tuple[IntervalStats, int]]] = defaultdict(list)
-
-    def add(self, stats: IntervalStats, in_flight: int) -> None:
-        parts = self.pending[stats.start_s]
-        parts.append((stats, in_flight))
-        if len(parts) == self.processes:
-            self._emit(self.pending.pop(stats.start_s))
-
-    def flush(self) -> None:
-        for start in sorted(self.pending):
-            self._emit(self.pending.pop(start))
-
-    def _emit(self, parts: list[tuple[IntervalStats, int]]) -> None:
-        first = parts[0][0]
-        p99s = [s.latency_p99_ms for s, _ in parts if s.latency_p99_ms is not None]
-        p50s = [s.latency_p50_ms for s, _ in parts if s.latency_p50_ms is not None]
-        merged = IntervalStats(
-            start_s=first.start_s,
-            offered=sum(s.offered for s, _ in parts),
-            sent=sum(s.sent for s, _ in parts),
-            completed=sum(s.completed for s, _ in parts),
-            errors=sum(s.errors for s, _ in parts),
-            # Exact per-second percentiles are in the merged interval log; the live view and
-            # time series show the median of the processes' medians and the worst p99.
-            latency_p50_ms=sorted(p50s)[len(p50s) // 2] if p50s else None,
-            latency_p99_ms=max(p99s) if p99s else None,
-        )
-        in_flight = sum(n for _, n in parts)
-        self.hooks.on_interval(merged, in_flight, phase_at(self.schedule, merged.start_s))
 
 
 def fire_phase_marks(
@@ -199,21 +138,6 @@ def fire_phase_marks(
                 return
             hooks.on_phase(plan.name, edge)
         start_ns += int(plan.duration_s * 1e9)
-
-
-def merge_tallies(
-    schedule: Schedule, wires: list[dict[str, Any]], ceiling_us: int
-) -> list[PhaseTally]:
-    tallies = [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
-    for wire in wires:
-        for tally, part in zip(tallies, wire["tallies"], strict=True):
-            for key, value in part["counts"].items():
-                setattr(tally, key, getattr(tally, key) + value)
-            tally.errors.update(part["errors"])
-            tally.statuses.update(part["statuses"])
-            for metric, encoded in part["histograms"].items():
-                tally.histograms[metric].add(HdrHistogram.decode(encoded))
-    return tallies
 
 
 def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -> EngineReport:
@@ -230,29 +154,9 @@ def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -
         phase_windows=windows,
         spin_s=sum(r.spin_s for r in reports),
         abandoned=sum(r.abandoned for r in reports),
+        sent_by_phase=[sum(n) for n in zip(*(r.sent_by_phase for r in reports), strict=True)],
+        recorder_lost=next((r.recorder_lost for r in reports if r.recorder_lost), None),
     )
-
-
-def merge_results(
-    out_dir: Path,
-    parts: list[Path],
-    wires: list[dict[str, Any]],
-    schedule: Schedule,
-    ceiling_us: int,
-    start: tuple[int, float],
-) -> tuple[list[PhaseTally], EngineReport]:
-    """Every generator's files and tallies merged into ``out_dir``, their folders removed.
-
-    ``parts`` are the generators' folders (interval log, rows), ``wires`` what each reported;
-    ``start`` is the common start instant (monotonic ns, epoch s). Shared by generator
-    processes and Ray actors, so both merge the same way.
-    """
-    t0_ns, start_epoch = start
-    merge_interval_logs(out_dir / "latency.hlog", [p / "latency.hlog" for p in parts], start_epoch)
-    merge_row_files(out_dir / "requests.csv.gz", [p / "requests.csv.gz" for p in parts])
-    for part in parts:
-        shutil.rmtree(part, ignore_errors=True)
-    return merge_tallies(schedule, wires, ceiling_us), merge_reports(wires, t0_ns, start_epoch)
 
 
 def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
@@ -270,25 +174,26 @@ def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
 class _Children:
     """The generator processes: started, released together, waited for, stopped on a signal."""
 
-    def __init__(self, loaded: LoadedScenario, out_dir: Path, base_url: str, n: int) -> None:
+    def __init__(
+        self, loaded: LoadedScenario, out_dir: Path, base_url: str, sinks: list[Connection]
+    ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that runs threads
         self.messages = ctx.Queue()
         self.go = ctx.Event()
         self.t0 = ctx.Value("q", 0)
-        self.parts = [out_dir / f"generator-{k}" for k in range(n)]
-        for part in self.parts:
-            part.mkdir()
+        n = len(sinks)
         self.procs = [
             ctx.Process(
                 target=_child,
-                args=(loaded, k, n, self.parts[k], base_url, self.messages, self.go, self.t0),
+                args=(loaded, k, n, out_dir, base_url, self.messages, self.go, self.t0, sinks[k]),
                 name=f"infbench-generator-{k}",
                 daemon=True,
             )
             for k in range(n)
         ]
-        for proc in self.procs:
+        for proc, sink in zip(self.procs, sinks, strict=True):
             proc.start()
+            sink.close()  # the child has its own copy; the pipe ends when the child does
 
     def get(self, timeout: float) -> tuple[str, int, Any] | None:
         try:
@@ -321,7 +226,7 @@ def _wait_ready(children: _Children, n: int) -> None:
         ready += kind == "ready"
 
 
-def _collect(children: _Children, n: int, intervals: IntervalMerger) -> list[dict[str, Any]]:
+def _collect(children: _Children, n: int) -> list[dict[str, Any]]:
     done: dict[int, dict[str, Any]] = {}
     while len(done) < n:
         try:
@@ -335,14 +240,11 @@ def _collect(children: _Children, n: int, intervals: IntervalMerger) -> list[dic
                 raise InfbenchError(f"generator processes {missing} died without reporting")
             continue
         kind, process, payload = message
-        if kind == "interval":
-            intervals.add(*payload)
-        elif kind == "done":
+        if kind == "done":
             done[process] = payload
         else:
             children.signal_all()
             raise InfbenchError(f"generator process {process} failed: {payload}")
-    intervals.flush()
     return [done[k] for k in range(n)]
 
 
@@ -354,28 +256,45 @@ def run_processes(
     hooks: EngineHooks,
     processes: int,
 ) -> LoadResult:
-    """The schedule run by ``processes`` processes from one start instant, results merged."""
-    children = _Children(loaded, out_dir, base_url, processes)
+    """The schedule run by ``processes`` processes from one start instant, into one recorder."""
+    recorder = start_recorder(loaded.scenario, schedule, out_dir, hooks, sources=processes)
+    try:
+        wires, t0_ns, start_epoch = _run_children(
+            loaded, schedule, out_dir, base_url, hooks, recorder
+        )
+        report = merge_reports(wires, t0_ns, start_epoch)
+        tallies = finish_recorder(recorder, report)
+    finally:
+        recorder.close()
+    return LoadResult(tallies, report, generator_summary(wires))
+
+
+def _run_children(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    out_dir: Path,
+    base_url: str,
+    hooks: EngineHooks,
+    recorder: RecorderProcess,
+) -> tuple[list[dict[str, Any]], int, float]:
+    """Start the generators, release them at one instant, collect what each reports."""
+    children = _Children(loaded, out_dir, base_url, recorder.inputs)
     marks_stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        _wait_ready(children, processes)
+        _wait_ready(children, len(children.procs))
         t0_ns = time.monotonic_ns() + START_LEAD_NS
         start_epoch = time.time() + START_LEAD_NS / 1e9
+        recorder.start(t0_ns, start_epoch)
         children.t0.value = t0_ns
         children.go.set()
         marks = threading.Thread(
             target=fire_phase_marks, args=(schedule, t0_ns, hooks, marks_stop), daemon=True
         )
         marks.start()
-        wires = _collect(children, processes, IntervalMerger(processes, schedule, hooks))
+        return _collect(children, len(children.procs)), t0_ns, start_epoch
     finally:
         marks_stop.set()
         signal.signal(signal.SIGTERM, previous)
         children.signal_all()
         children.close()
-    ceiling = highest_us(loaded.scenario.request.timeout)
-    tallies, report = merge_results(
-        out_dir, children.parts, wires, schedule, ceiling, (t0_ns, start_epoch)
-    )
-    return LoadResult(tallies, report, generator_summary(wires))

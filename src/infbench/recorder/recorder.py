@@ -1,55 +1,43 @@
-"""Recorder: every request's outcome into HDR histograms and the raw-row stream (DESIGN §7).
+"""Recorder: batches of stamps into HDR histograms, the interval log and raw rows (DESIGN §7).
 
 Per phase it keeps five histograms in microseconds — latency (done − intended, successes),
 service (done − sent), lag (sent − intended), ttfb (first byte − sent) and failed (latency of
-failed and dropped requests) — and the same set per 1-second interval, flushed each second to
-``latency.hlog``. Raw rows stream to ``requests.csv.gz`` from a writer thread. Nothing grows
-with the length of the run.
+failed and dropped requests) — and the same set per 1-second interval of completion time,
+written to ``latency.hlog`` once every generator has passed that second. Raw rows go to
+``requests.csv.gz`` batch by batch. Everything is computed on whole batches with numpy; nothing
+grows with the length of the run. It runs in its own process (``process.py``), so none of this
+work takes the interpreter from an event loop that is sending requests.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import queue
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
+from infbench.recorder.hdr import new_histogram, record_values, release_histogram
+from infbench.recorder.percentile import value_at_percentile
+from infbench.recorder.stamps import StampArray
 from infbench.results.hlog import IntervalLogWriter
-from infbench.results.rows import ROW_COLUMNS, Row
-from infbench.wire import Outcome
+from infbench.results.rows import ROW_COLUMNS, format_rows
+from infbench.wire import ERROR_CODES, ERROR_KINDS
 
-__all__ = [
-    "METRICS",
-    "IntervalSnapshot",
-    "IntervalStats",
-    "PhaseTally",
-    "Recorder",
-    "new_histogram",
-    "release_histogram",
-]
+__all__ = ["METRICS", "IntervalStats", "PhaseTally", "Recorder", "SourceMark"]
 
 METRICS = ("latency", "service", "lag", "ttfb", "failed")
-SIGNIFICANT_DIGITS = 3
-
-
-def release_histogram(hist: HdrHistogram) -> None:
-    """Break the histogram <-> encoder reference cycle of a histogram no longer needed.
-
-    The garbage collector is off while a run measures, so a cycle is never freed: without
-    this, the interval histograms made every second grew memory by about 1 MB a second.
-    """
-    hist.encoder.histogram = None
-
-
-def new_histogram(highest_us: int) -> HdrHistogram:
-    """1 µs .. highest_us at 3 significant digits (DESIGN §7)."""
-    return HdrHistogram(1, highest_us, SIGNIFICANT_DIGITS)
+NS_PER_S = 1_000_000_000
+# A second is written once every generator's clock is this far past its end: a request done
+# just before a hand-over may reach the next batch (its coroutine resumes a moment later).
+HOLD_NS = 100_000_000
+_DROPPED = ERROR_CODES["dropped"]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -75,17 +63,6 @@ class PhaseTally:
 
 
 @dataclass(frozen=True)
-class IntervalSnapshot:
-    """One interval's raw data, taken from the recorder in the loop, written elsewhere."""
-
-    start_s: float
-    length_s: float
-    histograms: dict[tuple[int, str], HdrHistogram]
-    rows: list[Row]
-    counts: Counter[str]
-
-
-@dataclass(frozen=True)
 class IntervalStats:
     """One second of the run, for timeseries.csv and the live display."""
 
@@ -96,199 +73,221 @@ class IntervalStats:
     errors: int
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    in_flight: int = 0
 
 
-class _RowWriter:
-    """Streams raw rows to requests.csv.gz from a thread, in small chunks.
+@dataclass(frozen=True)
+class SourceMark:
+    """A generator's clock at a hand-over and its running totals up to then."""
 
-    Formatting rows holds the GIL; chunks of a few hundred rows keep each hold well under a
-    millisecond, so the event loop's send timing barely notices the writer.
-    """
+    now_ns: int
+    offered: int
+    sent: int
+    in_flight: int
 
-    CHUNK = 256
 
-    def __init__(self, path: Path, header: bool) -> None:
-        # Kept open for the whole run; closed by close().
-        self._file = gzip.open(path, "wt", compresslevel=1, newline="", encoding="utf-8")  # noqa: SIM115
-        self._csv = csv.writer(self._file)
-        if header:
-            self._csv.writerow(ROW_COLUMNS)
-        self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._drain, name="infbench-rows", daemon=True)
-        self._thread.start()
+@dataclass
+class _Second:
+    """What completed within one second, by phase and metric."""
 
-    def put(self, rows: list[Row]) -> None:
-        if rows:
-            self._queue.put(rows)
-
-    def _drain(self) -> None:
-        while (rows := self._queue.get()) is not None:
-            for start in range(0, len(rows), self.CHUNK):
-                self._csv.writerows(rows[start : start + self.CHUNK])
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._file.close()
+    histograms: dict[tuple[int, str], HdrHistogram] = field(default_factory=dict)
+    latency: HdrHistogram | None = None  # every phase's successes, for the per-second p50/p99
+    completed: int = 0
+    errors: int = 0
 
 
 class Recorder:
-    """Collects outcomes during a run; ``flush_interval`` runs once a second."""
+    """Stamps from one or more generators (``sources``) into every recorded figure."""
 
     def __init__(
         self,
         phases: list[str],
         highest_us: int,
         out_dir: Path,
-        t0_ns: int | None = None,
-        start_epoch_s: float | None = None,
+        *,
+        sources: int = 1,
         goodput_threshold_us: int | None = None,
         rows_header: bool = True,
     ) -> None:
         self.highest_us = highest_us
-        self.t0_ns = 0
         self.tallies = [PhaseTally(name, highest_us) for name in phases]
         self._names = phases
         self._goodput_us = goodput_threshold_us
-        self._interval: dict[tuple[int, str], HdrHistogram] = {}
-        self._counts = Counter[str]()
-        self._rows: list[Row] = []
+        self._t0_ns = 0
+        self._seconds: dict[int, _Second] = {}
+        self._next_second = 0  # seconds before this one are written
+        self._marks: list[SourceMark | None] = [None] * sources
+        self._at_boundary: list[dict[int, SourceMark]] = [{} for _ in range(sources)]
         self._hlog_file: IO[str] = open(out_dir / "latency.hlog", "w", encoding="ascii")  # noqa: SIM115
         self._hlog: IntervalLogWriter | None = None
-        self._row_writer = _RowWriter(out_dir / "requests.csv.gz", rows_header)
-        if t0_ns is not None and start_epoch_s is not None:
-            self.start(t0_ns, start_epoch_s)
+        self._rows: IO[str] = gzip.open(  # noqa: SIM115 - closed by close()
+            out_dir / "requests.csv.gz", "wt", compresslevel=1, newline="", encoding="utf-8"
+        )
+        if rows_header:
+            self._rows.write(",".join(ROW_COLUMNS) + "\r\n")
 
     def start(self, t0_ns: int, start_epoch_s: float) -> None:
-        """Fix the run's start instant; the engine calls it once the sender is ready."""
-        self.t0_ns = t0_ns
+        """The run's start instant, once every generator agreed on it."""
+        self._t0_ns = t0_ns
         self._hlog = IntervalLogWriter(self._hlog_file, start_epoch_s)
 
-    # --- hot path -----------------------------------------------------------------------------
+    # --- stamps ---------------------------------------------------------------------------------
 
-    def _record(self, phase: int, tally: PhaseTally, metric: str, value_us: int) -> None:
-        if value_us > self.highest_us:
-            tally.out_of_range += 1
-            value_us = self.highest_us  # kept at the ceiling so percentiles stay conservative
-        elif value_us < 0:
-            value_us = 0
-        tally.histograms[metric].record_value(value_us)
-        key = (phase, metric)
-        hist = self._interval.get(key)
-        if hist is None:
-            hist = self._interval[key] = new_histogram(self.highest_us)
-        hist.record_value(value_us)
+    def add(self, stamps: StampArray) -> None:
+        """One batch: phase tallies, the open seconds' histograms and the raw rows."""
+        if stamps.size == 0:
+            return
+        self._rows.write(format_rows(stamps, self._names, self._t0_ns))
+        second = (stamps["done_ns"] - self._t0_ns) // NS_PER_S
+        # A row for a second already written (a pathological straggler) joins the oldest open
+        # one: the phase tallies are exact either way, the interval log a second off for it.
+        second = np.maximum(second, self._next_second)
+        for phase in np.unique(stamps["phase"]).tolist():
+            rows = stamps[stamps["phase"] == phase]
+            self._tally(phase, rows)
+            self._by_second(phase, rows, second[stamps["phase"] == phase])
 
-    def offered(self) -> None:
-        """An arrival became due (counted per second as the offered load)."""
-        self._counts["offered"] += 1
-
-    def record(
-        self, phase: int, seq: int, intended_ns: int, sent_ns: int, outcome: Outcome, bytes_out: int
-    ) -> None:
+    def _tally(self, phase: int, rows: StampArray) -> None:
         tally = self.tallies[phase]
-        tally.completed += 1
-        tally.bytes_in += outcome.bytes_in
-        tally.bytes_out += bytes_out
-        if outcome.status:
-            tally.statuses[outcome.status] += 1
-        latency_us = (outcome.done_ns - intended_ns) // 1000
-        self._record(phase, tally, "lag", (sent_ns - intended_ns) // 1000)
-        if outcome.error is None:
-            tally.ok += 1
-            if self._goodput_us is None or latency_us <= self._goodput_us:
-                tally.ok_within_slo += 1
-            self._record(phase, tally, "latency", latency_us)
-            self._record(phase, tally, "service", (outcome.done_ns - sent_ns) // 1000)
-            if outcome.first_byte_ns:
-                self._record(phase, tally, "ttfb", (outcome.first_byte_ns - sent_ns) // 1000)
-        else:
-            tally.errors[outcome.error] += 1
-            self._counts["errors"] += 1
-            self._record(phase, tally, "failed", latency_us)
-        self._counts["completed"] += 1
-        t0 = self.t0_ns
-        self._rows.append(
-            (
-                seq,
-                self._names[phase],
-                intended_ns - t0,
-                sent_ns - t0,
-                outcome.first_byte_ns - t0 if outcome.first_byte_ns else "",
-                outcome.done_ns - t0,
-                outcome.status,
-                outcome.error or "",
-                bytes_out,
-                outcome.bytes_in,
-            )
-        )
+        error = rows["error"]
+        dropped = error == _DROPPED
+        ok = error == 0
+        tally.completed += int((~dropped).sum())
+        tally.dropped += int(dropped.sum())
+        tally.ok += int(ok.sum())
+        tally.bytes_in += int(rows["bytes_in"].sum())
+        tally.bytes_out += int(rows["bytes_out"].sum())
+        codes, counts = np.unique(error[~ok], return_counts=True)
+        for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+            if code != _DROPPED:
+                tally.errors[ERROR_KINDS[code - 1]] += count
+        statuses, counts = np.unique(rows["status"][rows["status"] > 0], return_counts=True)
+        tally.statuses.update(dict(zip(statuses.tolist(), counts.tolist(), strict=True)))
+        latency = self._values(tally, rows["done_ns"] - rows["intended_ns"])
+        within = ok if self._goodput_us is None else ok & (latency <= self._goodput_us)
+        tally.ok_within_slo += int(within.sum())
+        for metric, values in self._metric_values(rows, ok, tally).items():
+            record_values(tally.histograms[metric], values)
 
-    def sent(self, phase: int) -> None:
-        self.tallies[phase].sent += 1
-        self._counts["sent"] += 1
+    def _values(self, tally: PhaseTally | None, nanoseconds: IntArray) -> IntArray:
+        """Microseconds clamped to the histogram's range; values above it are counted."""
+        micros = nanoseconds // 1000
+        if tally is not None:
+            tally.out_of_range += int((micros > self.highest_us).sum())
+        clamped: IntArray = np.clip(micros, 0, self.highest_us)
+        return clamped
 
-    def record_dropped(self, phase: int, seq: int, intended_ns: int, now_ns: int) -> None:
-        """An arrival that never got a connection within the timeout: counted, never ignored."""
-        tally = self.tallies[phase]
-        tally.dropped += 1
-        self._counts["errors"] += 1
-        self._record(phase, tally, "failed", (now_ns - intended_ns) // 1000)
-        t0 = self.t0_ns
-        self._rows.append(
-            (seq, self._names[phase], intended_ns - t0, "", "", now_ns - t0, 0, "dropped", 0, 0)
-        )
+    def _metric_values(
+        self, rows: StampArray, ok: BoolArray, tally: PhaseTally | None = None
+    ) -> dict[str, IntArray]:
+        """Each histogram's values from a phase's rows (out-of-range counted once, via lag
+        and latency/failed: a request has only one of those two)."""
+        sent = rows["sent_ns"] > 0
+        first = ok & (rows["first_byte_ns"] > 0)
+        since_intended = rows["done_ns"] - rows["intended_ns"]
+        return {
+            "lag": self._values(tally, (rows["sent_ns"] - rows["intended_ns"])[sent]),
+            "latency": self._values(tally, since_intended[ok]),
+            "service": self._values(None, (rows["done_ns"] - rows["sent_ns"])[ok]),
+            "ttfb": self._values(None, (rows["first_byte_ns"] - rows["sent_ns"])[first]),
+            "failed": self._values(tally, since_intended[~ok]),
+        }
 
-    # --- once a second ---------------------------------------------------------------------------
+    def _by_second(self, phase: int, rows: StampArray, seconds: IntArray) -> None:
+        ok = rows["error"] == 0
+        values = self._metric_values(rows, ok)
+        masks = {
+            "lag": seconds[rows["sent_ns"] > 0],
+            "latency": seconds[ok],
+            "service": seconds[ok],
+            "ttfb": seconds[ok & (rows["first_byte_ns"] > 0)],
+            "failed": seconds[~ok],
+        }
+        for second in np.unique(seconds).tolist():
+            bucket = self._seconds.setdefault(second, _Second())
+            in_second = seconds == second
+            bucket.completed += int((in_second & (rows["error"] != _DROPPED)).sum())
+            bucket.errors += int((in_second & ~ok).sum())
+            for metric, metric_seconds in masks.items():
+                chosen = values[metric][metric_seconds == second]
+                if chosen.size == 0:
+                    continue
+                hist = bucket.histograms.get((phase, metric))
+                if hist is None:
+                    hist = bucket.histograms[(phase, metric)] = new_histogram(self.highest_us)
+                record_values(hist, chosen)
+                if metric == "latency":
+                    if bucket.latency is None:
+                        bucket.latency = new_histogram(self.highest_us)
+                    record_values(bucket.latency, chosen)
 
-    def take_interval(self, start_s: float, length_s: float) -> IntervalSnapshot:
-        """Hand over this interval's data and start the next (cheap: runs in the event loop)."""
-        snapshot = IntervalSnapshot(start_s, length_s, self._interval, self._rows, self._counts)
-        self._interval, self._rows, self._counts = {}, [], Counter()
-        return snapshot
+    # --- seconds --------------------------------------------------------------------------------
 
-    def write_interval(self, snapshot: IntervalSnapshot) -> IntervalStats:
-        """Encode and write an interval; its figures for the time series.
+    def mark(self, source: int, mark: SourceMark) -> None:
+        """A generator's totals at a hand-over; its totals at each second boundary it crossed
+        are those of its first hand-over after that boundary (hand-overs come every 50 ms)."""
+        previous = self._marks[source]
+        last = (previous.now_ns - self._t0_ns) // NS_PER_S if previous else 0
+        now = (mark.now_ns - self._t0_ns) // NS_PER_S
+        for boundary in range(max(last, 0) + 1, now + 1):  # boundary 0, the start, is all zero
+            self._at_boundary[source][boundary] = mark  # the end of second boundary - 1
+        self._marks[source] = mark
 
-        Encoding and percentile walks cost milliseconds of pure Python: the engine runs this in
-        its hook thread, never in the event loop, so arrivals due at a second's boundary are
-        not held up.
-        """
+    def ready_seconds(self) -> list[IntervalStats]:
+        """Write every second that all generators have left behind by ``HOLD_NS``."""
+        if any(mark is None for mark in self._marks):
+            return []
+        passed = min(m.now_ns for m in self._marks if m is not None) - HOLD_NS - self._t0_ns
+        return [self._write_second(s, 1.0) for s in range(self._next_second, passed // NS_PER_S)]
+
+    def finish(self, end_ns: int) -> list[IntervalStats]:
+        """Write every second still open; the last one is as long as the run's remainder."""
+        end_s = (end_ns - self._t0_ns) / 1e9
+        last = max([self._next_second, *self._seconds]) if self._seconds else self._next_second
+        written = []
+        for second in range(self._next_second, max(last + 1, int(end_s) + 1)):
+            written.append(self._write_second(second, max(min(end_s - second, 1.0), 0.0)))
+        return written
+
+    def _totals_at(self, boundary: int) -> tuple[int, int, int]:
+        """(offered, sent, in flight) of all generators at the end of second ``boundary - 1``."""
+        offered = sent = in_flight = 0
+        if boundary <= 0:
+            return 0, 0, 0
+        for source, marks in enumerate(self._at_boundary):
+            mark = marks.get(boundary) or self._marks[source]
+            if mark is not None:
+                offered, sent = offered + mark.offered, sent + mark.sent
+                in_flight += mark.in_flight
+        return offered, sent, in_flight
+
+    def _write_second(self, second: int, length_s: float) -> IntervalStats:
         assert self._hlog is not None, "Recorder.start() first"
-        merged: HdrHistogram | None = None
-        for (phase, metric), hist in sorted(snapshot.histograms.items()):
-            if hist.get_total_count() == 0:
-                continue
-            tag = f"{self._names[phase]}/{metric}"
-            self._hlog.write(tag, snapshot.start_s, snapshot.length_s, hist)
-            if metric == "latency":
-                if merged is None:
-                    merged = new_histogram(self.highest_us)
-                merged.add(hist)
-        self._hlog.flush()
-        for hist in snapshot.histograms.values():
+        bucket = self._seconds.pop(second, _Second())
+        for (phase, metric), hist in sorted(bucket.histograms.items()):
+            self._hlog.write(f"{self._names[phase]}/{metric}", float(second), length_s, hist)
             release_histogram(hist)
-        self._row_writer.put(snapshot.rows)
-        counts = snapshot.counts
+        self._hlog.flush()
+        before, after = self._totals_at(second), self._totals_at(second + 1)
+        for marks in self._at_boundary:
+            marks.pop(second, None)
+        self._next_second = second + 1
         p50 = p99 = None
-        if merged is not None and merged.get_total_count():
-            p50 = merged.get_value_at_percentile(50) / 1000.0
-            p99 = merged.get_value_at_percentile(99) / 1000.0
-        if merged is not None:
-            release_histogram(merged)
+        if bucket.latency is not None:
+            p50 = value_at_percentile(bucket.latency, 50) / 1000.0
+            p99 = value_at_percentile(bucket.latency, 99) / 1000.0
+            release_histogram(bucket.latency)
         return IntervalStats(
-            start_s=snapshot.start_s,
-            offered=counts["offered"],
-            sent=counts["sent"],
-            completed=counts["completed"],
-            errors=counts["errors"],
+            start_s=float(second),
+            offered=after[0] - before[0],
+            sent=after[1] - before[1],
+            completed=bucket.completed,
+            errors=bucket.errors,
             latency_p50_ms=p50,
             latency_p99_ms=p99,
+            in_flight=after[2],
         )
 
-    def flush_interval(self, start_s: float, length_s: float) -> IntervalStats:
-        """Take and write an interval in one go (for callers without an event loop to spare)."""
-        return self.write_interval(self.take_interval(start_s, length_s))
-
     def close(self) -> None:
-        self._row_writer.close()
+        self._rows.close()
         self._hlog_file.close()

@@ -10,19 +10,22 @@ however long the run.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import shutil
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infbench.errors import ResultFormatError
+from infbench.wire import ERROR_KINDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ROW_COLUMNS", "Row", "merge_row_files", "read_row_chunks"]
+__all__ = ["ROW_COLUMNS", "format_rows", "merge_row_files", "read_row_chunks"]
 
 ROW_COLUMNS = (
     "seq",
@@ -36,9 +39,38 @@ ROW_COLUMNS = (
     "bytes_out",
     "bytes_in",
 )
-# One row as the recorder hands it to the writer ("" where a time was never reached).
-Row = tuple[int, str, int, int | str, int | str, int, int, str, int, int]
+_ERROR_NAMES = ("", *ERROR_KINDS)  # by the stamp's error code
 CHUNK_ROWS = 500_000
+
+
+def _csv_field(text: str) -> str:
+    """A value as the csv module writes it (quoted only when it must be)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([text])
+    return out.getvalue()
+
+
+def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int) -> str:
+    """CSV text of a batch of stamps (a numpy record array of ``wire.STAMP_FIELDS``), times
+    made relative to the run's start; "" where a time was never reached."""
+
+    def relative(column: str) -> list[int | str]:
+        return ["" if v == 0 else v - t0_ns for v in stamps[column].tolist()]
+
+    names = [_csv_field(name) for name in phase_names]
+    columns = (
+        stamps["seq"].tolist(),
+        [names[i] for i in stamps["phase"].tolist()],
+        (stamps["intended_ns"] - t0_ns).tolist(),
+        relative("sent_ns"),
+        relative("first_byte_ns"),
+        (stamps["done_ns"] - t0_ns).tolist(),
+        stamps["status"].tolist(),
+        [_ERROR_NAMES[code] for code in stamps["error"].tolist()],
+        stamps["bytes_out"].tolist(),
+        stamps["bytes_in"].tolist(),
+    )
+    return "".join("%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\r\n" % row for row in zip(*columns, strict=True))  # noqa: UP031
 
 
 def read_row_chunks(path: Path, columns: Mapping[str, str]) -> Iterator[pd.DataFrame]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from infbench.load.engine import EngineHooks
 from infbench.load.local import run_local
-from infbench.load.processes import tally_to_wire
+from infbench.recorder.process import tally_to_wire
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule

@@ -19,14 +19,9 @@ from hdrh.histogram import HdrHistogram
 from infbench.errors import InfbenchError
 from infbench.load.engine import EngineHooks, sequence_bases
 from infbench.load.local import LoadResult, highest_us
-from infbench.load.processes import (
-    IntervalMerger,
-    fire_phase_marks,
-    generator_summary,
-    merge_results,
-    slice_schedule,
-)
+from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
 from infbench.load.ray.actor import Generator
+from infbench.load.ray.merge import IntervalMerger, merge_results
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.model import RaySettings
 from infbench.scenario.source import LoadedScenario

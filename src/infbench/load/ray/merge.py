@@ -1,0 +1,98 @@
+"""What stays merged after the fact: the Ray actors' own recordings.
+
+Actors may run on other hosts, where no pipe reaches the driver's recorder; shipping every
+stamp through Ray's object store would cost more than the few files each actor's own recorder
+writes. So each actor records its share locally (``load.local.run_local``, rows without a
+header), returns its files and tallies, and the driver merges them here: HDR histograms add
+exactly, interval logs merge per second and tag, and gzip row files concatenate.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from infbench.load.engine import EngineHooks, EngineReport, phase_at
+from infbench.load.processes import merge_reports
+from infbench.recorder.process import tally_from_wire
+from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.results.hlog import merge_interval_logs
+from infbench.results.rows import merge_row_files
+from infbench.schedule.arrivals import Schedule
+
+__all__ = ["IntervalMerger", "merge_results", "merge_tallies"]
+
+
+class IntervalMerger:
+    """Adds up the processes' per-second figures and hands each complete second on."""
+
+    def __init__(self, processes: int, schedule: Schedule, hooks: EngineHooks) -> None:
+        self.processes, self.schedule, self.hooks = processes, schedule, hooks
+        self.pending: dict[float, list[tuple[IntervalStats, int]]] = defaultdict(list)
+
+    def add(self, stats: IntervalStats, in_flight: int) -> None:
+        parts = self.pending[stats.start_s]
+        parts.append((stats, in_flight))
+        if len(parts) == self.processes:
+            self._emit(self.pending.pop(stats.start_s))
+
+    def flush(self) -> None:
+        for start in sorted(self.pending):
+            self._emit(self.pending.pop(start))
+
+    def _emit(self, parts: list[tuple[IntervalStats, int]]) -> None:
+        first = parts[0][0]
+        p99s = [s.latency_p99_ms for s, _ in parts if s.latency_p99_ms is not None]
+        p50s = [s.latency_p50_ms for s, _ in parts if s.latency_p50_ms is not None]
+        merged = IntervalStats(
+            start_s=first.start_s,
+            offered=sum(s.offered for s, _ in parts),
+            sent=sum(s.sent for s, _ in parts),
+            completed=sum(s.completed for s, _ in parts),
+            errors=sum(s.errors for s, _ in parts),
+            # Exact per-second percentiles are in the merged interval log; the live view and
+            # time series show the median of the processes' medians and the worst p99.
+            latency_p50_ms=sorted(p50s)[len(p50s) // 2] if p50s else None,
+            latency_p99_ms=max(p99s) if p99s else None,
+        )
+        in_flight = sum(n for _, n in parts)
+        self.hooks.on_interval(merged, in_flight, phase_at(self.schedule, merged.start_s))
+
+
+def merge_tallies(
+    schedule: Schedule, wires: list[dict[str, Any]], ceiling_us: int
+) -> list[PhaseTally]:
+    tallies = [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
+    for wire in wires:
+        for tally, part in zip(tallies, wire["tallies"], strict=True):
+            other = tally_from_wire(part)
+            for key in part["counts"]:
+                setattr(tally, key, getattr(tally, key) + getattr(other, key))
+            tally.errors.update(other.errors)
+            tally.statuses.update(other.statuses)
+            for metric, hist in other.histograms.items():
+                tally.histograms[metric].add(hist)
+    return tallies
+
+
+def merge_results(
+    out_dir: Path,
+    parts: list[Path],
+    wires: list[dict[str, Any]],
+    schedule: Schedule,
+    ceiling_us: int,
+    start: tuple[int, float],
+) -> tuple[list[PhaseTally], EngineReport]:
+    """Every actor's files and tallies merged into ``out_dir``, their folders removed.
+
+    ``parts`` are the actors' folders (interval log, rows), ``wires`` what each reported;
+    ``start`` is the common start instant (monotonic ns, epoch s).
+    """
+    t0_ns, start_epoch = start
+    merge_interval_logs(out_dir / "latency.hlog", [p / "latency.hlog" for p in parts], start_epoch)
+    merge_row_files(out_dir / "requests.csv.gz", [p / "requests.csv.gz" for p in parts])
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    return merge_tallies(schedule, wires, ceiling_us), merge_reports(wires, t0_ns, start_epoch)

@@ -1,0 +1,220 @@
+"""The recorder in a process of its own, fed with stamp batches through pipes (DESIGN §1, §7).
+
+Histograms, the interval log, raw rows and compression cost CPU and, in Python, the interpreter
+lock: done in the generator's process they would hold up its event loop at every batch. Here
+the generators only write bytes to a pipe. One recorder takes the stamps of every generator
+process of a run, so a multi-process run records its raw stamps once: nothing is merged after.
+
+The parent talks to it through a control pipe: ``start`` (the run's start instant), ``finish``
+(every generator has handed over its last batch), and back come one ``interval`` message per
+second written and a final ``done`` with the phase tallies, or ``failed`` with the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
+from infbench.recorder.stamps import read_batch
+
+__all__ = [
+    "RecorderLost",
+    "RecorderProcess",
+    "RecorderSettings",
+    "tally_from_wire",
+    "tally_to_wire",
+]
+
+_FINISH_TIMEOUT_S = 120.0  # the last batches, the last seconds and the files' close
+
+
+class RecorderLost(RuntimeError):
+    """The recorder process died or stopped answering; what it wrote so far is kept."""
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    phases: list[str]
+    highest_us: int
+    out_dir: Path
+    sources: int = 1
+    goodput_threshold_us: int | None = None
+    rows_header: bool = True  # False for a part that is joined to others after one header
+
+
+def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
+    """A tally as plain data (histograms encoded) for a pipe or a Ray object."""
+    counts = {
+        key: getattr(tally, key)
+        for key in ("sent", "completed", "ok", "ok_within_slo", "dropped", "out_of_range")
+    }
+    counts |= {"bytes_in": tally.bytes_in, "bytes_out": tally.bytes_out}
+    return {
+        "name": tally.name,
+        "highest_us": tally.highest_us,
+        "counts": counts,
+        "errors": dict(tally.errors),
+        "statuses": dict(tally.statuses),
+        "histograms": {m: h.encode().decode("ascii") for m, h in tally.histograms.items()},
+    }
+
+
+def tally_from_wire(wire: dict[str, Any]) -> PhaseTally:
+    tally = PhaseTally(wire["name"], wire["highest_us"])
+    for key, value in wire["counts"].items():
+        setattr(tally, key, value)
+    tally.errors.update(wire["errors"])
+    tally.statuses.update({int(k): v for k, v in wire["statuses"].items()})
+    for metric, encoded in wire["histograms"].items():
+        tally.histograms[metric].add(HdrHistogram.decode(encoded))
+    return tally
+
+
+class RecorderProcess:
+    """Parent's handle: ``inputs[k]`` is generator k's write end; intervals reach
+    ``on_interval`` from a thread of the parent as each second is written."""
+
+    def __init__(
+        self, settings: RecorderSettings, on_interval: Callable[[IntervalStats], None]
+    ) -> None:
+        ctx = mp.get_context("spawn")  # never fork a process that runs threads
+        pipes = [ctx.Pipe(duplex=False) for _ in range(settings.sources)]
+        self.inputs: list[Connection] = [write for _, write in pipes]
+        self._control, child_control = ctx.Pipe(duplex=True)
+        self._process = ctx.Process(
+            target=_main,
+            args=(settings, child_control, [read for read, _ in pipes]),
+            name="infbench-recorder",
+            daemon=True,
+        )
+        self._process.start()
+        child_control.close()
+        for read, _ in pipes:
+            read.close()
+        self._on_interval = on_interval
+        self._outcome: tuple[str, Any] | None = None
+        self._arrived = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="infbench-intervals", daemon=True)
+        self._reader.start()
+
+    def start(self, t0_ns: int, start_epoch_s: float) -> None:
+        self._send(("start", t0_ns, start_epoch_s))
+
+    def finish(self, end_ns: int, sent_by_phase: list[int]) -> list[PhaseTally]:
+        """Every generator is done: write what is left and return the phase tallies."""
+        self._send(("finish", end_ns, sent_by_phase))
+        if not self._arrived.wait(_FINISH_TIMEOUT_S):
+            raise RecorderLost(f"the recorder did not finish within {_FINISH_TIMEOUT_S:g} s")
+        assert self._outcome is not None
+        kind, payload = self._outcome
+        if kind != "done":
+            raise RecorderLost(payload)
+        return [tally_from_wire(wire) for wire in payload]
+
+    def close(self) -> None:
+        """Stop the process (it has finished, or the run is being abandoned)."""
+        for connection in (*self.inputs, self._control):
+            connection.close()
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._reader.join(5)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._control.send(message)
+        except OSError as exc:
+            raise RecorderLost(f"the recorder process is gone ({exc})") from None
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self._control.recv()
+                if message[0] == "interval":
+                    self._on_interval(message[1])
+                else:
+                    self._outcome = message
+                    break
+        except (EOFError, OSError):
+            code = self._process.exitcode
+            self._outcome = ("failed", f"the recorder process died (exit code {code})")
+        self._arrived.set()
+
+
+def _widen_affinity() -> None:
+    """Run on any core: the generator may be pinned to one, and recording must not take it."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def _main(settings: RecorderSettings, control: Connection, inputs: list[Connection]) -> None:
+    _widen_affinity()
+    recorder = Recorder(
+        settings.phases,
+        settings.highest_us,
+        settings.out_dir,
+        sources=settings.sources,
+        goodput_threshold_us=settings.goodput_threshold_us,
+        rows_header=settings.rows_header,
+    )
+    try:
+        tallies = _serve(recorder, control, inputs)
+        control.send(("done", [tally_to_wire(t) for t in tallies]))
+    except Exception:
+        with contextlib.suppress(OSError):
+            control.send(("failed", "the recorder failed:\n" + traceback.format_exc(limit=5)))
+    finally:
+        recorder.close()
+
+
+def _serve(recorder: Recorder, control: Connection, inputs: list[Connection]) -> list[PhaseTally]:
+    """Batches until ``finish``; the control pipe is read first, so ``start`` always
+    precedes the stamps it applies to."""
+    sources = {connection: k for k, connection in enumerate(inputs)}
+    open_inputs = list(inputs)
+    while True:
+        ready = wait([control, *open_inputs])
+        if control in ready:
+            message = control.recv()
+            if message[0] == "start":
+                recorder.start(message[1], message[2])
+            elif message[0] == "finish":
+                for connection in open_inputs:
+                    while _take(recorder, connection, sources[connection]):
+                        pass
+                for stats in recorder.finish(message[1]):
+                    control.send(("interval", stats))
+                for tally, sent in zip(recorder.tallies, message[2], strict=True):
+                    tally.sent = sent
+                return recorder.tallies
+        for connection in open_inputs[:]:
+            if connection in ready and not _take(recorder, connection, sources[connection], True):
+                open_inputs.remove(connection)
+        for stats in recorder.ready_seconds():
+            control.send(("interval", stats))
+
+
+def _take(recorder: Recorder, connection: Connection, source: int, block: bool = False) -> bool:
+    """Apply one waiting batch; False when there was none (or the writer has gone)."""
+    try:
+        if not block and not connection.poll():
+            return False
+        data = connection.recv_bytes()
+    except (EOFError, OSError):
+        return False
+    header, stamps = read_batch(data)
+    recorder.add(stamps)
+    recorder.mark(source, SourceMark(*header))
+    return True

@@ -1,0 +1,91 @@
+"""The event loop's side of recording: fixed-width stamps in a preallocated buffer.
+
+Per request the loop packs ten integers (``wire.STAMP``) into a bytearray: no object per
+request, no formatting, no histogram. Every ≤ 50 ms, and whenever the buffer is full, the filled
+part goes to the recorder process in one pipe write, headed by the generator's clock and
+running totals (``wire.BATCH_HEADER``). The recorder reads a batch as a numpy record array.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from multiprocessing.connection import Connection
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from infbench.wire import BATCH_HEADER, STAMP, STAMP_FIELDS
+
+__all__ = ["STAMP_DTYPE", "BatchSink", "PipeSink", "StampArray", "StampBuffer", "read_batch"]
+
+STAMP_DTYPE = np.dtype([(name, "<i8") for name in STAMP_FIELDS])
+StampArray = npt.NDArray[np.void]
+CAPACITY = 16_384  # stamps per batch at most: 1.3 MB, a third of a second at 50k requests/s
+_PIPE_BYTES = 1 << 20  # Linux pipes hold 64 KiB by default; a batch should never wait on one
+_F_SETPIPE_SZ = 1031
+
+
+class BatchSink(Protocol):
+    """Where full batches go: a pipe to the recorder process, or a list in tests."""
+
+    def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None: ...
+
+
+class StampBuffer:
+    """Stamps of the requests completed since the last hand-over."""
+
+    def __init__(self, sink: BatchSink, capacity: int = CAPACITY) -> None:
+        self._sink = sink
+        self._capacity = capacity
+        self._buffer = bytearray(BATCH_HEADER.size + capacity * STAMP.size)
+        self._count = 0
+        self._pack = STAMP.pack_into
+
+    def add(
+        self,
+        seq: int,
+        phase: int,
+        intended_ns: int,
+        sent_ns: int,
+        first_byte_ns: int,
+        done_ns: int,
+        status: int,
+        error: int,
+        bytes_out: int,
+        bytes_in: int,
+    ) -> bool:
+        """Write one stamp; True when the buffer is full and must be handed over now."""
+        offset = BATCH_HEADER.size + self._count * STAMP.size
+        self._pack(
+            self._buffer, offset, seq, phase, intended_ns, sent_ns, first_byte_ns, done_ns,
+            status, error, bytes_out, bytes_in,
+        )  # fmt: skip
+        self._count += 1
+        return self._count == self._capacity
+
+    def hand_over(self, now_ns: int, offered: int, sent: int, in_flight: int) -> None:
+        """Send the stamps so far with the generator's totals; the buffer is reused."""
+        BATCH_HEADER.pack_into(self._buffer, 0, now_ns, offered, sent, in_flight)
+        self._sink.send_bytes(self._buffer, 0, BATCH_HEADER.size + self._count * STAMP.size)
+        self._count = 0
+
+
+def read_batch(data: bytes) -> tuple[tuple[int, int, int, int], StampArray]:
+    """A hand-over's header (now, offered, sent, in flight) and its stamps."""
+    header: tuple[int, int, int, int] = BATCH_HEADER.unpack_from(data)
+    stamps: StampArray = np.frombuffer(data, dtype=STAMP_DTYPE, offset=BATCH_HEADER.size)
+    return header, stamps
+
+
+class PipeSink:
+    """The write end of a pipe to the recorder process, widened so a batch fits at once."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        with contextlib.suppress(OSError):  # not Linux, or above pipe-max-size: default size
+            fcntl.fcntl(connection.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+
+    def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None:
+        self._connection.send_bytes(buf, offset, size)
