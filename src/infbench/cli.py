@@ -118,16 +118,14 @@ def run(
             Interrupted("interrupted before the load started; the target was stopped")
         ) from None
     if as_json:
-        sys.stdout.write(json.dumps(outcome.run, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(outcome.run.to_json(), indent=2, default=str) + "\n")
     if outcome.interrupted:
-        raise _fail(
-            Interrupted(f"interrupted; partial results kept in {outcome.run['result_dir']}")
-        )
+        raise _fail(Interrupted(f"interrupted; partial results kept in {outcome.run.result_dir}"))
     failed = [r for r in outcome.slo if not r.passed]
     if failed:
         raise _fail(GateFailed("; ".join(r.message for r in failed)))
-    if strict and not outcome.run["valid"]:
-        raise _fail(InvalidRun("invalid run: " + "; ".join(outcome.run["invalid_reasons"])))
+    if strict and not outcome.run.valid:
+        raise _fail(InvalidRun("invalid run: " + "; ".join(outcome.run.invalid_reasons)))
 
 
 @app.command()

@@ -93,7 +93,7 @@ def _record_phase(
         tally.errors["http_5xx"] += errors
         tally.statuses[200] += ok
     info = PhaseInfo(spec.name, "poisson", float(spec.seconds), tally.completed)
-    return phase_summary(tally, info)
+    return phase_summary(tally, info).to_json()
 
 
 def run_data(phases: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -263,7 +263,7 @@ def test_plot_failure_during_a_run_keeps_the_run(
 ) -> None:
     monkeypatch.setattr("infbench.report.plots.run_plots", _broken)
     run_dir, output = make_run_dir(tmp_path)  # asserts the usual exit code (1: SLO failed)
-    assert load_run(run_dir).data["status"] == "complete"
+    assert load_run(run_dir).record.status == "complete"
     assert not (run_dir / "report.html").exists()
     assert "report.html was not written" in output.replace("\n", " ")
 

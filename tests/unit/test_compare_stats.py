@@ -35,6 +35,7 @@ from infbench.results.hlog import (
     pool,
     read_interval_log,
 )
+from infbench.results.records import RunRecord
 from infbench.results.rundir import RunResult
 
 HIGHEST_US = 25_000_000
@@ -96,7 +97,7 @@ def synthetic_run(
 
 def run_result(phase: dict[str, object], name: str) -> RunResult:
     data = {"format_version": 1, "status": "complete", "valid": True, "phases": [phase]}
-    return RunResult(Path(name), data)
+    return RunResult(Path(name), RunRecord.from_json(data))
 
 
 def bootstrap_side(rng: np.random.Generator, arrivals: np.ndarray, median_ms: float) -> Side:

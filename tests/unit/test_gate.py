@@ -9,17 +9,20 @@ from infbench.analysis.slo import check_run, parse_slo
 from infbench.compare.comparison import CompareSettings, Comparison, MetricComparison
 from infbench.compare.gate import CompareRule, check_comparison, parse_gate_file, parse_rule
 from infbench.errors import ScenarioError, UsageError
+from infbench.results.records import PhaseSummary
 
 # --- slo: on one run (unchanged behaviour the runner relies on) ----------------------------
 
 
-def phase(name: str = "steady", p99: float | None = 20.0, error_rate: float = 0.0) -> dict:
-    return {
-        "name": name,
-        "latency_ms": {"p99": p99},
-        "error_rate": error_rate,
-        "achieved_rps": 100.0,
-    }
+def phase(name: str = "steady", p99: float | None = 20.0, error_rate: float = 0.0) -> PhaseSummary:
+    return PhaseSummary.from_json(
+        {
+            "name": name,
+            "latency_ms": {"p99": p99},
+            "error_rate": error_rate,
+            "achieved_rps": 100.0,
+        }
+    )
 
 
 def test_slo_rules_check_each_phase() -> None:

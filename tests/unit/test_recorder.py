@@ -16,6 +16,7 @@ from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.hdr import new_histogram, record_values
 from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
 from infbench.recorder.stamps import StampBuffer, read_batch
+from infbench.results.records import PhaseSummary
 from infbench.results.rows import ROW_COLUMNS
 from infbench.wire import ERROR_CODES, ErrorKind
 
@@ -105,8 +106,8 @@ def test_failures_go_to_their_own_histogram(tmp_path: Path) -> None:
     assert tally.histograms["failed"].get_total_count() == 2
     assert tally.histograms["latency"].get_total_count() == 1
     summary = phase_summary(tally, PhaseInfo("steady", "poisson", 1.0, 3))
-    assert summary["error_rate"] == round(2 / 3, 6)
-    assert summary["achieved_rps"] == 2.0 and summary["goodput_rps"] == 1.0
+    assert summary.error_rate == round(2 / 3, 6)
+    assert summary.achieved_rps == 2.0 and summary.goodput_rps == 1.0
 
 
 def test_out_of_range_values_are_counted_not_lost(tmp_path: Path) -> None:
@@ -163,14 +164,14 @@ def test_validity_names_reasons() -> None:
         "latency_ms": {"p50": 10.0},
         "dropped": 2,
     }
-    valid, reasons = validity([phase], generator_cpu_pct=95.0)
+    valid, reasons = validity([PhaseSummary.from_json(phase)], generator_cpu_pct=95.0)
     assert not valid
     assert any("lag p99 3.000 ms exceeds 1.000 ms" in r for r in reasons)
     assert any("2 arrivals dropped" in r for r in reasons)
     assert any("generator CPU" in r for r in reasons)
     # 5 % of a 100 ms median allows 5 ms of lag
     phase = {**phase, "latency_ms": {"p50": 100.0}, "dropped": 0}
-    assert validity([phase], generator_cpu_pct=10.0) == (True, [])
+    assert validity([PhaseSummary.from_json(phase)], generator_cpu_pct=10.0) == (True, [])
 
 
 def test_bulk_recording_places_values_as_record_value_does() -> None:

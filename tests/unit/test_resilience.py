@@ -11,6 +11,7 @@ from infbench.analysis.resilience import (
     resilience_plot_data,
     resilience_section,
 )
+from infbench.results.records import RunRecord
 
 RATE = 100  # completions per second in the synthetic runs
 
@@ -110,8 +111,8 @@ def test_plot_data_comes_from_run_json_alone() -> None:
     data = rows(steady(0, 20, 2.0), steady(12, 12.5, 1.0, failed=True))
     faults = [{"index": 0, "action": "kill_server", "time_s": 12.0, "end_s": None}]
     restarts = [{"time_s": 12.03, "ready_s": 14.0}, {"time_s": 16.0, "ready_s": None}]
-    run = {"resilience": resilience_section(faults, restarts, data, 20.0, {})}
-    plot = resilience_plot_data(run)
+    run = RunRecord.from_json({"resilience": resilience_section(faults, restarts, data, 20.0, {})})
+    plot = resilience_plot_data(run.resilience)
     assert plot is not None
     (marks,) = plot.faults
     assert marks.label == "kill_server at 12.0 s" and marks.time_s == 12.0
@@ -119,7 +120,6 @@ def test_plot_data_comes_from_run_json_alone() -> None:
     assert marks.recovered_at_s is not None and marks.recovered_at_s >= marks.error_window[1]
     assert marks.baseline_p50_ms == 2.0 and marks.threshold_ms == 3.0
     assert plot.restarts == ((12.03, 14.0), (16.0, None))
-    assert resilience_plot_data({}) is None
-    assert resilience_plot_data({"resilience": {"faults": [{"time_s": "bad"}]}}) == type(plot)(
-        (), ()
-    )
+    assert resilience_plot_data(RunRecord.from_json({}).resilience) is None
+    bad = RunRecord.from_json({"resilience": {"faults": [{"time_s": "bad"}]}})
+    assert resilience_plot_data(bad.resilience) == type(plot)((), ())

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from infbench.results.records import PhaseSummary, RunRecord
 
 __all__ = [
     "COMPARE_METRICS",
@@ -22,7 +24,8 @@ __all__ = [
     "server_value",
 ]
 
-# metric name -> (section of a phases[] entry, key); None section means a top-level key.
+# metric name -> (section of a phases[] entry, key): the PhaseSummary attribute, and the field
+# of its figures record; None section means an attribute of the phase itself.
 METRIC_PATHS: dict[str, tuple[str | None, str]] = {
     "p50": ("latency_ms", "p50"),
     "p90": ("latency_ms", "p90"),
@@ -43,14 +46,16 @@ HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps"})
 LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
 
 
-def metric_value(phase: dict[str, Any], metric: str) -> float | None:
+def metric_value(phase: PhaseSummary, metric: str) -> float | None:
+    """A phase's figure by catalogue name (a number, else None)."""
     section, key = METRIC_PATHS[metric]
-    holder = phase.get(section, {}) if section else phase
-    value = holder.get(key) if isinstance(holder, dict) else None
+    holder = getattr(phase, section) if section else phase
+    value = getattr(holder, key, None)
     return float(value) if isinstance(value, int | float) else None
 
 
-# Server-side figures (observe.py) by compare name -> key of run.json server.phases[<phase>].
+# Server-side figures (observe.py) by compare name -> field of ServerPhase (run.json's
+# server.phases[<phase>]).
 SERVER_METRICS: dict[str, str] = {
     "server_p50": "duration_p50_ms",
     "server_p99": "duration_p99_ms",
@@ -111,10 +116,8 @@ COMPARE_METRICS: dict[str, MetricSpec] = {
 }
 
 
-def server_value(run: dict[str, Any], phase: str, metric: str) -> float | None:
+def server_value(run: RunRecord, phase: str, metric: str) -> float | None:
     """A server-side figure of one phase, or None when the run has no server metrics."""
-    server = run.get("server")
-    phases = server.get("phases") if isinstance(server, dict) else None
-    figures = phases.get(phase) if isinstance(phases, dict) else None
-    value = figures.get(SERVER_METRICS[metric]) if isinstance(figures, dict) else None
+    figures = run.server_phase(phase)
+    value = getattr(figures, SERVER_METRICS[metric]) if figures is not None else None
     return float(value) if isinstance(value, int | float) else None

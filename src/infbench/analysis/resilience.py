@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from infbench.results.records import Resilience
 from infbench.results.rows import read_row_chunks
 
 __all__ = [
@@ -221,18 +222,18 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def resilience_plot_data(run: Mapping[str, Any]) -> ResiliencePlot | None:
-    """Markers for the report's time-series plots, from run.json alone; None without faults.
+def resilience_plot_data(section: Resilience | None) -> ResiliencePlot | None:
+    """Markers for the report's time-series plots, from run.json's ``resilience`` alone; None
+    without faults.
 
     Draw a vertical line at each ``time_s``, shade ``error_window``, mark ``recovered_at_s``,
     and a band from ``baseline_p50_ms`` to ``threshold_ms`` on the p50 axis.
     """
-    section = run.get("resilience")
-    if not isinstance(section, Mapping):
+    if section is None:
         return None
     marks = []
-    for fault in section.get("faults") or []:
-        time_s = _num(fault.get("time_s")) if isinstance(fault, Mapping) else None
+    for fault in section.faults:
+        time_s = _num(fault.get("time_s"))
         if time_s is None:
             continue
         window = fault.get("error_window")
@@ -252,7 +253,7 @@ def resilience_plot_data(run: Mapping[str, Any]) -> ResiliencePlot | None:
         )
     restarts = tuple(
         (float(r["time_s"]), _num(r.get("ready_s")))
-        for r in section.get("restarts") or []
-        if isinstance(r, Mapping) and _num(r.get("time_s")) is not None
+        for r in section.restarts
+        if _num(r.get("time_s")) is not None
     )
     return ResiliencePlot(tuple(marks), restarts)

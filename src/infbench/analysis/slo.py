@@ -5,11 +5,13 @@ No I/O here: rules in, verdicts out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from infbench.analysis.metrics import HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_PATHS, metric_value
 from infbench.errors import ScenarioError
+from infbench.results.records import PhaseSummary
 from infbench.units import parse_duration, parse_percent
 
 __all__ = ["Rule", "RuleResult", "check_run", "parse_slo", "parse_threshold"]
@@ -58,7 +60,7 @@ def parse_threshold(metric: str, raw: object) -> float:
     return float(raw)  # type: ignore[arg-type]
 
 
-def parse_slo(slo: dict[str, Any]) -> list[Rule]:
+def parse_slo(slo: Mapping[str, Any]) -> list[Rule]:
     """``{p99: 250ms, error_rate: 1%}`` -> rules; unknown metrics name the choices."""
     rules = []
     for metric, raw in slo.items():
@@ -72,7 +74,7 @@ def parse_slo(slo: dict[str, Any]) -> list[Rule]:
     return rules
 
 
-def check_run(rules: list[Rule], phases: list[dict[str, Any]]) -> list[RuleResult]:
+def check_run(rules: list[Rule], phases: Sequence[PhaseSummary]) -> list[RuleResult]:
     """Every rule against every measured phase; a phase with no data for a metric fails it."""
     results = []
     for phase in phases:
@@ -84,5 +86,5 @@ def check_run(rules: list[Rule], phases: list[dict[str, Any]]) -> list[RuleResul
                 passed = value >= rule.threshold
             else:
                 passed = value <= rule.threshold
-            results.append(RuleResult(rule, phase["name"], value, passed))
+            results.append(RuleResult(rule, phase.name, value, passed))
     return results

@@ -16,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from infbench.recorder.recorder import PhaseTally
 from infbench.results.hlog import BucketGrid, PhaseSeconds
+from infbench.results.records import LagPercentiles, Percentiles, PhaseSummary, TtfbPercentiles
 
 __all__ = [
     "PERCENTILES",
@@ -75,56 +76,64 @@ def histogram_summary(hist: HdrHistogram, keys: tuple[str, ...] = ()) -> dict[st
     return result
 
 
-def phase_summary(tally: PhaseTally, info: PhaseInfo) -> dict[str, Any]:
+def _percentiles(hist: HdrHistogram) -> Percentiles:
+    return Percentiles.from_json(histogram_summary(hist))
+
+
+def _lag(hist: HdrHistogram) -> LagPercentiles:
+    return LagPercentiles.from_json(histogram_summary(hist, ("p50", "p99", "max")))
+
+
+def phase_summary(tally: PhaseTally, info: PhaseInfo) -> PhaseSummary:
     """One entry of run.json ``phases[]`` (DESIGN §8), plus error_rate and out_of_range."""
     duration = info.duration_s if info.duration_s > 0 else float("nan")
     failed = sum(tally.errors.values()) + tally.dropped
     attempted = tally.completed + tally.dropped
     hists = tally.histograms
-    return {
-        "name": info.name,
-        "process": info.process,
-        "duration_s": round(info.duration_s, 6),
-        "scheduled": info.scheduled,
-        "sent": tally.sent,
-        "completed": tally.completed,
-        "ok": tally.ok,
-        "dropped": tally.dropped,
-        "errors": dict(sorted(tally.errors.items())),
-        "error_rate": round(failed / attempted, 6) if attempted else 0.0,
-        "status_codes": {str(code): n for code, n in sorted(tally.statuses.items())},
-        "offered_rps": round(info.scheduled / duration, 4) if info.scheduled else None,
-        "achieved_rps": round(tally.completed / duration, 4),
-        "goodput_rps": round(tally.ok_within_slo / duration, 4),
-        "latency_ms": histogram_summary(hists["latency"]),
-        "service_ms": histogram_summary(hists["service"]),
-        "lag_ms": histogram_summary(hists["lag"], ("p50", "p99", "max")),
-        "ttfb_ms": histogram_summary(hists["ttfb"], ("p50", "p99")),
-        "failed_ms": histogram_summary(hists["failed"], ("p50", "p99", "max")),
-        "bytes_in": tally.bytes_in,
-        "bytes_out": tally.bytes_out,
-        "out_of_range": tally.out_of_range,
-    }
+    return PhaseSummary(
+        name=info.name,
+        process=info.process,
+        duration_s=round(info.duration_s, 6),
+        scheduled=info.scheduled,
+        sent=tally.sent,
+        completed=tally.completed,
+        ok=tally.ok,
+        dropped=tally.dropped,
+        errors=dict(sorted(tally.errors.items())),
+        error_rate=round(failed / attempted, 6) if attempted else 0.0,
+        status_codes={str(code): n for code, n in sorted(tally.statuses.items())},
+        offered_rps=round(info.scheduled / duration, 4) if info.scheduled else None,
+        achieved_rps=round(tally.completed / duration, 4),
+        goodput_rps=round(tally.ok_within_slo / duration, 4),
+        latency_ms=_percentiles(hists["latency"]),
+        service_ms=_percentiles(hists["service"]),
+        lag_ms=_lag(hists["lag"]),
+        ttfb_ms=TtfbPercentiles.from_json(histogram_summary(hists["ttfb"], ("p50", "p99"))),
+        failed_ms=_lag(hists["failed"]),
+        bytes_in=tally.bytes_in,
+        bytes_out=tally.bytes_out,
+        out_of_range=tally.out_of_range,
+    )
 
 
 def validity(
-    phases: list[dict[str, Any]], generator_cpu_pct: float | None
+    phases: Sequence[PhaseSummary], generator_cpu_pct: float | None
 ) -> tuple[bool, list[str]]:
     """A run is valid only when the generator kept up (DESIGN §5); reasons say why not."""
     reasons: list[str] = []
     for phase in phases:
-        lag_p99 = phase["lag_ms"]["p99"]
-        p50 = phase["latency_ms"]["p50"]
+        lag_p99 = phase.lag_ms.p99
+        p50 = phase.latency_ms.p50
         limit = max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * (p50 or 0.0))
         if lag_p99 is not None and lag_p99 > limit:
             reasons.append(
-                f"phase {phase['name']}: send lag p99 {lag_p99:.3f} ms exceeds {limit:.3f} ms "
+                f"phase {phase.name}: send lag p99 {lag_p99:.3f} ms exceeds {limit:.3f} ms "
                 "(the generator fell behind its schedule; lower the rate, raise "
                 "client.connections, or use more client.processes)"
             )
-        if phase["dropped"]:
+        if phase.dropped:
             reasons.append(
-                f"phase {phase['name']}: {phase['dropped']} arrivals dropped (no free connection "
+                f"phase {phase.name}: {phase.dropped} arrivals dropped (no free connection "
                 "within the request timeout; raise client.connections)"
             )
     if generator_cpu_pct is not None and generator_cpu_pct >= GENERATOR_CPU_LIMIT_PCT:

@@ -39,7 +39,7 @@ from infbench.analysis.stats import (
 )
 from infbench.compare import warnings as warn
 from infbench.compare.warnings import CompareWarning
-from infbench.errors import InfbenchError, ResultFormatError
+from infbench.errors import InfbenchError
 from infbench.results.hlog import PhaseSeconds, fold_tail, pool, read_interval_log
 from infbench.results.rundir import RunResult, load_run
 
@@ -144,29 +144,19 @@ class Side:
 
 def load_side(path: Path) -> Side:
     """A result directory, with the ``repetitions`` sub-directories of ``run --repeat``."""
-    run = load_run(path)  # also checks the phases[] contract
-    names = run.data.get("repetitions")
+    run = load_run(path)  # also checks the phases[] contract and the repetitions' names
+    names = run.record.repetitions
     if names is None:
         return Side(run, (run,))
-    if not (
-        isinstance(names, list)
-        and names
-        and all(isinstance(n, str) and n and Path(n).name == n for n in names)
-    ):
-        raise ResultFormatError(
-            f"{path / 'run.json'}: `repetitions` must be a non-empty list of sub-directory names"
-        )
     return Side(run, tuple(load_run(path / name) for name in names))
 
 
 def _phase_seconds(run: RunResult) -> dict[str, PhaseSeconds]:
     """A run's latency.hlog by phase, each phase cut at the end of its window."""
     log = read_interval_log(run.path / "latency.hlog")
-    timings = run.data.get("timings")
-    windows = timings.get("phase_windows_s") if isinstance(timings, dict) else None
-    for name, window in (windows or {}).items():
-        if name in log and isinstance(window, list) and len(window) == 2:
-            log[name] = fold_tail(log[name], float(window[1]))
+    for name, (_, end) in (run.record.timings.phase_windows_s or {}).items():
+        if name in log:
+            log[name] = fold_tail(log[name], float(end))
     return log
 
 
@@ -191,8 +181,8 @@ def compare_sides(base: Side, cand: Side, settings: CompareSettings) -> Comparis
     by_runs = min(reps) >= settings.min_runs
     warnings = warn.run_warnings(base.repetitions, cand.repetitions, settings.min_runs)
     warnings += warn.environment(base.run, cand.run)
-    base_names = [str(p["name"]) for p in base.run.phases]
-    cand_names = [str(p["name"]) for p in cand.run.phases]
+    base_names = [p.name for p in base.run.phases]
+    cand_names = [p.name for p in cand.run.phases]
     shared = tuple(name for name in base_names if name in cand_names)
     warnings += warn.one_sided(base_names, cand_names)
     rows: list[MetricComparison] = []
@@ -220,8 +210,8 @@ def compare_sides(base: Side, cand: Side, settings: CompareSettings) -> Comparis
 
 def _value(run: RunResult, phase: str, metric: str) -> float | None:
     if metric in SERVER_METRICS:
-        return server_value(run.data, phase, metric)
-    entry = next((p for p in run.phases if p.get("name") == phase), None)
+        return server_value(run.record, phase, metric)
+    entry = run.record.phase(phase)
     return metric_value(entry, metric) if entry is not None else None
 
 
@@ -329,9 +319,8 @@ def _phase_by_runs(
 
 def _goodput_limit_us(run: RunResult) -> float | None:
     """The latency bound a request must meet to count toward goodput (the scenario's SLO)."""
-    scenario = run.data.get("scenario")
-    slo = scenario.get("slo") if isinstance(scenario, dict) else None
-    if not isinstance(slo, dict):
+    slo = run.record.scenario.slo
+    if slo is None:
         return None
     try:
         rules = {rule.metric: rule for rule in parse_slo(slo)}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from infbench.results.records import Environment
 from infbench.results.rundir import RunResult
 
 __all__ = [
@@ -30,27 +32,24 @@ class CompareWarning:
     message: str
 
 
-_ENVIRONMENT_KEYS = ("cpu_model", "cores", "python", "infbench")
-
-
-def _environment_differences(base: Mapping[str, object], cand: Mapping[str, object]) -> list[str]:
-    found = [
-        f"{key} {base.get(key)} vs {cand.get(key)}"
-        for key in _ENVIRONMENT_KEYS
-        if base.get(key) != cand.get(key)
-    ]
-    versions = [
-        v if isinstance(v, dict) else {} for v in (base.get("versions"), cand.get("versions"))
-    ]
+def _environment_differences(base: Environment, cand: Environment) -> list[str]:
+    pairs = (
+        ("cpu_model", base.cpu_model, cand.cpu_model),
+        ("cores", base.cores, cand.cores),
+        ("python", base.python, cand.python),
+        ("infbench", base.infbench, cand.infbench),
+    )
+    found = [f"{key} {b} vs {c}" for key, b, c in pairs if b != c]
+    versions = base.versions, cand.versions
     for name in sorted(set(versions[0]) | set(versions[1])):
         if versions[0].get(name) != versions[1].get(name):
             found.append(f"{name} {versions[0].get(name)} vs {versions[1].get(name)}")
     return found
 
 
-def _scenario_differences(base: object, cand: object) -> str:
+def _scenario_differences(base: Mapping[str, Any], cand: Mapping[str, Any]) -> str:
     """`` (in target.url, workload)``: the keys, two levels deep, whose values differ."""
-    if not isinstance(base, dict) or not isinstance(cand, dict):
+    if not base or not cand:
         return ""
     found = []
     for key in sorted(set(base) | set(cand)):
@@ -64,8 +63,7 @@ def _scenario_differences(base: object, cand: object) -> str:
     return f" (in {', '.join(found)})" if found else ""
 
 
-def _same(key: str, base: RunResult, cand: RunResult) -> bool:
-    b, c = base.data.get(key), cand.data.get(key)
+def _same(b: str | None, c: str | None) -> bool:
     return b is None or c is None or b == c
 
 
@@ -76,7 +74,7 @@ def _side_warnings(label: str, runs: Runs) -> list[CompareWarning]:
     warnings = []
     invalid = [run for run in runs if not run.valid]
     if invalid:
-        reasons = invalid[0].data.get("invalid_reasons") or ["no reason recorded"]
+        reasons = invalid[0].record.invalid_reasons or ("no reason recorded",)
         which = (
             f"{len(invalid)} of {len(runs)} {label} runs are"
             if len(runs) > 1
@@ -89,13 +87,13 @@ def _side_warnings(label: str, runs: Runs) -> list[CompareWarning]:
                 "their latencies (DESIGN §5): fix the load generator before trusting a change",
             )
         )
-    stopped = [run for run in runs if run.data.get("status") != "complete"]
+    stopped = [run for run in runs if run.record.status != "complete"]
     if stopped:
         warnings.append(
             CompareWarning(
                 "interrupted-run",
                 f"{len(stopped)} {label} run(s) did not complete (status "
-                f"{stopped[0].data.get('status')!r}): their phases may be cut short",
+                f"{stopped[0].record.status!r}): their phases may be cut short",
             )
         )
     return warnings
@@ -118,8 +116,9 @@ def run_warnings(base: Runs, cand: Runs, min_runs: int) -> list[CompareWarning]:
 def environment(base: RunResult, cand: RunResult) -> list[CompareWarning]:
     """Different scenario, schedule, machine or versions: the things that matter (pyperf)."""
     warnings = []
-    if not _same("scenario_sha256", base, cand):
-        where = _scenario_differences(base.data.get("scenario"), cand.data.get("scenario"))
+    b, c = base.record, cand.record
+    if not _same(b.scenario_sha256, c.scenario_sha256):
+        where = _scenario_differences(b.scenario.data, c.scenario.data)
         warnings.append(
             CompareWarning(
                 "scenario-differs",
@@ -127,7 +126,7 @@ def environment(base: RunResult, cand: RunResult) -> list[CompareWarning]:
                 "mean to measure",
             )
         )
-    if not _same("schedule_sha256", base, cand):
+    if not _same(b.schedule_sha256, c.schedule_sha256):
         warnings.append(
             CompareWarning(
                 "schedule-differs",
@@ -135,10 +134,9 @@ def environment(base: RunResult, cand: RunResult) -> list[CompareWarning]:
                 "(arrival process, rate, duration or seed differ)",
             )
         )
-    envs = base.data.get("environment"), cand.data.get("environment")
     found = (
-        _environment_differences(envs[0], envs[1])
-        if isinstance(envs[0], dict) and isinstance(envs[1], dict)
+        _environment_differences(b.environment, c.environment)
+        if b.environment is not None and c.environment is not None
         else []
     )
     if found:

@@ -80,19 +80,17 @@ def _warnings(comparison: Comparison) -> str:
     return f'<h2>Warnings</h2><ul id="warnings">{body}</ul>'
 
 
-def _run_card(label: str, run: RunResult) -> str:
-    scenario = run.data.get("scenario") if isinstance(run.data.get("scenario"), dict) else {}
-    timings = run.data.get("timings") if isinstance(run.data.get("timings"), dict) else {}
-    reasons = run.data.get("invalid_reasons") or []
+def _run_card(label: str, result: RunResult) -> str:
+    run = result.record
     return facts(
         label,
         [
-            ("directory", run.path),
-            ("scenario", (scenario or {}).get("name")),
-            ("started", (timings or {}).get("started_utc")),
-            ("status", run.data.get("status")),
-            ("valid", "yes" if run.valid else "NO: " + "; ".join(map(str, reasons))),
-            ("repetitions", len(run.data.get("repetitions") or []) or None),
+            ("directory", result.path),
+            ("scenario", run.scenario.name),
+            ("started", run.timings.started_utc),
+            ("status", run.status),
+            ("valid", "yes" if run.valid else "NO: " + "; ".join(run.invalid_reasons)),
+            ("repetitions", len(run.repetitions or ()) or None),
         ],
         f"{label}-run",
     )

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from infbench.analysis.slo import RuleResult
 from infbench.recorder.recorder import IntervalStats
+from infbench.results.records import RunRecord, ServerPhase
 
 __all__ = ["LiveView", "phase_tables", "print_run"]
 
@@ -79,78 +80,81 @@ def _table(title: str, columns: tuple[str, ...]) -> Table:
     return table
 
 
-def phase_tables(run: dict[str, Any]) -> list[Table]:
+def phase_tables(run: RunRecord) -> list[Table]:
     """Per phase: the traffic (counts and rates), the latency (ms), and the server when measured.
 
     Three narrow tables rather than one wide one, so they fit an 80-column terminal or CI log.
     """
-    phases = run["phases"]
     traffic = _table(
-        f"{run['scenario']['name']}: {run['status']}",
+        f"{run.scenario.name}: {run.status}",
         ("phase", "process", "requests", "ok", "errors", "offered/s", "achieved/s", "good/s"),
     )
     latency = _table(
         "latency (ms, from intended send time)",
         ("phase", "p50", "p90", "p99", "p99.9", "max", "svc p50", "svc p99", "lag p99"),
     )
-    for phase in phases:
-        errors = sum(phase["errors"].values()) + phase["dropped"]
+    for phase in run.phases:
         traffic.add_row(
-            phase["name"],
-            phase["process"],
-            _num(phase["completed"] + phase["dropped"]),
-            _num(phase["ok"]),
-            Text(_num(errors), style="red" if errors else ""),
-            _num(phase["offered_rps"]),
-            _num(phase["achieved_rps"]),
-            _num(phase["goodput_rps"]),
+            phase.name,
+            phase.process,
+            _num(phase.requests),
+            _num(phase.ok),
+            Text(_num(phase.failed), style="red" if phase.failed else ""),
+            _num(phase.offered_rps),
+            _num(phase.achieved_rps),
+            _num(phase.goodput_rps),
         )
-        lat, svc = phase["latency_ms"], phase["service_ms"]
+        lat, svc = phase.latency_ms, phase.service_ms
         latency.add_row(
-            phase["name"],
-            *(_num(lat[k], 1) for k in ("p50", "p90", "p99", "p999", "max")),
-            _num(svc["p50"], 1),
-            _num(svc["p99"], 1),
-            _num(phase["lag_ms"]["p99"], 2),
+            phase.name,
+            *(_num(v, 1) for v in (lat.p50, lat.p90, lat.p99, lat.p999, lat.max)),
+            _num(svc.p50, 1),
+            _num(svc.p99, 1),
+            _num(phase.lag_ms.p99, 2),
         )
-    tables = [traffic, latency]
-    server = (run.get("server") or {}).get("phases", {})
-    shown = ("duration_p50_ms", "duration_p99_ms", "mean_batch_size", "cpu_pct_mean", "rss_mb_max")
-    measured = any(figures.get(key) is not None for figures in server.values() for key in shown)
-    if measured:  # an attached URL without /metrics has nothing to show here
-        table = _table("server", ("phase", "srv p50 ms", "srv p99 ms", "batch", "CPU %", "RSS MB"))
-        for phase in phases:
-            srv = server.get(phase["name"], {})
-            table.add_row(
-                phase["name"],
-                _num(srv.get("duration_p50_ms"), 2),
-                _num(srv.get("duration_p99_ms"), 2),
-                _num(srv.get("mean_batch_size"), 2),
-                _num(srv.get("cpu_pct_mean")),
-                _num(srv.get("rss_mb_max")),
-            )
-        tables.append(table)
-    return tables
+    server = _server_table(run)
+    return [traffic, latency] + ([server] if server is not None else [])
 
 
-def print_run(console: Console, run: dict[str, Any], slo: list[RuleResult]) -> None:
+def _server_figures(figures: ServerPhase) -> tuple[float | None, ...]:
+    return (
+        figures.duration_p50_ms,
+        figures.duration_p99_ms,
+        figures.mean_batch_size,
+        figures.cpu_pct_mean,
+        figures.rss_mb_max,
+    )
+
+
+def _server_table(run: RunRecord) -> Table | None:
+    """None when nothing was measured (an attached URL without /metrics has nothing to show)."""
+    server = run.server.phases if run.server is not None else {}
+    if not any(v is not None for figures in server.values() for v in _server_figures(figures)):
+        return None
+    table = _table("server", ("phase", "srv p50 ms", "srv p99 ms", "batch", "CPU %", "RSS MB"))
+    for phase in run.phases:
+        p50, p99, batch, cpu, rss = _server_figures(server.get(phase.name, ServerPhase()))
+        table.add_row(phase.name, _num(p50, 2), _num(p99, 2), _num(batch, 2), _num(cpu), _num(rss))
+    return table
+
+
+def print_run(console: Console, run: RunRecord, slo: list[RuleResult]) -> None:
     """Table, validity verdict with its reasons, SLO results, and where the files are."""
     parts: list[Any] = [*phase_tables(run)]
-    if run["errors_by_kind"]:
-        kinds = ", ".join(f"{kind} {n:,}" for kind, n in run["errors_by_kind"].items())
+    if run.errors_by_kind:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in run.errors_by_kind.items())
         parts.append(Text(f"errors: {kinds}", style="red"))
-    if run["valid"]:
+    if run.valid:
         parts.append(Text("valid: the generator kept up with the schedule", style="green"))
     else:
         parts.append(Text("INVALID run:", style="bold red"))
-        parts += [Text(f"  - {reason}", style="red") for reason in run["invalid_reasons"]]
+        parts += [Text(f"  - {reason}", style="red") for reason in run.invalid_reasons]
     parts += _slo_lines(slo)
-    for warning in run.get("warnings", []):
+    for warning in run.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
-    target = run.get("target") or {}
-    if target.get("startup_s") is not None:
-        parts.append(Text(f"target started in {target['startup_s']:.2f} s"))
-    parts.append(Text(f"results: {run['result_dir']}", style="dim"))
+    if run.target is not None and run.target.startup_s is not None:
+        parts.append(Text(f"target started in {run.target.startup_s:.2f} s"))
+    parts.append(Text(f"results: {run.result_dir}", style="dim"))
     console.print(Group(*parts))
 
 

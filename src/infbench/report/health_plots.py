@@ -109,9 +109,9 @@ def _lag_limits(data: RunData) -> list[tuple[str, float, str]]:
     one line when the phases' bounds are within 10 % of each other, else one per phase."""
     limits = {}
     for phase in data.run.phases:
-        p50 = phase["latency_ms"].get("p50")
+        p50 = phase.latency_ms.p50
         p50 = p50 if isinstance(p50, int | float) else 0.0
-        limits[str(phase["name"])] = max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * p50)
+        limits[phase.name] = max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * p50)
     if not limits:
         return []
     low, high = min(limits.values()), max(limits.values())

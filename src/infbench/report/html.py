@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.report.compare_html import write_compare_html
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.rundata import load_run_data
+from infbench.results.records import Environment, GeneratorSummary, RunRecord, TargetSummary
 from infbench.results.rundir import (
     SERVER_COLUMNS,
     SUMMARY_COLUMNS,
@@ -66,11 +67,11 @@ def write_run_html(run_dir: Path, out: Path | None = None) -> Path:
 
     run = load_run(run_dir)
     data = load_run_data(run)
-    parts = [_header(run), _phase_section(run), "<h2>Plots</h2>"]
+    parts = [_header(run), _phase_section(run.record), "<h2>Plots</h2>"]
     parts += [f'<p class="absent">{escape(note)}</p>' for note in data.notes]
     for title, plot, note in run_plots(data):
         parts.append(figure(plot) if plot is not None else absent(title, note))
-    name = str(_scenario(run).get("name", run_dir.name))
+    name = run.record.scenario.name or run_dir.name
     return write_atomically(
         out or run_dir / REPORT_NAME, page(f"infbench: {name}", "\n".join(parts))
     )
@@ -96,18 +97,8 @@ def write_run_html_quietly(run_dir: Path, console: Console) -> Path | None:
 # --- header ----------------------------------------------------------------------------------
 
 
-def _scenario(run: RunResult) -> dict[str, Any]:
-    scenario = run.data.get("scenario")
-    return scenario if isinstance(scenario, dict) else {}
-
-
-def _section(run: RunResult, key: str) -> dict[str, Any]:
-    value = run.data.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _status_badge(run: RunResult) -> str:
-    status = str(run.data.get("status", "unknown"))
+def _status_badge(run: RunRecord) -> str:
+    status = "unknown" if run.status is None else str(run.status)
     css = "ok" if status == "complete" else "warn"
     validity = (
         '<span class="badge ok">valid</span>'
@@ -117,15 +108,17 @@ def _status_badge(run: RunResult) -> str:
     return f'<span class="badge {css}">{escape(status)}</span>{validity}'
 
 
-def _header(run: RunResult) -> str:
-    scenario = _scenario(run)
-    timings = _section(run, "timings")
-    started = timings.get("started_utc")
+def _header(result: RunResult) -> str:
+    run, path = result.record, result.path
+    timings = run.timings
+    started = timings.started_utc
     when = _when(started) if isinstance(started, str) else None
-    title = f"<h1>{escape(str(scenario.get('name', run.path.name)))} {_status_badge(run)}</h1>"
+    name = run.scenario.name or path.name
+    title = f"<h1>{escape(name)} {_status_badge(run)}</h1>"
+    duration = "?" if timings.duration_s is None else timings.duration_s
     sub = (
         f'<p class="sub">infbench run report · {escape(when or "start unknown")} · '
-        f"{escape(str(timings.get('duration_s', '?')))} s · {escape(str(run.path))}</p>"
+        f"{escape(str(duration))} s · {escape(str(path))}</p>"
     )
     cards = [_validity(run), _target_card(run), _environment_card(run), _run_card(run)]
     return (
@@ -140,15 +133,15 @@ def _when(iso: str) -> str:
         return iso
 
 
-def _validity(run: RunResult) -> str:
+def _validity(run: RunRecord) -> str:
     if run.valid:
         return (
             '<section class="card" id="validity"><h3 class="ok">Valid run</h3>'
             "<p>The generator kept up with its schedule: send lag within bounds, nothing "
             "dropped, generator CPU below its limit.</p></section>"
         )
-    reasons = run.data.get("invalid_reasons") or ["no reason recorded"]
-    items = "".join(f"<li>{escape(str(reason))}</li>" for reason in reasons)
+    reasons = run.invalid_reasons or ("no reason recorded",)
+    items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
     return (
         '<section class="card bad" id="validity"><h3>INVALID run</h3>'
         "<p>The generator could not keep up, so its own delays are in the latencies:</p>"
@@ -156,62 +149,64 @@ def _validity(run: RunResult) -> str:
     )
 
 
-def _target_card(run: RunResult) -> str:
-    target = _section(run, "target")
-    command = target.get("command")
-    pids = target.get("pids")
+def _target_card(run: RunRecord) -> str:
+    target = run.target or TargetSummary()
+    startup = target.startup_s
     return facts(
         "Target",
         [
-            ("kind", target.get("kind")),
-            ("url", target.get("base_url")),
-            ("command", " ".join(map(str, command)) if isinstance(command, list) else command),
-            ("started in", f"{target['startup_s']:.2f} s" if target.get("startup_s") else None),
-            ("processes", len(pids) if isinstance(pids, list) and pids else None),
-            ("metrics", target.get("metrics_url")),
+            ("kind", target.kind),
+            ("url", target.base_url),
+            ("command", " ".join(target.command) if target.command is not None else None),
+            ("started in", f"{startup:.2f} s" if _is_number(startup) and startup else None),
+            ("processes", len(target.pids) or None),
+            ("metrics", target.metrics_url),
         ],
         "target",
     )
 
 
-def _environment_card(run: RunResult) -> str:
-    env = _section(run, "environment")
-    versions = env.get("versions") if isinstance(env.get("versions"), dict) else {}
-    shown = ", ".join(f"{k} {v}" for k, v in (versions or {}).items() if v)
+def _environment_card(run: RunRecord) -> str:
+    env = run.environment or Environment()
+    shown = ", ".join(f"{k} {v}" for k, v in env.versions.items() if v)
     return facts(
         "Environment",
         [
-            ("host", env.get("host")),
-            ("CPU", f"{env.get('cpu_model')} × {env.get('cores')} cores"),
-            ("OS", env.get("os")),
-            ("Python", env.get("python")),
-            ("infbench", env.get("infbench")),
+            ("host", env.host),
+            ("CPU", f"{env.cpu_model} × {env.cores} cores"),
+            ("OS", env.os),
+            ("Python", env.python),
+            ("infbench", env.infbench),
             ("versions", shown),
-            ("git", env.get("git_sha")),
+            ("git", env.git_sha),
         ],
         "environment",
     )
 
 
-def _run_card(run: RunResult) -> str:
-    generator = _section(run, "generator")
+def _run_card(run: RunRecord) -> str:
+    generator = run.generator or GeneratorSummary()
     return facts(
         "Run",
         [
-            ("scenario file", run.data.get("scenario_path")),
-            ("scenario sha256", str(run.data.get("scenario_sha256", ""))[:16] or None),
-            ("schedule sha256", str(run.data.get("schedule_sha256", ""))[:16] or None),
-            ("seed", run.data.get("seed")),
-            ("generator CPU", _pct(generator.get("cpu_pct"))),
-            ("generator RSS", f"{generator['rss_mb']} MB" if generator.get("rss_mb") else None),
-            ("repetitions", ", ".join(run.data.get("repetitions") or []) or None),
+            ("scenario file", run.scenario_path),
+            ("scenario sha256", str(run.scenario_sha256 or "")[:16] or None),
+            ("schedule sha256", str(run.schedule_sha256 or "")[:16] or None),
+            ("seed", run.seed),
+            ("generator CPU", _pct(generator.cpu_pct)),
+            ("generator RSS", f"{generator.rss_mb} MB" if generator.rss_mb else None),
+            ("repetitions", ", ".join(run.repetitions or ()) or None),
         ],
         "run",
     )
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float)
+
+
 def _pct(value: object) -> str | None:
-    return f"{value}%" if isinstance(value, int | float) else None
+    return f"{value}%" if _is_number(value) else None
 
 
 def _slo_value(metric: str, value: object) -> str:
@@ -222,24 +217,23 @@ def _slo_value(metric: str, value: object) -> str:
     return f"{value:g} ms" if metric in LATENCY_METRICS else f"{value:g}"
 
 
-def _slo(run: RunResult) -> str:
-    results = [r for r in run.data.get("slo") or [] if isinstance(r, dict)]
+def _slo(run: RunRecord) -> str:
+    results = run.slo
     if not results:
         return ""
     rows, classes = [], []
     for r in results:
-        passed = bool(r.get("passed"))
-        metric = str(r.get("metric"))
+        metric = str(r.metric)
         rows.append(
             [
-                str(r.get("phase")),
-                f"{metric} ≤ {r.get('threshold')}",
-                _slo_value(metric, r.get("value")),
-                "ok" if passed else "FAILED",
+                str(r.phase),
+                f"{metric} ≤ {r.threshold}",
+                _slo_value(metric, r.value),
+                "ok" if r.passed else "FAILED",
             ]
         )
-        classes.append(["", "", "", "better" if passed else "worse"])
-    failed = sum(1 for r in results if not r.get("passed"))
+        classes.append(["", "", "", "better" if r.passed else "worse"])
+    failed = sum(1 for r in results if not r.passed)
     verdict = (
         '<span class="ok">every rule holds</span>'
         if not failed
@@ -250,11 +244,10 @@ def _slo(run: RunResult) -> str:
     )
 
 
-def _warnings(run: RunResult) -> str:
-    warnings = [str(w) for w in run.data.get("warnings") or []]
-    errors = run.data.get("errors_by_kind")
-    if isinstance(errors, dict) and errors:
-        kinds = ", ".join(f"{kind} {count:,}" for kind, count in errors.items())
+def _warnings(run: RunRecord) -> str:
+    warnings = list(run.warnings)
+    if run.errors_by_kind:
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in run.errors_by_kind.items())
         warnings.insert(0, f"failed requests: {kinds}")
     if not warnings:
         return ""
@@ -265,9 +258,9 @@ def _warnings(run: RunResult) -> str:
 # --- the per-phase table -----------------------------------------------------------------------
 
 
-def _phase_section(run: RunResult) -> str:
+def _phase_section(run: RunRecord) -> str:
     """summary.csv's rows: traffic and latency in one table, the server's columns in another."""
-    rows = summary_rows(run.phases, run.data.get("server"))
+    rows = summary_rows(run.phases, run.server)
     width = len(SUMMARY_COLUMNS)
     main = list(SUMMARY_COLUMNS)
     intro = (

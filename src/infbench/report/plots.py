@@ -46,7 +46,7 @@ def _time_axis(ax: Axes, data: RunData, ylabel: str, latency_axis: bool = False)
     headroom(ax)
     if data.windows:
         ax.set_xlim(0, max(w.end_s for w in data.windows) + 1)
-    draw_faults(ax, resilience_plot_data(data.run.data), latency_axis)
+    draw_faults(ax, resilience_plot_data(data.run.record.resilience), latency_axis)
 
 
 def _figure_data(fig: Figure, key: str, title: str, alt: str, caption: str) -> Plot:

@@ -8,6 +8,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from infbench.results.records import RunRecord
+
 __all__ = ["print_resilience", "resilience_table"]
 
 
@@ -15,16 +17,16 @@ def _s(value: Any, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def resilience_table(run: dict[str, Any]) -> Table | None:
+def resilience_table(run: RunRecord) -> Table | None:
     """Narrow enough for an 80-column terminal or CI log (the phase is in run.json)."""
-    section = run.get("resilience")
-    if not section or not section.get("faults"):
+    faults = run.resilience.faults if run.resilience is not None else ()
+    if not faults:
         return None
     table = Table(title="resilience (seconds from each fault)", title_justify="left")
     columns = ("fault", "at s", "1st err s", "errors s", "failed", "recovery s", "p50 ms")
     for index, header in enumerate(columns):
         table.add_column(header, justify="right" if index else "left", no_wrap=not index)
-    for fault in section["faults"]:
+    for fault in faults:
         recovery = fault.get("recovery_s")
         shown = _s(recovery) if recovery is not None else "never"
         if fault.get("time_s") is None or fault.get("baseline_p50_ms") is None:
@@ -41,10 +43,10 @@ def resilience_table(run: dict[str, Any]) -> Table | None:
     return table
 
 
-def print_resilience(console: Console, run: dict[str, Any]) -> None:
+def print_resilience(console: Console, run: RunRecord) -> None:
     """The table, plus one line per server restart (or exit left alone)."""
     table = resilience_table(run)
-    restarts = (run.get("resilience") or {}).get("restarts") or []
+    restarts = run.resilience.restarts if run.resilience is not None else ()
     lines = []
     for restart in restarts:
         ready = restart.get("startup_s")

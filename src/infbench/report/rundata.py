@@ -95,26 +95,16 @@ class RunData:
 
     @property
     def phase_names(self) -> list[str]:
-        return [str(p["name"]) for p in self.run.phases]
+        return [p.name for p in self.run.phases]
 
 
 def _windows(run: RunResult) -> tuple[PhaseWindow, ...]:
-    timings = run.data.get("timings")
-    raw = timings.get("phase_windows_s") if isinstance(timings, dict) else None
-    if not isinstance(raw, dict):
-        return ()
-    windows = []
-    for name, span in raw.items():
-        if not (isinstance(span, list) and len(span) == 2 and all(_is_number(v) for v in span)):
-            raise ResultFormatError(
-                f"{run.path / 'run.json'}: timings.phase_windows_s.{name} is not [start, end]"
-            )
-        windows.append(PhaseWindow(str(name), float(span[0]), float(span[1]), name == "warmup"))
-    return tuple(windows)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """The phases' spans (load_run has checked each is [start, end])."""
+    spans = run.record.timings.phase_windows_s or {}
+    return tuple(
+        PhaseWindow(name, float(start), float(end), name == "warmup")
+        for name, (start, end) in spans.items()
+    )
 
 
 def _cell(text: str, where: str, column: str) -> float:
@@ -239,11 +229,9 @@ def _distributions(
 
 def _sources(run: RunResult) -> tuple[list[RunResult], tuple[str, ...]]:
     """The directories holding per-second files: the run itself, or its repetitions."""
-    names = run.data.get("repetitions")
+    names = run.record.repetitions  # load_run has checked they are sub-directory names
     if names is None:
         return [run], ()
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise ResultFormatError(f"{run.path / 'run.json'}: `repetitions` is not a list of names")
     reps = [load_run(run.path / name) for name in names]
     note = (
         f"Aggregate of {len(reps)} repetitions: distributions pool all of them; time series "
@@ -285,7 +273,7 @@ def load_run_data(run: RunResult, *, with_rows: bool = True) -> RunData:
         timeseries=timeseries,
         seconds=seconds,
         percentiles=percentiles,
-        distributions=_distributions(logs, [str(p["name"]) for p in run.phases]),
+        distributions=_distributions(logs, [p.name for p in run.phases]),
         error_seconds=errors[0],
         errors=errors[1],
         notes=notes,

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -22,6 +23,15 @@ from typing import IO, Any
 
 from infbench import __version__
 from infbench.errors import ResultFormatError, UsageError
+from infbench.results.records import (
+    FORMAT_VERSION,
+    Environment,
+    PhaseSummary,
+    RecordError,
+    RunRecord,
+    ServerPhase,
+    ServerSummary,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,13 +41,13 @@ __all__ = [
     "RunResult",
     "capture_environment",
     "check_free_space",
+    "environment_record",
     "free_space_warning",
     "load_run",
     "new_run_dir",
     "summary_rows",
 ]
 
-FORMAT_VERSION = 1
 MIN_FREE_BYTES = 50 * 2**20  # below this a run could not even finish its files: refused
 ROW_BYTES = 40  # requests.csv.gz per request, measured at 25-40 bytes; estimates stay rough
 SUPPORTED_VERSIONS = (1,)
@@ -167,21 +177,26 @@ def _git_sha(cwd: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def capture_environment(scenario_dir: Path) -> dict[str, Any]:
+def environment_record(scenario_dir: Path) -> Environment:
     """What compare checks before trusting a difference: machine, versions, code revision."""
-    return {
-        "host": socket.gethostname(),
-        "os": platform.platform(),
-        "cpu_model": _cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "infbench": __version__,
-        "versions": {
+    return Environment(
+        host=socket.gethostname(),
+        os=platform.platform(),
+        cpu_model=_cpu_model(),
+        cores=os.cpu_count(),
+        python=platform.python_version(),
+        infbench=__version__,
+        versions={
             name: _version(name)
             for name in ("bentoml", "aiohttp", "httpx", "uvloop", "numpy", "hdrhistogram")
         },
-        "git_sha": _git_sha(scenario_dir),
-    }
+        git_sha=_git_sha(scenario_dir),
+    )
+
+
+def capture_environment(scenario_dir: Path) -> dict[str, Any]:
+    """``environment_record`` as a JSON object (calibration files store it too)."""
+    return environment_record(scenario_dir).to_json()
 
 
 def _fmt(value: Any) -> str:
@@ -192,29 +207,27 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def summary_rows(phases: list[dict[str, Any]], server: dict[str, Any] | None) -> list[list[str]]:
+def summary_rows(phases: Sequence[PhaseSummary], server: ServerSummary | None) -> list[list[str]]:
     """The rows of summary.csv and summary.md: one per phase, server columns when measured."""
-    per_phase = (server or {}).get("phases", {})
     rows = []
     for phase in phases:
-        lat, svc = phase["latency_ms"], phase["service_ms"]
-        errors = sum(phase["errors"].values()) + phase["dropped"]
-        row = [
-            phase["name"],
-            phase["completed"] + phase["dropped"],
-            phase["ok"],
-            errors,
-            phase["offered_rps"],
-            phase["achieved_rps"],
-            *(lat[k] for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")),
-            svc["p50"],
-            svc["p99"],
-            phase["lag_ms"]["p99"],
+        lat, svc = phase.latency_ms, phase.service_ms
+        row: list[Any] = [
+            phase.name,
+            phase.requests,
+            phase.ok,
+            phase.failed,
+            phase.offered_rps,
+            phase.achieved_rps,
+            *(lat.p50, lat.p90, lat.p95, lat.p99, lat.p999, lat.max, lat.mean),
+            svc.p50,
+            svc.p99,
+            phase.lag_ms.p99,
         ]
-        if per_phase:
-            srv = per_phase.get(phase["name"], {})
-            keys = ("duration_p50_ms", "duration_p99_ms", "mean_batch_size", "cpu_pct_mean")
-            row += [srv.get(key) for key in keys] + [srv.get("rss_mb_max")]
+        if server is not None and server.phases:
+            srv = server.phases.get(phase.name, ServerPhase())
+            row += [srv.duration_p50_ms, srv.duration_p99_ms, srv.mean_batch_size]
+            row += [srv.cpu_pct_mean, srv.rss_mb_max]
         rows.append([_fmt(v) for v in row])
     return rows
 
@@ -249,7 +262,7 @@ class ResultDir:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
 
-    def write_summary(self, phases: list[dict[str, Any]], server: dict[str, Any] | None) -> None:
+    def write_summary(self, phases: Sequence[PhaseSummary], server: ServerSummary | None) -> None:
         rows = summary_rows(phases, server)
         header = list(SUMMARY_COLUMNS) + (
             list(SERVER_COLUMNS) if rows and len(rows[0]) > len(SUMMARY_COLUMNS) else []
@@ -262,7 +275,7 @@ class ResultDir:
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         self.file("summary.md").write_text("\n".join(lines) + "\n")
 
-    def finalize(self, run: dict[str, Any], *, with_timeseries: bool = True) -> None:
+    def finalize(self, run: RunRecord, *, with_timeseries: bool = True) -> None:
         """Summary files, then run.json last; an aggregate of repetitions has no time series."""
         if (
             with_timeseries
@@ -274,8 +287,8 @@ class ResultDir:
         if self._timeseries is not None:
             self._timeseries.close()
             self._timeseries = None
-        self.write_summary(run.get("phases", []), run.get("server"))
-        self.write_json("run.json", _json_safe(run))
+        self.write_summary(run.phases, run.server)
+        self.write_json("run.json", _json_safe(run.to_json()))
 
 
 def _json_safe(value: Any) -> Any:
@@ -294,15 +307,15 @@ class RunResult:
     """A finished (or interrupted) run read back from disk."""
 
     path: Path
-    data: dict[str, Any]
+    record: RunRecord
 
     @property
-    def phases(self) -> list[dict[str, Any]]:
-        return list(self.data.get("phases", []))
+    def phases(self) -> tuple[PhaseSummary, ...]:
+        return self.record.phases
 
     @property
     def valid(self) -> bool:
-        return bool(self.data.get("valid", False))
+        return self.record.valid
 
 
 def load_run(path: Path) -> RunResult:
@@ -334,7 +347,11 @@ def load_run(path: Path) -> RunResult:
             raise ResultFormatError(f"{run_json}: `{section}` is not an object")
     for index, phase in enumerate(data["phases"]):
         _check_phase(run_json, index, phase)
-    return RunResult(path=path, data=data)
+    try:
+        record = RunRecord.from_json(data)
+    except RecordError as exc:
+        raise ResultFormatError(f"{run_json}: {exc}") from None
+    return RunResult(path=path, record=record)
 
 
 # The phases[] contract (DESIGN §8): what every reader may rely on.

@@ -20,11 +20,22 @@ from infbench.analysis.slo import RuleResult, check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.errors import ResultFormatError
 from infbench.load.engine import EngineHooks, EngineReport
-from infbench.load.local import highest_us, run_local
+from infbench.load.local import LoadResult, highest_us, run_local
 from infbench.load.processes import resolve_processes, run_processes
 from infbench.load.ray.driver import run_ray
 from infbench.recorder.recorder import IntervalStats, PhaseTally
-from infbench.results.rundir import ResultDir, capture_environment
+from infbench.results.records import (
+    GeneratorSummary,
+    PhaseSummary,
+    Resilience,
+    RunRecord,
+    ServerSummary,
+    SloResult,
+    StoredScenario,
+    TargetSummary,
+    Timings,
+)
+from infbench.results.rundir import ResultDir, environment_record
 from infbench.scenario.secrets import redact_argv, redact_url
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
@@ -32,7 +43,7 @@ from infbench.target.base import TargetInfo
 from infbench.target.faults import FaultInjector, first_measured_phase
 from infbench.target.supervise import Supervisor
 
-__all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_json"]
+__all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_records"]
 
 
 class Observing(Protocol):
@@ -47,7 +58,7 @@ class Observing(Protocol):
 
 @dataclass(frozen=True)
 class RunOutcome:
-    run: dict[str, Any]
+    run: RunRecord
     slo: list[RuleResult]
     interrupted: bool
 
@@ -92,7 +103,7 @@ class _Hooks:
 
 def _summaries(
     schedule: Schedule, tallies: list[PhaseTally], report: EngineReport
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[PhaseSummary], PhaseSummary | None]:
     phases, warmup = [], None
     for plan, tally in zip(schedule.phases, tallies, strict=True):
         start, end = report.phase_windows.get(plan.name, (0.0, 0.0))
@@ -106,17 +117,17 @@ def _summaries(
     return phases, warmup
 
 
-def slo_json(results: list[RuleResult]) -> list[dict[str, Any]]:
-    return [
-        {
-            "metric": r.rule.metric,
-            "threshold": r.rule.text,
-            "phase": r.phase,
-            "value": r.value,
-            "passed": r.passed,
-        }
+def slo_records(results: list[RuleResult]) -> tuple[SloResult, ...]:
+    return tuple(
+        SloResult(
+            metric=r.rule.metric,
+            threshold=r.rule.text,
+            phase=r.phase,
+            value=r.value,
+            passed=r.passed,
+        )
         for r in results
-    ]
+    )
 
 
 def _resilience(
@@ -124,7 +135,7 @@ def _resilience(
     report: EngineReport,
     injector: FaultInjector | None,
     supervisor: Supervisor | None,
-) -> dict[str, Any] | None:
+) -> Resilience | None:
     """run.json's ``resilience`` when faults were injected or the server exited during the run."""
     restarts = [r.to_json(report.t0_ns) for r in supervisor.restarts] if supervisor else []
     if injector is None and not restarts:
@@ -133,17 +144,91 @@ def _resilience(
     try:
         rows = read_rows(results.file("requests.csv.gz"))
     except ResultFormatError as exc:  # never lose run.json over the analysis
-        return {"faults": faults, "restarts": restarts, "error": str(exc)}
+        return Resilience({"faults": faults, "restarts": restarts, "error": str(exc)})
     end_s = (report.end_ns - report.t0_ns) / 1e9
-    return resilience_section(faults, restarts, rows, end_s, report.phase_windows)
+    return Resilience(resilience_section(faults, restarts, rows, end_s, report.phase_windows))
 
 
-def _target_json(target: TargetInfo) -> dict[str, Any]:
-    data = target.to_json()
-    if isinstance(data.get("command"), list):
-        data["command"] = redact_argv(data["command"])  # type: ignore[arg-type]
-    data["base_url"] = redact_url(target.base_url)
-    return data
+def _target_summary(target: TargetInfo) -> TargetSummary:
+    """The target as run.json records it: its command line and URL with secrets redacted."""
+    return TargetSummary(
+        kind=target.kind,
+        base_url=redact_url(target.base_url),
+        command=tuple(redact_argv(target.command)) if target.command is not None else None,
+        pids=tuple(target.pids),
+        startup_s=target.startup_s,
+        metrics_url=target.metrics_url,
+        config=target.config,
+    )
+
+
+def _timings(report: EngineReport) -> Timings:
+    return Timings(
+        started_utc=datetime.fromtimestamp(report.start_epoch_s, timezone.utc).isoformat(),
+        start_epoch_s=round(report.start_epoch_s, 3),
+        duration_s=round((report.end_ns - report.t0_ns) / 1e9, 3),
+        phase_windows_s=dict(report.phase_windows),
+    )
+
+
+def _errors_by_kind(phases: list[PhaseSummary]) -> dict[str, int]:
+    """Failed requests of the whole run by kind, dropped arrivals as ``dropped``."""
+    errors: dict[str, int] = {}
+    for phase in phases:
+        for kind, count in phase.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+        if phase.dropped:
+            errors["dropped"] = errors.get("dropped", 0) + phase.dropped
+    return errors
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the load left behind: the engine's result and the observers' sections."""
+
+    load: LoadResult
+    server: ServerSummary | None
+    resilience: Resilience | None
+
+
+def _start_load(
+    loaded: LoadedScenario, schedule: Schedule, results: ResultDir, url: str, hooks: EngineHooks
+) -> LoadResult:
+    """The load on the scenario's engine: this process, generator processes, or Ray actors."""
+    client = loaded.scenario.client
+    processes = resolve_processes(client.processes)
+    if client.engine == "ray":
+        return run_ray(loaded, schedule, results.path, url, hooks, client.ray)
+    if processes == 1:
+        return run_local(loaded, schedule, results.path, url, hooks)
+    return run_processes(loaded, schedule, results.path, url, hooks, processes)
+
+
+def _measure(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    results: ResultDir,
+    target: TargetInfo,
+    hooks: _Hooks,
+    supervisor: Supervisor | None,
+) -> _Measured:
+    """Observers and supervisor on, the load, then everything stopped whatever happened."""
+    observer, injector = hooks.observer, hooks.injector
+    engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
+    if observer is not None:
+        observer.start()
+    if supervisor is not None:
+        supervisor.watch()
+    try:
+        load = _start_load(loaded, schedule, results, target.base_url, engine_hooks)
+    finally:
+        if injector is not None:
+            injector.stop()
+        if supervisor is not None:
+            supervisor.unwatch()
+        server = observer.stop() if observer is not None else None
+    summary = ServerSummary.from_json(server) if server is not None else None
+    return _Measured(load, summary, _resilience(results, load.report, injector, supervisor))
 
 
 def execute(
@@ -158,103 +243,90 @@ def execute(
     warnings: list[str] | None = None,
 ) -> RunOutcome:
     """Run the load (with the scenario's faults when a supervisor is given), then finalize."""
-    scenario = loaded.scenario
     injector = None
-    if scenario.faults and supervisor is not None:
-        injector = FaultInjector(scenario.faults, supervisor, first_measured_phase(schedule))
+    if loaded.scenario.faults and supervisor is not None:
+        injector = FaultInjector(loaded.scenario.faults, supervisor, first_measured_phase(schedule))
     hooks = _Hooks(results, observer, display, injector)
-    engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
-    processes = resolve_processes(scenario.client.processes)
-    if observer is not None:
-        observer.start()
-    if supervisor is not None:
-        supervisor.watch()
-    try:
-        if scenario.client.engine == "ray":
-            load = run_ray(
-                loaded, schedule, results.path, target.base_url, engine_hooks, scenario.client.ray
-            )
-        elif processes == 1:
-            load = run_local(loaded, schedule, results.path, target.base_url, engine_hooks)
-        else:
-            load = run_processes(
-                loaded, schedule, results.path, target.base_url, engine_hooks, processes
-            )
-    finally:
-        if injector is not None:
-            injector.stop()
-        if supervisor is not None:
-            supervisor.unwatch()
-        server = observer.stop() if observer is not None else None
-    report, generator = load.report, load.generator
-    start_epoch = report.start_epoch_s
-    phases, warmup = _summaries(schedule, load.tallies, report)
-    valid, reasons = validity(phases, generator["busy_cpu_pct"])
-    slo = check_run(parse_slo(scenario.slo), phases)
-    errors_by_kind: dict[str, int] = {}
-    for phase in phases:
-        for kind, count in phase["errors"].items():
-            errors_by_kind[kind] = errors_by_kind.get(kind, 0) + count
-        if phase["dropped"]:
-            errors_by_kind["dropped"] = errors_by_kind.get("dropped", 0) + phase["dropped"]
-    warnings = list(warnings or [])
-    warnings += generator.pop("warnings", [])  # a Ray run's: actors that died, clocks, URL
-    resilience = _resilience(results, report, injector, supervisor)
-    warnings += _resilience_warnings(resilience)
-    if scenario.client.insecure:
+    measured = _measure(loaded, schedule, results, target, hooks, supervisor)
+    run, slo = _run_record(loaded, schedule, results, target, measured, warnings or [])
+    results.finalize(run)
+    return RunOutcome(run=run, slo=slo, interrupted=measured.load.report.interrupted)
+
+
+def _run_record(
+    loaded: LoadedScenario,
+    schedule: Schedule,
+    results: ResultDir,
+    target: TargetInfo,
+    measured: _Measured,
+    warnings: list[str],
+) -> tuple[RunRecord, list[RuleResult]]:
+    """run.json of a finished (or interrupted) run, and its SLO verdicts."""
+    report = measured.load.report
+    generator_json = dict(measured.load.generator)
+    warnings = [*warnings, *generator_json.pop("warnings", [])]  # a Ray run's: actors, clocks
+    generator = GeneratorSummary.from_json(generator_json)
+    phases, warmup = _summaries(schedule, measured.load.tallies, report)
+    valid, reasons = validity(phases, generator.busy_cpu_pct)
+    slo = check_run(parse_slo(loaded.scenario.slo), phases)
+    run = RunRecord(
+        status="interrupted" if report.interrupted else "complete",
+        valid=valid,
+        invalid_reasons=tuple(reasons),
+        infbench_version=__version__,
+        command=tuple(redact_argv(sys.argv)),
+        scenario=StoredScenario(loaded.stored),
+        scenario_path=str(loaded.path),
+        scenario_sha256=loaded.sha256,
+        schedule_sha256=schedule.sha256,
+        seed=loaded.scenario.workload.seed,
+        environment=environment_record(loaded.base_dir),
+        target=_target_summary(target),
+        timings=_timings(report),
+        phases=tuple(phases),
+        warmup=warmup,
+        errors_by_kind=_errors_by_kind(phases),
+        server=measured.server,
+        generator=generator,
+        slo=slo_records(slo),
+        warnings=tuple(warnings + _run_warnings(loaded, report, phases, measured.resilience)),
+        resilience=measured.resilience,
+        result_dir=str(results.path),
+        pid=os.getpid(),
+    )
+    return run, slo
+
+
+def _run_warnings(
+    loaded: LoadedScenario,
+    report: EngineReport,
+    phases: list[PhaseSummary],
+    resilience: Resilience | None,
+) -> list[str]:
+    """What every reader of the run should know: faults not done, TLS off, lost figures."""
+    warnings = _resilience_warnings(resilience)
+    if loaded.scenario.client.insecure:
         warnings.append("TLS certificate verification was off (client.insecure: true)")
     if report.abandoned:
         warnings.append(
             f"{report.abandoned} requests were still in flight at the end and were abandoned"
         )
-    if sum(p["out_of_range"] for p in phases):
+    if sum(p.out_of_range for p in phases):
         warnings.append("some latencies exceeded the histogram range and were kept at its ceiling")
-    run = {
-        "format_version": 1,
-        "status": "interrupted" if report.interrupted else "complete",
-        "valid": valid,
-        "invalid_reasons": reasons,
-        "infbench_version": __version__,
-        "command": redact_argv(sys.argv),
-        "scenario": loaded.stored,
-        "scenario_path": str(loaded.path),
-        "scenario_sha256": loaded.sha256,
-        "schedule_sha256": schedule.sha256,
-        "seed": scenario.workload.seed,
-        "environment": capture_environment(loaded.base_dir),
-        "target": _target_json(target),
-        "timings": {
-            "started_utc": datetime.fromtimestamp(start_epoch, timezone.utc).isoformat(),
-            "start_epoch_s": round(start_epoch, 3),
-            "duration_s": round((report.end_ns - report.t0_ns) / 1e9, 3),
-            "phase_windows_s": {k: list(v) for k, v in report.phase_windows.items()},
-        },
-        "phases": phases,
-        "warmup": warmup,
-        "errors_by_kind": errors_by_kind,
-        "server": server,
-        "generator": generator,
-        "slo": slo_json(slo),
-        "warnings": warnings,
-        "resilience": resilience,
-        "result_dir": str(results.path),
-        "pid": os.getpid(),
-    }
-    results.finalize(run)
-    return RunOutcome(run=run, slo=slo, interrupted=report.interrupted)
+    return warnings
 
 
-def _resilience_warnings(section: dict[str, Any] | None) -> list[str]:
+def _resilience_warnings(section: Resilience | None) -> list[str]:
     """Faults that could not be done, and server exits, said where every reader looks."""
     if section is None:
         return []
     out = []
-    for fault in section["faults"]:
+    for fault in section.faults:
         if fault.get("error"):
             out.append(f"fault {fault['index']} ({fault['action']}): {fault['error']}")
         elif fault.get("time_s") is None:
             out.append(f"fault {fault['index']} ({fault['action']}) was not done: the run ended")
-    for restart in section["restarts"]:
+    for restart in section.restarts:
         if not restart["reason"].startswith("fault"):
             then = "relaunched" if restart["relaunched"] else "not relaunched (restart: never)"
             out.append(f"the server {restart['reason']} at {restart['time_s']:.1f} s; {then}")

@@ -45,6 +45,7 @@ from infbench.analysis.search import (
 from infbench.analysis.slo import Rule, parse_slo
 from infbench.compare.comparison import CompareSettings, Side, compare, with_seconds
 from infbench.errors import GateFailed, Interrupted, UsageError
+from infbench.results.records import PhaseSummary, RunRecord
 from infbench.results.rundir import load_run, new_run_dir
 from infbench.scenario.model import (
     ClosedArrival,
@@ -136,7 +137,7 @@ class _Sweep:
     budget: Budget
     doc: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, level_dir: Path, extra: list[str], repeat: int = 1) -> dict[str, Any]:
+    def run(self, level_dir: Path, extra: list[str], repeat: int = 1) -> RunRecord:
         """One ``infbench run`` into ``level_dir``; its full output only with --verbose."""
         from infbench.run.command import (
             run_scenario,  # loads the engine and senders only when needed
@@ -223,27 +224,27 @@ def phase_override(
     return f"workload.phases={flow}"
 
 
-def _phase_of(run: dict[str, Any], name: str) -> dict[str, Any] | None:
-    return next((p for p in run.get("phases", []) if p.get("name") == name), None)
-
-
-def level_entry(label: str, rate: float | None, run: dict[str, Any], phase: str) -> dict[str, Any]:
-    entry = _phase_of(run, phase) or {}
-    latency = entry.get("latency_ms") or {}
+def level_entry(label: str, rate: float | None, run: RunRecord, phase: str) -> dict[str, Any]:
+    """sweep.json's entry for one level: the phase's figures from the level's run."""
+    entry = run.phase(phase) or PhaseSummary()
     return {
         "label": label,
         "rate": rate,
         "phase": phase,
-        "result_dir": run.get("result_dir"),
-        "offered_rps": entry.get("offered_rps"),
-        "achieved_rps": entry.get("achieved_rps"),
-        "p50_ms": latency.get("p50"),
-        "p90_ms": latency.get("p90"),
-        "p99_ms": latency.get("p99"),
-        "error_rate": entry.get("error_rate"),
-        "valid": bool(run.get("valid")),
-        "invalid_reasons": run.get("invalid_reasons", []),
+        "result_dir": run.result_dir,
+        "offered_rps": entry.offered_rps,
+        "achieved_rps": entry.achieved_rps,
+        "p50_ms": entry.latency_ms.p50,
+        "p90_ms": entry.latency_ms.p90,
+        "p99_ms": entry.latency_ms.p99,
+        "error_rate": entry.error_rate,
+        "valid": run.valid,
+        "invalid_reasons": list(run.invalid_reasons),
     }
+
+
+def _run_dir(run: RunRecord) -> Path:
+    return Path(run.result_dir or "")
 
 
 def _rate_label(rate: float) -> str:
@@ -282,14 +283,14 @@ def slo_rules(options: SweepOptions, loaded: LoadedScenario) -> list[Rule]:
 
 
 def level_verdict(
-    runs: list[dict[str, Any]], phase: str, rules: list[Rule], rng: np.random.Generator
+    runs: list[RunRecord], phase: str, rules: list[Rule], rng: np.random.Generator
 ) -> LevelVerdict:
     """The SLO judged on every run of a level together (their seconds pooled)."""
-    results = tuple(load_run(Path(run["result_dir"])) for run in runs)
+    results = tuple(load_run(_run_dir(run)) for run in runs)
     seconds = with_seconds(Side(results[0], results)).seconds.get(phase)
     estimates = []
     for rule in rules:
-        values = [v for run in runs if (p := _phase_of(run, phase)) and
+        values = [v for run in runs if (p := run.phase(phase)) and
                   (v := metric_value(p, rule.metric)) is not None]  # fmt: skip
         point = statistics.median(values) if values else None
         if seconds is None:
@@ -307,7 +308,7 @@ def _probe(
     def probe(rate: float) -> LevelVerdict:
         override = phase_override(sweep.loaded, index, rate, sweep.options.duration_s)
         rng = np.random.default_rng([sweep.options.seed, len(levels)])
-        runs: list[dict[str, Any]] = []
+        runs: list[RunRecord] = []
         while True:
             runs.append(sweep.run(sweep.directory / _rate_label(rate), [override]))
             verdict = level_verdict(runs, phase, rules, rng)
@@ -316,7 +317,7 @@ def _probe(
             if not sweep.budget.allows():
                 break
         entry = level_entry(_rate_label(rate), rate, runs[-1], phase)
-        entry["runs"] = [run["result_dir"] for run in runs]
+        entry["runs"] = [run.result_dir for run in runs]
         entry["verdict"] = verdict_json(verdict)
         levels.append(entry)
         print_levels(sweep.console, levels[-1:], header=len(levels) == 1, rules=rules)
@@ -349,12 +350,12 @@ def _grid(sweep: _Sweep) -> None:
             break
         run = sweep.run(sweep.directory / f"point-{number}", point.overrides, sweep.options.repeat)
         entry = {"point": number, "settings": dict(point.settings), "label": point.label,
-                 "result_dir": run["result_dir"], "valid": bool(run.get("valid")),
-                 "phases": [level_entry(point.label, None, run, p["name"])
-                            for p in run.get("phases", [])]}  # fmt: skip
+                 "result_dir": run.result_dir, "valid": run.valid,
+                 "phases": [level_entry(point.label, None, run, p.name)
+                            for p in run.phases]}  # fmt: skip
         if number > 1:
             settings = CompareSettings(seed=sweep.options.seed)
-            comparison = compare(Path(entries[0]["result_dir"]), Path(run["result_dir"]), settings)
+            comparison = compare(Path(entries[0]["result_dir"]), _run_dir(run), settings)
             entry["comparison"] = grid_rows(comparison)
         entries.append(entry)
         sweep.console.print(f"point {number}/{len(points)} done: {point.label}", highlight=False)

@@ -10,7 +10,7 @@ __all__ = ["TargetHandle", "TargetInfo"]
 
 @dataclass
 class TargetInfo:
-    """What run.json records under ``target``."""
+    """The started target; run.json records it under ``target`` (results.records.TargetSummary)."""
 
     kind: str
     base_url: str
@@ -19,17 +19,6 @@ class TargetInfo:
     startup_s: float | None = None
     metrics_url: str | None = None
     config: dict[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "base_url": self.base_url,
-            "command": self.command,
-            "pids": self.pids,
-            "startup_s": self.startup_s,
-            "metrics_url": self.metrics_url,
-            "config": self.config,
-        }
 
 
 class TargetHandle(Protocol):

@@ -1,0 +1,428 @@
+"""run.json (format v1, DESIGN §8) as frozen records: the one place that knows its keys.
+
+Each record is a frozen dataclass whose field names are the JSON keys, in the order a run writes
+them. ``to_json`` gives the object to store; ``from_json`` reads one back. Reading is lenient
+(an old or hand-made run.json may lack keys, and a section of the wrong type reads as absent),
+because ``results.rundir.load_run`` has already checked what readers rely on: the format
+version and the ``phases[]`` contract. Keys this version does not know are kept in ``extra``
+and written back after the known ones, so re-writing a run loses nothing a later version added.
+
+The stored scenario and the resilience section are open-ended: they stay mappings, behind a
+record with typed accessors for what code reads of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import PurePath
+from typing import Any, TypeGuard, TypeVar
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Environment",
+    "GeneratorSummary",
+    "LagPercentiles",
+    "Percentiles",
+    "PhaseSummary",
+    "RecordError",
+    "Resilience",
+    "RunRecord",
+    "ServerPhase",
+    "ServerSummary",
+    "SloResult",
+    "StoredScenario",
+    "TargetSummary",
+    "Timings",
+    "TtfbPercentiles",
+]
+
+FORMAT_VERSION = 1
+
+_R = TypeVar("_R", bound="_Record")
+_O = TypeVar("_O", bound="_Open")
+
+
+class RecordError(ValueError):
+    """A run.json value that readers cannot use; load_run names the file."""
+
+
+# Field metadata: ``parse`` turns the stored value into the field's type (a field whose default
+# is a record reads its nested object without one); ``omit_none`` leaves the key out of the JSON
+# when the value is None, for keys that only some runs write.
+_OMIT_NONE: Mapping[str, Any] = {"omit_none": True}
+
+
+def _reads(parse: Callable[[Any], Any], *, omit_none: bool = False) -> dict[str, Any]:
+    return {"parse": parse, "omit_none": omit_none}
+
+
+def _optional(cls: Any, *, omit_none: bool = False) -> dict[str, Any]:
+    """A nested record that a run may lack (None, also when stored as something else)."""
+    return _reads(
+        lambda v: cls.from_json(v) if isinstance(v, Mapping) else None, omit_none=omit_none
+    )
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, _Record | _Open):
+        return value.to_json()
+    if isinstance(value, tuple | list):
+        return [_dump(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A JSON object read into a frozen dataclass; unknown keys are kept in ``extra``."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict, kw_only=True, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or (value is None and f.metadata.get("omit_none")):
+                continue
+            out[f.name] = _dump(value)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        known: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data and f.name != "extra":
+                parse = f.metadata.get("parse") or _nested(f.default_factory)
+                known[f.name] = parse(data[f.name]) if parse else data[f.name]
+        extra = {k: v for k, v in data.items() if k not in known and k != "extra"}
+        return cls(**known, extra=extra)
+
+
+@dataclass(frozen=True)
+class _Open:
+    """A section whose keys are open-ended: kept as read, with accessors for what code reads."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    @classmethod
+    def from_json(cls: type[_O], data: Mapping[str, Any]) -> _O:
+        return cls(dict(data))
+
+
+# --- parsers: a stored value of the wrong type reads as absent ---------------------------------
+
+
+def _nested(factory: object) -> Callable[[Any], Any] | None:
+    """A record field with a record as its default reads a nested object (else the default)."""
+    if not (isinstance(factory, type) and issubclass(factory, _Record | _Open)):
+        return None
+    return lambda value: factory.from_json(value) if isinstance(value, Mapping) else factory()
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+
+
+def _texts_or_none(value: Any) -> tuple[str, ...] | None:
+    return _texts(value) if isinstance(value, list | tuple) else None
+
+
+def _items(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else ()
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- the phases[] contract -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Percentiles(_Record):
+    """``latency_ms`` and ``service_ms``: milliseconds, None where nothing was recorded."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+
+@dataclass(frozen=True)
+class LagPercentiles(_Record):
+    """``lag_ms`` and ``failed_ms``: milliseconds."""
+
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class TtfbPercentiles(_Record):
+    """``ttfb_ms``: milliseconds."""
+
+    p50: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True)
+class PhaseSummary(_Record):
+    """One entry of ``phases[]`` (and ``warmup``): the stable machine contract of DESIGN §8.
+
+    A streamed phase's keys (ttft_ms, tpot_ms, itl_ms, tokens…) are kept in ``extra``.
+    """
+
+    name: str = ""
+    process: str = ""
+    duration_s: float = 0.0
+    scheduled: int = 0
+    sent: int = 0
+    completed: int = 0
+    ok: int = 0
+    dropped: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict, metadata=_reads(_mapping))
+    error_rate: float | None = field(default=None, metadata=_OMIT_NONE)
+    status_codes: Mapping[str, int] = field(default_factory=dict, metadata=_reads(_mapping))
+    offered_rps: float | None = None
+    achieved_rps: float | None = None
+    goodput_rps: float | None = None
+    latency_ms: Percentiles = field(default_factory=Percentiles)
+    service_ms: Percentiles = field(default_factory=Percentiles)
+    lag_ms: LagPercentiles = field(default_factory=LagPercentiles)
+    ttfb_ms: TtfbPercentiles = field(default_factory=TtfbPercentiles)
+    failed_ms: LagPercentiles | None = field(
+        default=None, metadata=_optional(LagPercentiles, omit_none=True)
+    )
+    bytes_in: int = 0
+    bytes_out: int = 0
+    out_of_range: int = 0
+
+    @property
+    def requests(self) -> int:
+        """Arrivals that were due: completed or dropped."""
+        return self.completed + self.dropped
+
+    @property
+    def failed(self) -> int:
+        """Failed requests of every kind, dropped arrivals included."""
+        return sum(self.errors.values()) + self.dropped
+
+
+# --- the other sections ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Environment(_Record):
+    """What compare checks before trusting a difference: machine, versions, code revision."""
+
+    host: str | None = None
+    os: str | None = None
+    cpu_model: str | None = None
+    cores: int | None = None
+    python: str | None = None
+    infbench: str | None = None
+    versions: Mapping[str, str | None] = field(default_factory=dict, metadata=_reads(_mapping))
+    git_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSummary(_Record):
+    """``target``: the server under test as it was started (command and URL redacted)."""
+
+    kind: str | None = None
+    base_url: str | None = None
+    command: tuple[str, ...] | None = field(default=None, metadata=_reads(_texts_or_none))
+    pids: tuple[int, ...] = field(default=(), metadata=_reads(_items))
+    startup_s: float | None = None
+    metrics_url: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict, metadata=_reads(_mapping))
+
+
+def _windows(value: Any) -> dict[str, tuple[float, float]] | None:
+    if not isinstance(value, Mapping):
+        return None
+    windows = {}
+    for name, span in value.items():
+        if not (isinstance(span, list) and len(span) == 2 and all(map(_is_number, span))):
+            raise RecordError(f"timings.phase_windows_s.{name} is not [start, end]")
+        windows[str(name)] = (span[0], span[1])
+    return windows
+
+
+@dataclass(frozen=True)
+class Timings(_Record):
+    """``timings``; an aggregate of repetitions has no phase windows."""
+
+    started_utc: str | None = None
+    start_epoch_s: float | None = None
+    duration_s: float | None = None
+    phase_windows_s: Mapping[str, tuple[float, float]] | None = field(
+        default=None, metadata=_reads(_windows, omit_none=True)
+    )
+
+
+@dataclass(frozen=True)
+class GeneratorSummary(_Record):
+    """``generator``: the load generator's own CPU and memory (DESIGN §5 validity).
+
+    ``per_process`` (several processes or Ray actors) holds open-ended entries.
+    """
+
+    cpu_pct: float | None = None
+    busy_cpu_pct: float | None = None
+    spin_s: float | None = field(default=None, metadata=_OMIT_NONE)
+    rss_mb: float | None = None
+    processes: int | None = None
+    per_process: tuple[Mapping[str, Any], ...] | None = field(
+        default=None, metadata=_reads(_items, omit_none=True)
+    )
+    engine: str | None = field(default=None, metadata=_OMIT_NONE)
+    nodes: int | None = field(default=None, metadata=_OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class ServerPhase(_Record):
+    """One phase of ``server.phases``: the server as it measured itself, and its process tree."""
+
+    requests_by_status: Mapping[str, Any] | None = None
+    duration_p50_ms: float | None = None
+    duration_p99_ms: float | None = None
+    mean_batch_size: float | None = None
+    in_progress_max: float | None = None
+    cpu_pct_mean: float | None = None
+    cpu_pct_max: float | None = None
+    rss_mb_max: float | None = None
+    generator_cpu_pct_mean: float | None = None
+    generator_cpu_pct_max: float | None = None
+
+
+def _server_phases(value: Any) -> dict[str, ServerPhase]:
+    items = value.items() if isinstance(value, Mapping) else ()
+    return {str(k): ServerPhase.from_json(v) for k, v in items if isinstance(v, Mapping)}
+
+
+@dataclass(frozen=True)
+class ServerSummary(_Record):
+    """``server``: /metrics scrapes and process samples, per phase."""
+
+    metrics_url: str | None = None
+    interval_s: float | None = None
+    scrapes: Mapping[str, Any] = field(default_factory=dict, metadata=_reads(_mapping))
+    phases: Mapping[str, ServerPhase] = field(default_factory=dict, metadata=_reads(_server_phases))
+    generator: Mapping[str, float | None] = field(default_factory=dict, metadata=_reads(_mapping))
+
+
+@dataclass(frozen=True)
+class SloResult(_Record):
+    """One entry of ``slo``: a scenario SLO rule checked on one phase."""
+
+    metric: str | None = None
+    threshold: str | None = None
+    phase: str | None = None
+    value: float | None = None
+    passed: bool = False
+
+
+def _slo(value: Any) -> tuple[SloResult, ...]:
+    return tuple(SloResult.from_json(r) for r in _items(value) if isinstance(r, Mapping))
+
+
+@dataclass(frozen=True)
+class StoredScenario(_Open):
+    """``scenario``: the resolved scenario as stored (secrets redacted); open-ended."""
+
+    @property
+    def name(self) -> str | None:
+        name = self.data.get("name")
+        return name if isinstance(name, str) else None
+
+    @property
+    def slo(self) -> Mapping[str, Any] | None:
+        slo = self.data.get("slo")
+        return slo if isinstance(slo, Mapping) else None
+
+    @property
+    def request_timeout_s(self) -> float | None:
+        request = self.data.get("request")
+        timeout = request.get("timeout") if isinstance(request, Mapping) else None
+        return float(timeout) if _is_number(timeout) else None
+
+
+@dataclass(frozen=True)
+class Resilience(_Open):
+    """``resilience``: the injected faults with their figures, and the server's restarts."""
+
+    @property
+    def faults(self) -> tuple[Mapping[str, Any], ...]:
+        return tuple(f for f in _items(self.data.get("faults")) if isinstance(f, Mapping))
+
+    @property
+    def restarts(self) -> tuple[Mapping[str, Any], ...]:
+        return tuple(r for r in _items(self.data.get("restarts")) if isinstance(r, Mapping))
+
+
+def _repetitions(value: Any) -> tuple[str, ...]:
+    if not (
+        isinstance(value, list)
+        and value
+        and all(isinstance(n, str) and n and PurePath(n).name == n for n in value)
+    ):
+        raise RecordError("`repetitions` must be a non-empty list of sub-directory names")
+    return tuple(value)
+
+
+def _phases(value: Any) -> tuple[PhaseSummary, ...]:
+    return tuple(PhaseSummary.from_json(p) for p in _items(value) if isinstance(p, Mapping))
+
+
+@dataclass(frozen=True)
+class RunRecord(_Record):
+    """run.json. ``repetitions`` (the run directories of ``run --repeat``) marks an aggregate."""
+
+    format_version: int = FORMAT_VERSION
+    status: str | None = None  # complete | interrupted
+    valid: bool = field(default=False, metadata=_reads(bool))
+    invalid_reasons: tuple[str, ...] = field(default=(), metadata=_reads(_texts))
+    infbench_version: str | None = None
+    command: tuple[str, ...] | None = field(default=None, metadata=_reads(_texts_or_none))
+    scenario: StoredScenario = field(default_factory=StoredScenario)
+    scenario_path: str | None = None
+    scenario_sha256: str | None = None
+    schedule_sha256: str | None = None
+    seed: int | None = None
+    environment: Environment | None = field(default=None, metadata=_optional(Environment))
+    target: TargetSummary | None = field(default=None, metadata=_optional(TargetSummary))
+    timings: Timings = field(default_factory=Timings)
+    phases: tuple[PhaseSummary, ...] = field(default=(), metadata=_reads(_phases))
+    warmup: PhaseSummary | None = field(default=None, metadata=_optional(PhaseSummary))
+    errors_by_kind: Mapping[str, int] = field(default_factory=dict, metadata=_reads(_mapping))
+    server: ServerSummary | None = field(default=None, metadata=_optional(ServerSummary))
+    generator: GeneratorSummary | None = field(default=None, metadata=_optional(GeneratorSummary))
+    slo: tuple[SloResult, ...] = field(default=(), metadata=_reads(_slo))
+    warnings: tuple[str, ...] = field(default=(), metadata=_reads(_texts))
+    resilience: Resilience | None = field(default=None, metadata=_optional(Resilience))
+    result_dir: str | None = None
+    pid: int | None = None
+    repetitions: tuple[str, ...] | None = field(
+        default=None, metadata=_reads(_repetitions, omit_none=True)
+    )
+
+    def phase(self, name: str) -> PhaseSummary | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+    def server_phase(self, name: str) -> ServerPhase | None:
+        """The server's own figures for one phase; None when it measured nothing."""
+        return self.server.phases.get(name) if self.server is not None else None
