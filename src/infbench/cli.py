@@ -110,6 +110,7 @@ def run(
             live=not (quiet or as_json),
             repeat=repeat,
             console=errors if as_json else console,
+            wait_console=None if (quiet or as_json) else errors,
         )
     except InfbenchError as exc:
         raise _fail(exc) from None

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fakeserver import FakeServer
+from fakeserver import FakeServer, free_port
 from infbench.cli import app
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
 
 runner = CliRunner()
+QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
 PHASE_KEYS = {
     "name", "process", "duration_s", "scheduled", "sent", "completed", "ok", "dropped", "errors",
     "offered_rps", "achieved_rps", "goodput_rps", "latency_ms", "service_ms", "lag_ms", "ttfb_ms",
@@ -251,6 +253,23 @@ def test_url_override_attaches_elsewhere(tmp_path: Path) -> None:
         code, _, output = invoke(path, tmp_path, "--url", server.url)
         assert code == 0, output
         assert server.count("/classify") == 10
+
+
+def test_attaching_to_a_closed_port_exits_3_within_seconds(tmp_path: Path) -> None:
+    """`infbench run scenarios/quickstart.yaml --url <nothing listening>`: the readiness
+    timeout is 120 s, but refused connections end the wait after a few seconds."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code, run, output = invoke(QUICKSTART, tmp_path, "--url", closed)
+    assert time.monotonic() - started < 30
+    assert code == 3 and run is None, output
+    text = " ".join(output.split())  # rich wraps long lines
+    assert f"{closed}/readyz refused every connection for 3 s" in text
+    assert "start the server, or check the host and port of --url" in text
+    assert f"waiting for {closed}/readyz to answer 200 (last: connection refused," in text
+    code, _, output = invoke(QUICKSTART, tmp_path, "--url", closed, "--quiet")
+    text = " ".join(output.split())
+    assert code == 3 and "refused every connection" in text and "waiting for" not in text
 
 
 def test_interrupt_keeps_partial_results(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from infbench.target.process import (
     stop_all_targets,
     wait_until_ready,
 )
+from infbench.target.ready import REFUSED_GRACE_S, WaitStatus
 from infbench.target.url import UrlHandle
 
 PY = sys.executable
@@ -248,7 +249,7 @@ def test_url_target_that_never_gets_ready_fails(local_server: str) -> None:
     handle = UrlHandle(
         UrlTarget(kind="url", url=local_server, ready=Readiness(path="/down", timeout=0.3))
     )
-    with pytest.raises(TargetError, match="last answer was HTTP 404"):
+    with pytest.raises(TargetError, match="last: HTTP 404"):
         handle.start()
 
 
@@ -259,6 +260,50 @@ def test_url_override_attaches_with_the_targets_probe(tmp_path: Path) -> None:
     assert handle.spec.ready == spec.ready and handle.spec.metrics_path == "/metrics"
     with pytest.raises(UsageError, match="--url"):
         open_target(spec, tmp_path, tmp_path / "log", url_override="10.0.0.5:3000")
+
+
+def test_attaching_to_a_closed_port_fails_fast(tmp_path: Path) -> None:
+    """Nothing listens: exit 3 after a few seconds of refusals, not after the 120 s timeout."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    spec = BentomlTarget(kind="bentoml", service="services/sentiment:Sentiment")
+    assert spec.ready.timeout == 120
+    reports: list[WaitStatus] = []
+    handles = [
+        open_target(spec, tmp_path, tmp_path / "log", closed, progress=reports.append),
+        open_target(UrlTarget(kind="url", url=closed), tmp_path, tmp_path / "log"),  # no probe
+    ]
+    for handle, probed in zip(handles, (closed + "/readyz", closed), strict=True):
+        started = time.monotonic()
+        with pytest.raises(TargetError) as caught:
+            handle.start()
+        assert time.monotonic() - started < 30
+        assert caught.value.exit_code == 3
+        assert f"{probed} refused every connection" in caught.value.message
+    assert reports and reports[-1].last == "connection refused"
+
+
+def test_an_explicit_url_timeout_waits_for_a_server_that_starts_late(tmp_path: Path) -> None:
+    """A url target that sets ready.timeout waits out refusals: here a server that starts
+    after the grace would have ended the wait."""
+    port = free_port()
+    server: list[ThreadingHTTPServer] = []
+
+    def start_late() -> None:
+        server.append(ThreadingHTTPServer(("127.0.0.1", port), _Ok))
+        threading.Thread(target=server[0].serve_forever, daemon=True).start()
+
+    timer = threading.Timer(REFUSED_GRACE_S + 1, start_late)
+    timer.start()
+    try:
+        ready = Readiness(path="/up", timeout=60.0)
+        spec = UrlTarget(kind="url", url=f"http://127.0.0.1:{port}", ready=ready)
+        info = open_target(spec, tmp_path, tmp_path / "log").start()
+        assert info.startup_s is not None and info.startup_s > REFUSED_GRACE_S
+    finally:
+        timer.cancel()
+        timer.join()
+        if server:
+            server[0].shutdown()
 
 
 # --- bentoml: resolving the service and building its config (no server started) -----------------

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
@@ -15,7 +16,10 @@ from infbench.analysis.slo import RuleResult
 from infbench.recorder.recorder import IntervalStats
 from infbench.results.records import RunRecord, ServerPhase
 
-__all__ = ["LiveView", "phase_tables", "print_run"]
+if TYPE_CHECKING:
+    from infbench.target.ready import WaitStatus  # the report views need no HTTP client
+
+__all__ = ["LiveView", "WaitView", "phase_tables", "print_run"]
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -71,6 +75,52 @@ class LiveView:
                 ("  errors " + f"{self._errors:,}", "red" if self._errors else "green"),
             )
             self._live.update(line, refresh=True)
+
+
+class WaitView:
+    """What a readiness wait is waiting for, once it has lasted ``after_s``.
+
+    On a terminal, one status line with a spinner, updated in place and gone when the wait
+    ends; elsewhere (CI logs, pipes), a plain line at ``after_s`` and then every ``every_s``,
+    never one per probe. ``update`` is the target's progress callback: reports outside the
+    ``with`` block (a relaunch while the load runs under the LiveView) are dropped.
+    """
+
+    def __init__(
+        self, console: Console | None, *, after_s: float = 1.0, every_s: float = 10.0
+    ) -> None:
+        self.console, self.after_s, self.every_s = console, after_s, every_s
+        self._active = False
+        self._status: Status | None = None
+        self._next_line_s = after_s
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> WaitView:
+        with self._lock:
+            self._active, self._next_line_s = True, self.after_s
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._active = False
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+
+    def update(self, status: WaitStatus) -> None:
+        with self._lock:
+            if not self._active or self.console is None or status.waited_s < self.after_s:
+                return
+            text = Text(status.describe())
+            if self.console.is_terminal:
+                if self._status is None:
+                    self._status = self.console.status(text)
+                    self._status.start()
+                else:
+                    self._status.update(text)
+            elif status.waited_s >= self._next_line_s:
+                self.console.print(text, highlight=False, soft_wrap=True)
+                self._next_line_s = status.waited_s + self.every_s
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from infbench.analysis.slo import parse_slo
-from infbench.report.console import LiveView, print_run
+from infbench.report.console import LiveView, WaitView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience
 from infbench.results.rundir import ResultDir, free_space_warning, new_run_dir
@@ -34,8 +34,12 @@ def run_scenario(
     live: bool,
     console: Console,
     repeat: int = 1,
+    wait_console: Console | None = None,
 ) -> RunOutcome:
-    """Load scenario, build schedule, start target, run engine, save results, render report."""
+    """Load scenario, build schedule, start target, run engine, save results, render report.
+
+    ``wait_console`` shows what a readiness wait is waiting for (stderr in the CLI; None: quiet).
+    """
     loaded = load_scenario(scenario_path, overrides)
     parse_slo(loaded.scenario.slo)  # a bad SLO fails now, before any load is sent
     schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
@@ -45,10 +49,13 @@ def run_scenario(
         console.print(f"cleanup: {leftover.describe()}", style="yellow", markup=False)
     run_dir = new_run_dir(out_root, loaded.scenario.name)
     warnings = _disk_warnings(out_root, schedule, repeat, console)
+    waiting = WaitView(wait_console)
     if repeat == 1:
-        outcome = _measure(loaded, schedule, ResultDir(run_dir), url, live, console, warnings)
+        outcome = _measure(
+            loaded, schedule, ResultDir(run_dir), url, live, console, waiting, warnings
+        )
     else:
-        outcome = _repeat(loaded, schedule, run_dir, url, live, console, repeat, warnings)
+        outcome = _repeat(loaded, schedule, run_dir, url, live, console, waiting, repeat, warnings)
     print_run(console, outcome.run, outcome.slo)
     print_resilience(console, outcome.run)
     write_run_html_quietly(run_dir, console)
@@ -62,13 +69,16 @@ def _measure(
     url: str | None,
     live: bool,
     console: Console,
+    waiting: WaitView,
     warnings: list[str],
 ) -> RunOutcome:
     """One run with a freshly started target, stopped again whatever happens."""
     log, pid_file = results.file("server.log"), results.file(PID_FILE)
-    target = open_target(loaded.scenario.target, loaded.base_dir, log, url, pid_file)
+    spec = loaded.scenario.target
+    target = open_target(spec, loaded.base_dir, log, url, pid_file, progress=waiting.update)
     try:
-        info = target.start()
+        with waiting:
+            info = target.start()
         snapshots = results.file("server_metrics")
         snapshots.mkdir(exist_ok=True)
         observer = Observer(target.process_pids, info.metrics_url, snapshots)
@@ -95,6 +105,7 @@ def _repeat(
     url: str | None,
     live: bool,
     console: Console,
+    waiting: WaitView,
     repeat: int,
     warnings: list[str],
 ) -> RunOutcome:
@@ -104,7 +115,9 @@ def _repeat(
         child = run_dir / f"run-{index}"
         child.mkdir()
         console.print(f"[bold]repetition {index}/{repeat}[/]")
-        outcome = _measure(loaded, schedule, ResultDir(child), url, live, console, warnings)
+        outcome = _measure(
+            loaded, schedule, ResultDir(child), url, live, console, waiting, warnings
+        )
         outcomes.append(outcome)
         if outcome.interrupted:
             break

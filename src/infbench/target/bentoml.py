@@ -30,6 +30,7 @@ from infbench.errors import InputError, ScenarioError, TargetError
 from infbench.scenario.model import BentomlTarget
 from infbench.target.base import TargetInfo
 from infbench.target.process import LaunchedProcess, free_port, wait_until_ready
+from infbench.target.ready import WaitProgress
 from infbench.target.supervise import Supervisor
 
 __all__ = ["BentomlHandle", "ServiceRef", "bentoml_config", "resolve_service"]
@@ -108,9 +109,16 @@ class BentomlHandle:
     """A ``bentoml serve`` process tree launched for one run."""
 
     def __init__(
-        self, spec: BentomlTarget, base_dir: Path, log_path: Path, pid_file: Path | None = None
+        self,
+        spec: BentomlTarget,
+        base_dir: Path,
+        log_path: Path,
+        pid_file: Path | None = None,
+        *,
+        progress: WaitProgress | None = None,
     ) -> None:
         self.spec, self.log_path, self.pid_file = spec, log_path, pid_file
+        self.progress = progress  # heard during every wait, relaunches included
         self.service = resolve_service(spec.service, base_dir)
         self.config = bentoml_config(spec, self.service.class_name)
         self.port = free_port(HOST)
@@ -186,8 +194,9 @@ class BentomlHandle:
         )
 
     def _wait_ready(self, process: LaunchedProcess) -> float:
+        ready = self.spec.ready
         return wait_until_ready(
-            self.base_url + self.spec.ready.path, self.spec.ready, process=process
+            self.base_url + ready.path, ready, process=process, progress=self.progress
         )
 
     def _is_worker(self, proc: psutil.Process) -> bool:

@@ -14,6 +14,7 @@ from infbench.errors import InputError
 from infbench.scenario.model import CommandTarget
 from infbench.target.base import TargetInfo
 from infbench.target.process import LaunchedProcess, free_port, wait_until_ready
+from infbench.target.ready import WaitProgress
 from infbench.target.supervise import Supervisor
 
 __all__ = ["CommandHandle"]
@@ -25,9 +26,16 @@ class CommandHandle:
     """A server command launched for one run and stopped with its whole process tree."""
 
     def __init__(
-        self, spec: CommandTarget, base_dir: Path, log_path: Path, pid_file: Path | None = None
+        self,
+        spec: CommandTarget,
+        base_dir: Path,
+        log_path: Path,
+        pid_file: Path | None = None,
+        *,
+        progress: WaitProgress | None = None,
     ) -> None:
         self.spec, self.log_path, self.pid_file = spec, log_path, pid_file
+        self.progress = progress  # heard during every wait, relaunches included
         texts = [*spec.command, spec.url, *spec.env.values()]
         self.port = free_port() if any(PLACEHOLDER in text for text in texts) else None
         self.argv = [self._fill(arg) for arg in spec.command]
@@ -53,7 +61,9 @@ class CommandHandle:
 
     def _wait_ready(self, process: LaunchedProcess) -> float:
         ready = self.spec.ready
-        return wait_until_ready(self.base_url + ready.path, ready, process=process)
+        return wait_until_ready(
+            self.base_url + ready.path, ready, process=process, progress=self.progress
+        )
 
     def start(self) -> TargetInfo:
         startup_s = self.supervisor.start()

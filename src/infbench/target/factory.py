@@ -11,7 +11,8 @@ from infbench.scenario.model import BentomlTarget, CommandTarget, Target, UrlTar
 from infbench.target.base import TargetHandle
 from infbench.target.bentoml import BentomlHandle
 from infbench.target.command import CommandHandle
-from infbench.target.url import UrlHandle
+from infbench.target.ready import WaitProgress
+from infbench.target.url import UrlHandle, refusal_grace
 
 __all__ = ["open_target"]
 
@@ -22,21 +23,24 @@ def open_target(
     log_path: Path,
     url_override: str | None = None,
     pid_file: Path | None = None,
+    progress: WaitProgress | None = None,
 ) -> TargetHandle:
     """A handle for ``spec``; nothing starts until ``start()``.
 
     ``url_override`` (``infbench run --url``) attaches to that URL instead of launching, keeping
     the target's readiness probe and metrics path: the same scenario then measures a server
     started by hand, for example on another host. ``pid_file`` lets a later infbench stop a
-    launched server that outlived a SIGKILLed infbench (``target/pidfile.py``).
+    launched server that outlived a SIGKILLed infbench (``target/pidfile.py``). ``progress``
+    hears how each readiness wait goes (``target/ready.py``).
     """
+    grace = refusal_grace(spec)
     if url_override is not None:
-        return UrlHandle(_as_url(spec, url_override))
+        return UrlHandle(_as_url(spec, url_override), refused_grace_s=grace, progress=progress)
     if isinstance(spec, BentomlTarget):
-        return BentomlHandle(spec, base_dir, log_path, pid_file)
+        return BentomlHandle(spec, base_dir, log_path, pid_file, progress=progress)
     if isinstance(spec, CommandTarget):
-        return CommandHandle(spec, base_dir, log_path, pid_file)
-    return UrlHandle(spec)
+        return CommandHandle(spec, base_dir, log_path, pid_file, progress=progress)
+    return UrlHandle(spec, refused_grace_s=grace, progress=progress)
 
 
 def _as_url(spec: Target, url: str) -> UrlTarget:

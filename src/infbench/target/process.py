@@ -39,6 +39,7 @@ from infbench.errors import TargetError
 from infbench.scenario.model import Readiness
 from infbench.target.pidfile import write_pid_file
 from infbench.target.proctree import running, stop_tree
+from infbench.target.ready import Waiter, WaitProgress, probe_failure, refused_error
 
 __all__ = [
     "FATAL_LOG_MARKERS",
@@ -155,36 +156,51 @@ def wait_until_ready(
     *,
     process: LaunchedProcess | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: WaitProgress | None = None,
+    refused_grace_s: float | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> float:
     """Probe ``url`` until it answers ``ready.status``; return the seconds waited.
 
-    Raises TargetError when the process exits, logs a fatal line, or the deadline passes. A
-    launched process is stopped before raising, so a failed start leaves nothing behind.
+    Raises TargetError when the process exits, logs a fatal line, the deadline passes, or (for
+    attached servers, which pass ``refused_grace_s``) every connection was refused for that
+    long. A launched process is stopped before raising, so a failed start leaves nothing
+    behind. ``progress`` hears about each failed probe (``ready.py``).
     """
-    started = clock()
-    deadline = started + ready.timeout
+    waiter = Waiter(
+        url,
+        f"answer {ready.status}",
+        ready.timeout,
+        refused_grace_s=refused_grace_s,
+        clock=clock,
+        progress=progress,
+    )
     watch = _LogWatch(process.log_path, FATAL_LOG_MARKERS) if process else None
-    last = "no answer yet"
-    with httpx.Client(timeout=ready.probe_timeout, trust_env=False) as client:
+    with httpx.Client(timeout=ready.probe_timeout, trust_env=False, transport=transport) as client:
         while True:
             if process is not None and watch is not None:
-                _check_process(process, watch, started, clock)
+                _check_process(process, watch, waiter.started, clock)
             try:
                 status = client.get(url).status_code
-                if status == ready.status:
-                    return clock() - started
-                last = f"last answer was HTTP {status}"
             except httpx.HTTPError as exc:
-                last = f"last probe failed: {type(exc).__name__}"
-            if clock() >= deadline:
+                verdict = waiter.failed(*probe_failure(exc, ready.probe_timeout))
+            else:
+                if status == ready.status:
+                    return waiter.waited()
+                verdict = waiter.failed(f"HTTP {status}", refused=False)
+            if verdict is not None:
                 if process is not None:
                     process.stop()
+                if verdict == "refused" and refused_grace_s is not None:
+                    raise refused_error(url, refused_grace_s)
                 raise _failure(
-                    f"{url} did not answer {ready.status} within {ready.timeout:g} s ({last})",
+                    f"{url} did not answer {ready.status} within {ready.timeout:g} s "
+                    f"(last: {waiter.last})",
                     process.log_path if process else None,
                     "raise `target.ready.timeout`, or check `target.ready.path` and the log",
                 )
-            time.sleep(ready.interval)
+            sleep(ready.interval)
 
 
 def _check_process(

@@ -2,25 +2,60 @@
 
 from __future__ import annotations
 
-from infbench.scenario.model import UrlTarget
+from infbench.scenario.model import Target, UrlTarget
 from infbench.target.base import TargetInfo
 from infbench.target.process import wait_until_ready
+from infbench.target.ready import REFUSED_GRACE_S, WaitProgress, wait_until_accepting
 
-__all__ = ["UrlHandle"]
+__all__ = ["UrlHandle", "refusal_grace"]
+
+
+def refusal_grace(scenario_target: Target) -> float | None:
+    """Seconds of refused connections after which attaching gives up; None: ``ready.timeout``.
+
+    :data:`REFUSED_GRACE_S`, unless the scenario's target is a ``url`` target that sets
+    ``ready.timeout`` itself: whoever wrote that expects to wait for the server, say one started
+    alongside infbench. A launched target's timeout is about its boot, so ``--url`` over it keeps
+    the grace.
+    """
+    ready = scenario_target.ready
+    if isinstance(scenario_target, UrlTarget) and ready and "timeout" in ready.model_fields_set:
+        return None
+    return REFUSED_GRACE_S
 
 
 class UrlHandle:
-    """A running server at a URL. Readiness is probed only when ``target.ready`` is given: an
-    attached server is usually up already, and a wrong URL shows at once as connect errors."""
+    """A running server at a URL.
 
-    def __init__(self, spec: UrlTarget) -> None:
+    With ``target.ready`` the readiness probe is waited for; without it infbench only checks
+    that the port accepts connections. Either way connections refused for ``refused_grace_s``
+    (None: until ``ready.timeout``) fail the start: nothing listens there.
+    """
+
+    def __init__(
+        self,
+        spec: UrlTarget,
+        *,
+        refused_grace_s: float | None = REFUSED_GRACE_S,
+        progress: WaitProgress | None = None,
+    ) -> None:
         self.spec = spec
         self.base_url = spec.url.rstrip("/")
+        self.refused_grace_s, self.progress = refused_grace_s, progress
 
     def start(self) -> TargetInfo:
         startup_s = None
-        if self.spec.ready is not None:
-            startup_s = wait_until_ready(self.base_url + self.spec.ready.path, self.spec.ready)
+        ready = self.spec.ready
+        if ready is not None:
+            startup_s = wait_until_ready(
+                self.base_url + ready.path,
+                ready,
+                progress=self.progress,
+                refused_grace_s=self.refused_grace_s,
+            )
+        else:
+            grace = REFUSED_GRACE_S if self.refused_grace_s is None else self.refused_grace_s
+            wait_until_accepting(self.base_url, grace_s=grace, progress=self.progress)
         metrics = self.spec.metrics_path
         return TargetInfo(
             kind="url",
