@@ -20,7 +20,7 @@ import pytest
 
 from fakeserver import FakeServer
 from infbench.errors import UsageError
-from infbench.senders import fast_sender, make_sender
+from infbench.senders import http1, make_sender
 from infbench.senders.base import SenderOptions
 from infbench.wire import Outcome, PreparedRequest
 
@@ -190,13 +190,13 @@ def test_stale_keep_alive_is_retried_once_on_a_new_connection(
     is written on a connection the server had already closed (the EOF is read only after the
     write), so the server never read it."""
     refused: list[bool] = []
-    original = fast_sender._request_refused
+    original = http1._request_refused
 
     def spy(transport: asyncio.Transport) -> bool:
         refused.append(original(transport))
         return refused[-1]
 
-    monkeypatch.setattr(fast_sender, "_request_refused", spy)
+    monkeypatch.setattr(http1, "_request_refused", spy)
 
     def answer(sock: socket.socket, index: int) -> bool:
         # Corked, the answer leaves with the FIN at close(): the server has closed before the

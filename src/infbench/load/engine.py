@@ -12,38 +12,39 @@ Time is read and waited for through a ``Clock`` (``clock.py``): real by default,
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import signal
-import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
 from infbench.load.clock import Clock, MonotonicClock
+from infbench.load.loop import cancel, quiet_interpreter, restore_signal_handlers, stop_on_signals
+from infbench.load.slots import Slots
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.stamps import StampBuffer
 from infbench.schedule.arrivals import PhasePlan, Schedule, think_sampler
 from infbench.senders.base import Sender
-from infbench.wire import ERROR_CODES, PreparedRequest
+from infbench.wire import ERROR_CODES, Outcome, PreparedRequest
 
-__all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "run_async", "sequence_bases"]
+__all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "sequence_bases"]
 
-SWITCH_INTERVAL_S = 0.0005
 HAND_OVER_NS = 50_000_000  # stamps go to the recorder at least this often (DESIGN §1)
 START_LEAD_NS = 100_000_000  # time for several processes to set up before the first arrival
 LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one process
 CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
 CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RequestSource(Protocol):
     def request(self, seq: int) -> PreparedRequest: ...
+
+
+# FastSender.send_now: write at once on an idle connection, the outcome to a callback.
+SendNow = Callable[[PreparedRequest, Callable[[Outcome], None]], bool]
 
 
 @dataclass
@@ -94,25 +95,6 @@ def sequence_bases(schedule: Schedule) -> list[int]:
     return bases
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run on uvloop where available (measured faster for every sender)."""
-    loop = _new_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
 class Engine:
     def __init__(
         self,
@@ -154,57 +136,100 @@ class Engine:
         self.report.sent_by_phase = [0] * len(schedule.phases)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
-        self._slots = asyncio.Semaphore(connections)
+        self._slots = Slots(connections)
+        # Senders that can write a request at once on an idle connection (the fast sender).
+        self._send_now: SendNow | None = getattr(sender, "send_now", None)
+        self._direct = 0  # requests written by send_now, not yet answered
+        self._abandoning = False
         self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
 
     # --- one request ----------------------------------------------------------------------------
 
-    async def _send(self, phase: int, seq: int, intended_ns: int) -> None:
-        slots = self._slots
-        if slots.locked():
-            if not await self._wait_for_slot(phase, seq, intended_ns):
+    def _spawn(self, phase: int, seq: int, intended_ns: int) -> None:
+        """An arrival is due: written at once on an idle connection when the sender can (no
+        task, no future), else a task that queues for a connection."""
+        self._offered += 1
+        request = self.requests.request(seq)
+        if self._send_now is not None and self._slots.try_take():
+            sent_ns = self._now()
+            done = partial(self._direct_done, phase, seq, intended_ns, sent_ns, request)
+            if self._send_now(request, done):
+                self._in_flight += 1
+                self._direct += 1
+                self._count_sent(phase)
                 return
-        else:
-            await slots.acquire()
+            self._slots.give()  # no connection idle: it queues like any other
+        task = asyncio.get_running_loop().create_task(self._send(phase, seq, intended_ns, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _direct_done(
+        self,
+        phase: int,
+        seq: int,
+        intended_ns: int,
+        sent_ns: int,
+        request: PreparedRequest,
+        outcome: Outcome,
+    ) -> None:
+        """The outcome of a request written by ``send_now``, from the connection's callback."""
+        if self._abandoning:
+            return  # given up on at the end of the drain; counted as abandoned
+        self._in_flight -= 1
+        self._direct -= 1
+        self._slots.give()
+        self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
+
+    async def _send(
+        self, phase: int, seq: int, intended_ns: int, request: PreparedRequest | None = None
+    ) -> None:
+        if not self._slots.try_take() and not await self._wait_for_slot(phase, seq, intended_ns):
+            return
         self._in_flight += 1
         try:
-            request = self.requests.request(seq)
+            request = request if request is not None else self.requests.request(seq)
             sent_ns = self._now()
-            self._sent += 1
-            self.report.sent_by_phase[phase] += 1
+            self._count_sent(phase)
             outcome = await self.sender.send(request)
-            body = request.body
-            full = self.stamps.add(
-                seq, phase, intended_ns, sent_ns, outcome.first_byte_ns, outcome.done_ns,
-                outcome.status, ERROR_CODES[outcome.error], len(body) if body else 0,
-                outcome.bytes_in,
-            )  # fmt: skip
-            if full:
-                self._hand_over()
+            self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
         finally:
             self._in_flight -= 1
-            slots.release()
+            self._slots.give()
+
+    def _count_sent(self, phase: int) -> None:
+        self._sent += 1
+        self.report.sent_by_phase[phase] += 1
+
+    def _stamp(
+        self,
+        phase: int,
+        seq: int,
+        intended_ns: int,
+        sent_ns: int,
+        request: PreparedRequest,
+        outcome: Outcome,
+    ) -> None:
+        body = request.body
+        full = self.stamps.add(
+            seq, phase, intended_ns, sent_ns, outcome.first_byte_ns, outcome.done_ns,
+            outcome.status, ERROR_CODES[outcome.error], len(body) if body else 0,
+            outcome.bytes_in,
+        )  # fmt: skip
+        if full:
+            self._hand_over()
 
     async def _wait_for_slot(self, phase: int, seq: int, intended_ns: int) -> bool:
         """Wait for a free connection until the timeout counted from the intended time; an
         arrival that gets none is recorded as dropped."""
-        remaining = intended_ns + self.timeout_ns - self._now()
-        try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=max(remaining, 0) / 1e9)
-        except asyncio.TimeoutError:
-            dropped = ERROR_CODES["dropped"]
-            if self.stamps.add(seq, phase, intended_ns, 0, 0, self._now(), 0, dropped, 0, 0):
-                self._hand_over()
-            return False
-        return True
-
-    def _spawn(self, phase: int, seq: int, intended_ns: int) -> None:
-        self._offered += 1
-        task = asyncio.get_running_loop().create_task(self._send(phase, seq, intended_ns))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        remaining_s = (intended_ns + self.timeout_ns - self._now()) / 1e9
+        if await self._slots.take(remaining_s):
+            return True
+        dropped = ERROR_CODES["dropped"]
+        if self.stamps.add(seq, phase, intended_ns, 0, 0, self._now(), 0, dropped, 0, 0):
+            self._hand_over()
+        return False
 
     # --- phases -------------------------------------------------------------------------------
 
@@ -296,13 +321,19 @@ class Engine:
     async def _drain(self) -> None:
         """Let requests in flight finish (bounded by their timeout), then give up on them."""
         grace = 2.0 if self._stop.is_set() else 2 * self.timeout_ns / 1e9 + 1.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            self.report.abandoned = len(pending)
-            if pending:
-                await asyncio.wait(pending)
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        while self._direct and loop.time() < deadline:
+            await asyncio.sleep(0.005)  # answers to direct writes come through callbacks
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        self.report.abandoned = len(pending) + self._direct
+        self._abandoning = True
+        if pending:
+            await asyncio.wait(pending)
 
     async def _ticker(self) -> None:
         """Hand the stamps over every ``HAND_OVER_NS``, on boundaries counted from the start,
@@ -337,21 +368,21 @@ class Engine:
 
     async def run(self) -> EngineReport:
         loop = asyncio.get_running_loop()
-        previous_handlers = _stop_on_signals(loop, self.stop)
+        previous_handlers = stop_on_signals(loop, self.stop)
         await self.sender.open()
         self._fix_start()
         ticker = loop.create_task(self._ticker())
         try:
-            with _quiet_interpreter():
+            with quiet_interpreter():
                 await self._dispatch()
         finally:
-            await _cancel(ticker)
+            await cancel(ticker)
             self.report.end_ns = self._now()
             self._hand_over()
             self.report.spin_s = self.clock.spin_ns / 1e9
             await self.sender.close()
             self._hook_thread.shutdown(wait=True)
-            _restore_signal_handlers(loop, previous_handlers)
+            restore_signal_handlers(loop, previous_handlers)
         return self.report
 
     def _fix_start(self) -> None:
@@ -371,45 +402,3 @@ class Engine:
             if not self.report.interrupted:
                 raise
         await self._drain()
-
-
-@contextlib.contextmanager
-def _quiet_interpreter() -> Iterator[None]:
-    """Keep the interpreter from pausing the event loop while it measures."""
-    # Background threads (row writer, observer, display) hold the GIL for up to the switch
-    # interval, 5 ms by default, whenever the loop wants it back: that was send lag.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    gc.collect()
-    gc.disable()  # a collection pause inside a measured phase would show up as latency
-    try:
-        yield
-    finally:
-        gc.enable()
-        sys.setswitchinterval(switch_interval)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def _stop_on_signals(
-    loop: asyncio.AbstractEventLoop, stop: Callable[[], None]
-) -> dict[signal.Signals, Any]:
-    """Install ``stop`` for SIGINT and SIGTERM; return the handlers it replaces."""
-    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
-    for sig in previous:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop)
-    return previous
-
-
-def _restore_signal_handlers(
-    loop: asyncio.AbstractEventLoop, previous: dict[signal.Signals, Any]
-) -> None:
-    for sig, handler in previous.items():
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, handler)  # the CLI's handlers guard the target's stop

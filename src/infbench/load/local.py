@@ -18,7 +18,8 @@ import psutil
 from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.analysis.slo import parse_slo
 from infbench.errors import InfbenchError
-from infbench.load.engine import Engine, EngineHooks, EngineReport, phase_at, run_async
+from infbench.load.engine import Engine, EngineHooks, EngineReport, phase_at
+from infbench.load.loop import run_async
 from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
 from infbench.recorder.recorder import IntervalStats, PhaseTally
 from infbench.recorder.stamps import PipeSink, StampBuffer
@@ -150,6 +151,7 @@ def _new_sender(scenario: Scenario, base_url: str) -> Sender:
         max_response_bytes=scenario.request.max_response_bytes,
         http2=scenario.client.http2,
         verify_tls=not scenario.client.insecure,
+        preopen=True,
     )
     return make_sender(scenario.client.sender, options)
 

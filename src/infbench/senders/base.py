@@ -29,6 +29,9 @@ class SenderOptions:
     max_response_bytes: int = 64 * 1024 * 1024
     http2: bool = False
     verify_tls: bool = True
+    # Open every connection before the run (fast sender): a burst at the start then finds
+    # them ready. Off for one-off use, where a connection is opened when first needed.
+    preopen: bool = False
 
 
 class Sender(Protocol):

@@ -1,20 +1,38 @@
-"""HTTP/1.1 requests rendered to the bytes the fast sender writes, once per distinct request.
+"""HTTP/1.1 on the wire for the fast sender: requests rendered to bytes, answers parsed.
 
 The engine hands the same ``PreparedRequest`` objects again and again (a dataset's rows are
 prepared before the run), so each is rendered once and its bytes kept: sending is then a
 dictionary look-up and a socket write. The request line, Host, User-Agent, Accept and the
-framing header are ours; the scenario's own framing headers never reach the wire.
+framing header are ours; the scenario's own framing headers never reach the wire. Each
+connection parses its answers with httptools (llhttp) and settles the request it carries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from time import monotonic_ns
+from typing import Protocol, cast
 from urllib.parse import quote
+
+import httptools
 
 from infbench.errors import UsageError
 from infbench.senders.base import USER_AGENT, check_base_url
-from infbench.wire import PreparedRequest
+from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
-__all__ = ["Http1Encoder", "parse_base"]
+__all__ = ["Http1Connection", "Http1Encoder", "Settlement", "parse_base"]
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ  # == SIOCOUTQ: bytes sent but not yet acknowledged
+else:  # pragma: no cover - elsewhere only a pending socket error tells
+    _OUTQ = None
 
 _PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
 _WIRE_CACHE_MAX = 65_536  # distinct requests kept encoded; beyond that, encoded per send
@@ -86,3 +104,206 @@ def parse_base(base_url: str) -> tuple[str, int, str, str]:
         )
     host_header = parts.netloc.rpartition("@")[2]
     return parts.hostname or "", parts.port or 80, host_header, parts.path.rstrip("/")
+
+
+class Settlement(Protocol):
+    """Where a connection puts the outcome of the request it carries: an asyncio future
+    (a ``send`` awaiting it) or a callback (a request written at once); None means the
+    request was refused on a stale connection and may be sent again."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, outcome: Outcome | None) -> None: ...
+
+
+class _Stop(Exception):
+    """Raised from a parser callback to stop parsing once the request has been settled."""
+
+
+class Http1Connection(asyncio.Protocol):
+    """One keep-alive connection; settles the request it carries."""
+
+    __slots__ = (
+        "bytes_in",
+        "cap",
+        "chunked",
+        "closed",
+        "counted",
+        "declared",
+        "first_byte_ns",
+        "future",
+        "head",
+        "headers_done",
+        "idle",
+        "on_closed",
+        "parser",
+        "refused",
+        "status",
+        "transport",
+        "used",
+        "write_failed",
+    )
+
+    transport: asyncio.Transport
+
+    def __init__(self, cap: int, on_closed: Callable[[Http1Connection], None]) -> None:
+        self.on_closed = on_closed
+        self.cap = cap
+        self.parser = httptools.HttpResponseParser(self)
+        self.future: Settlement | None = None
+        self.closed = self.counted = self.idle = False
+        self.used = 0  # requests answered on this connection
+        self._reset_request(False)
+
+    def _reset_request(self, head: bool) -> None:
+        self.first_byte_ns = self.status = self.bytes_in = 0
+        self.declared = -1  # Content-Length, when the response has one
+        self.chunked = self.headers_done = self.refused = self.write_failed = False
+        self.head = head
+
+    # --- driven by the sender -------------------------------------------------------------------
+
+    def send(self, future: Settlement, data: bytes, rest: bytes | None, head: bool) -> None:
+        self.future = future
+        self._reset_request(head)
+        transport = self.transport
+        transport.write(data)
+        if rest is not None:
+            transport.write(rest)
+        # A failed write closes the transport at once; connection_lost follows.
+        self.write_failed = transport.is_closing()
+
+    def expire(self) -> None:
+        if self.future is not None:
+            self._fail("timeout")
+
+    def cancel(self) -> None:
+        self.future = None
+        self.abort()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+            self.on_closed(self)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+            self.on_closed(self)
+
+    def _settle(self, outcome: Outcome | None) -> None:
+        future = self.future
+        if future is not None:
+            self.future = None
+            if not future.done():  # it is cancelled when the request's task was
+                future.set_result(outcome)
+
+    def _fail(self, kind: ErrorKind) -> None:
+        """End the request with ``kind`` and drop the connection (its state is unknown)."""
+        self._settle(Outcome(monotonic_ns(), self.first_byte_ns, self.status, kind, self.bytes_in))
+        self.abort()
+
+    # --- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self.future is None:
+            self.abort()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        if not self.first_byte_ns:
+            self.first_byte_ns = monotonic_ns()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("protocol")
+        except httptools.HttpParserError as exc:
+            if not isinstance(exc.__context__, _Stop):
+                self._fail("protocol")  # bad status line, headers, length or chunk framing
+
+    def eof_received(self) -> bool:
+        if self.future is None:
+            self.close()  # the server ended an idle keep-alive connection
+        elif not self.first_byte_ns and self.used:
+            self.refused = _request_refused(self.transport)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.on_closed(self)
+        if self.future is None:
+            return
+        if self.headers_done and self.declared < 0 and not self.chunked:
+            self._complete()  # a body delimited by the end of the connection (HTTP/1.0 style)
+        elif not self.first_byte_ns and self.used and (self.refused or self.write_failed):
+            self._settle(None)  # closed while idle, before the request: the sender retries
+        else:
+            self._fail("reset")
+
+    # --- httptools callbacks --------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 14 and name.lower() == b"content-length":
+            self.declared = int(value)
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            return  # informational (100 Continue): the real answer follows
+        self.status = status
+        self.headers_done = True
+        if self.head:  # llhttp cannot be told that a HEAD answer has no body
+            keep_alive = self.declared >= 0 and self.parser.should_keep_alive()
+            self.parser = httptools.HttpResponseParser(self)
+            self._complete(keep_alive)
+            raise _Stop
+        if self.declared > self.cap and status != 204 and status != 304:
+            self._fail("too_large")
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        self.bytes_in += len(body)
+        if self.bytes_in > self.cap:
+            self._fail("too_large")
+            raise _Stop
+
+    def on_message_complete(self) -> None:
+        if not self.headers_done:  # the end of an informational answer
+            self.declared = -1
+            self.chunked = False
+            return
+        self._complete(self.parser.should_keep_alive())
+
+    def _complete(self, keep_alive: bool = False) -> None:
+        status = self.status
+        outcome = Outcome(
+            monotonic_ns(), self.first_byte_ns, status, classify_status(status), self.bytes_in
+        )
+        self.used += 1
+        if not keep_alive:
+            self.close()  # Connection: close, HTTP/1.0, or a body that ran to the end
+        self._settle(outcome)
+
+
+def _request_refused(transport: asyncio.Transport) -> bool:
+    """At an EOF: did the peer's TCP never take our request? True when part of it is still
+    unacknowledged, or the peer answered it with a reset (a pending socket error): the server
+    had closed the connection before the request arrived, so it cannot have read it."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return True
+        if _OUTQ is not None:
+            unacked = fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0")
+            return bool(struct.unpack("i", unacked)[0])
+    except OSError:
+        pass
+    return False
