@@ -7,13 +7,17 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from infbench import __version__
 from infbench.errors import GateFailed, InfbenchError, Interrupted, InvalidRun
+
+if TYPE_CHECKING:
+    from infbench.run.measure import RunOutcome
 
 app = typer.Typer(
     name="infbench",
@@ -22,8 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
 _state = {"debug": False}
 
 ScenarioPath = Annotated[
@@ -33,11 +35,24 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a key: --set workload.phases[0].arrival.rate=100."),
 ]
+OutOption = Annotated[Path, typer.Option("--out", help="Results root directory.")]
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="Attach to this running server instead.")
+]
+
+
+def _console(stderr: bool = False) -> Console:
+    """The console of one command, made when it runs so that it takes the width then.
+
+    ``soft_wrap``: rich never breaks a line it prints, so an error, a warning, a path or a
+    command stays on one line for the user to copy; tables still fit the terminal.
+    """
+    return Console(stderr=stderr, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"infbench {__version__}")
+        _console().print(f"infbench {__version__}")
         raise typer.Exit()
 
 
@@ -57,20 +72,20 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _fail(exc: InfbenchError) -> typer.Exit:
+    """Print the error (as plain text: a message may hold brackets) and give its exit code."""
+    errors = _console(stderr=True)
     if _state["debug"]:
         errors.print_exception()
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    errors.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False)
     return typer.Exit(exc.exit_code)
 
 
 @app.command()
 def run(
     scenario: ScenarioPath,
-    out: Annotated[Path, typer.Option("--out", help="Results root directory.")] = Path("results"),
+    out: OutOption = Path("results"),
     set_: SetOption = None,
-    url: Annotated[
-        str | None, typer.Option("--url", help="Attach to this running server instead.")
-    ] = None,
+    url: UrlOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print run.json to stdout.")] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 4 when the run is invalid.")
@@ -109,8 +124,8 @@ def run(
             url,
             live=not (quiet or as_json),
             repeat=repeat,
-            console=errors if as_json else console,
-            wait_console=None if (quiet or as_json) else errors,
+            console=_console(stderr=as_json),
+            wait_console=None if (quiet or as_json) else _console(stderr=True),
         )
     except InfbenchError as exc:
         raise _fail(exc) from None
@@ -120,6 +135,11 @@ def run(
         ) from None
     if as_json:
         sys.stdout.write(json.dumps(outcome.run.to_json(), indent=2, default=str) + "\n")
+    _check_outcome(outcome, strict)
+
+
+def _check_outcome(outcome: RunOutcome, strict: bool) -> None:
+    """A finished run can still fail: interrupted, an SLO broken, or invalid under --strict."""
     if outcome.interrupted:
         raise _fail(Interrupted(f"interrupted; partial results kept in {outcome.run.result_dir}"))
     failed = [r for r in outcome.slo if not r.passed]
@@ -147,6 +167,7 @@ def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
         raise _fail(exc) from None
     from rich.table import Table
 
+    console = _console()
     table = Table(title=f"{loaded.scenario.name}: valid", title_justify="left")
     for column in ("phase", "process", "duration", "requests", "mean rate/s"):
         table.add_column(column, justify="left" if column in ("phase", "process") else "right")
@@ -211,7 +232,7 @@ def compare(
             junit=junit,
             html=html,
             seed=seed,
-            console=console,
+            console=_console(),
         )
     except InfbenchError as exc:
         raise _fail(exc) from None
@@ -229,7 +250,7 @@ def report(
         path = write_run_html(run_dir)
     except InfbenchError as exc:
         raise _fail(exc) from None
-    console.print(f"report: {path}", markup=False, highlight=False)
+    _console().print(f"report: {path}", markup=False, highlight=False)
     if open_:
         import webbrowser
 
@@ -271,7 +292,7 @@ def calibrate(
 
     try:
         run_calibration(
-            console,
+            _console(),
             output=output,
             quick=quick,
             senders=sender or [],
@@ -295,68 +316,81 @@ def cleanup(
     from infbench.target.cleanup import clean_leftovers
 
     found = clean_leftovers(root)
+    console = _console()
     for leftover in found:
         console.print(leftover.describe(), markup=False, highlight=False)
     if not found:
         console.print(f"nothing to clean up under {root}", markup=False, highlight=False)
 
 
+# sweep's options, named here so that the command itself stays short
+RatesOption = Annotated[
+    str | None,
+    typer.Option("--rates", help="Offered rates: a list 5,10,20 or a geometric range 5..80x2."),
+]
+FindMaxOption = Annotated[
+    bool, typer.Option("--find-max", help="Search the highest rate that meets the SLO.")
+]
+GridOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--grid",
+        help="KEY=V1,V2 over any --set key, repeatable (cartesian product); every point is "
+        "compared with the first.",
+    ),
+]
+PhaseOption = Annotated[
+    str | None, typer.Option("--phase", help="Phase whose rate is set (default: the first).")
+]
+LevelDurationOption = Annotated[
+    str | None, typer.Option("--duration", help="Length of each level, e.g. 30s.")
+]
+SloOption = Annotated[
+    str | None,
+    typer.Option("--slo", help="For --find-max: 'p99<=200ms,error_rate<=1%' (default: slo:)."),
+]
+StartOption = Annotated[
+    float | None, typer.Option("--start", help="First rate of --find-max (default: the phase's).")
+]
+MaxRateOption = Annotated[
+    float | None, typer.Option("--max-rate", help="--find-max doubles no further than this.")
+]
+PrecisionOption = Annotated[
+    float, typer.Option("--precision", help="--find-max stops when fail/pass ≤ 1 + this.")
+]
+LevelRunsOption = Annotated[
+    int, typer.Option("--level-runs", min=1, max=20, help="Most runs of one --find-max level.")
+]
+BudgetOption = Annotated[
+    str | None, typer.Option("--budget", help="Start no run that would end after this, e.g. 10m.")
+]
+MaxRunsOption = Annotated[
+    int | None, typer.Option("--max-runs", min=1, help="Run at most this many times in all.")
+]
+PointRepeatOption = Annotated[
+    int, typer.Option("--repeat", min=1, max=100, help="Runs per rate level or grid point.")
+]
+
+
 @app.command()
 def sweep(
     scenario: ScenarioPath,
-    rates: Annotated[
-        str | None,
-        typer.Option("--rates", help="Offered rates: a list 5,10,20 or a geometric range 5..80x2."),
-    ] = None,
-    find_max: Annotated[
-        bool, typer.Option("--find-max", help="Search the highest rate that meets the SLO.")
-    ] = False,
-    grid: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--grid",
-            help="KEY=V1,V2 over any --set key, repeatable (cartesian product); every point is "
-            "compared with the first.",
-        ),
-    ] = None,
-    phase: Annotated[
-        str | None, typer.Option("--phase", help="Phase whose rate is set (default: the first).")
-    ] = None,
-    duration: Annotated[
-        str | None, typer.Option("--duration", help="Length of each level, e.g. 30s.")
-    ] = None,
-    slo: Annotated[
-        str | None,
-        typer.Option("--slo", help="For --find-max: 'p99<=200ms,error_rate<=1%' (default: slo:)."),
-    ] = None,
-    start: Annotated[
-        float | None,
-        typer.Option("--start", help="First rate of --find-max (default: the phase's)."),
-    ] = None,
-    max_rate: Annotated[
-        float | None, typer.Option("--max-rate", help="--find-max doubles no further than this.")
-    ] = None,
-    precision: Annotated[
-        float, typer.Option("--precision", help="--find-max stops when fail/pass ≤ 1 + this.")
-    ] = 0.10,
-    level_runs: Annotated[
-        int, typer.Option("--level-runs", min=1, max=20, help="Most runs of one --find-max level.")
-    ] = 3,
-    budget: Annotated[
-        str | None,
-        typer.Option("--budget", help="Start no run that would end after this, e.g. 10m."),
-    ] = None,
-    max_runs: Annotated[
-        int | None, typer.Option("--max-runs", min=1, help="Run at most this many times in all.")
-    ] = None,
-    repeat: Annotated[
-        int, typer.Option("--repeat", min=1, max=100, help="Runs per rate level or grid point.")
-    ] = 1,
-    out: Annotated[Path, typer.Option("--out", help="Results root directory.")] = Path("results"),
+    rates: RatesOption = None,
+    find_max: FindMaxOption = False,
+    grid: GridOption = None,
+    phase: PhaseOption = None,
+    duration: LevelDurationOption = None,
+    slo: SloOption = None,
+    start: StartOption = None,
+    max_rate: MaxRateOption = None,
+    precision: PrecisionOption = 0.10,
+    level_runs: LevelRunsOption = 3,
+    budget: BudgetOption = None,
+    max_runs: MaxRunsOption = None,
+    repeat: PointRepeatOption = 1,
+    out: OutOption = Path("results"),
     set_: SetOption = None,
-    url: Annotated[
-        str | None, typer.Option("--url", help="Attach to this running server instead.")
-    ] = None,
+    url: UrlOption = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstraps.")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every run.")] = False,
 ) -> None:
@@ -382,7 +416,7 @@ def sweep(
             seed=seed,
             verbose=verbose,
         )
-        run_sweep(scenario, out, set_ or [], url, options, console)
+        run_sweep(scenario, out, set_ or [], url, options, _console())
     except InfbenchError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ no orphan process. Real `bentoml serve` of scenarios/services/sentiment."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ faults:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "COLUMNS": "100"},  # the resilience table fits the terminal's width
     )
     seen: set[int] = set()
     while proc.poll() is None:  # every process infbench ever started, restarts included

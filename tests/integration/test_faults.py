@@ -42,7 +42,9 @@ faults:
 
 def invoke(tmp_path: Path, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "-q", *extra])
+    # The resilience table fits the terminal, cutting cells to do so: render at 100 columns.
+    runner = CliRunner(env={"COLUMNS": "100"})
+    result = runner.invoke(app, ["run", str(path), "--out", str(out), "-q", *extra])
     runs = list(out.glob("*/run.json"))
     return result.exit_code, json.loads(runs[0].read_text()) if runs else {}, result.output
 

@@ -23,7 +23,8 @@ from infbench.cli import app
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
 
-runner = CliRunner()
+# Tables fit the terminal, cutting cells to do so; these tests read cells, so render at 100 columns.
+runner = CliRunner(env={"COLUMNS": "100"})
 QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
 PHASE_KEYS = {
     "name", "process", "duration_s", "scheduled", "sent", "completed", "ok", "dropped", "errors",

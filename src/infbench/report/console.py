@@ -66,6 +66,8 @@ class LiveView:
             offered = sum(s_.offered for s_ in self._recent) / window
             achieved = sum(s_.completed for s_ in self._recent) / window
             elapsed = stats.start_s + 1
+            # A live display must fit the terminal (rich crops what does not): wrap this line
+            # even on the command line's soft-wrapping console.
             line = Text.assemble(
                 (f"{phase or '…':<12}", "bold cyan"),
                 f" {elapsed:>6.0f}/{self.total_s:.0f}s",
@@ -73,6 +75,8 @@ class LiveView:
                 f"  in flight {in_flight:>5}",
                 f"  p50 {_num(stats.latency_p50_ms, 2)} ms  p99 {_num(stats.latency_p99_ms, 2)} ms",
                 ("  errors " + f"{self._errors:,}", "red" if self._errors else "green"),
+                no_wrap=False,
+                overflow="fold",
             )
             self._live.update(line, refresh=True)
 
