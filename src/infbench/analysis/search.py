@@ -26,6 +26,7 @@ from infbench.analysis.metrics import HIGHER_IS_BETTER, METRIC_PATHS
 from infbench.analysis.slo import Rule, parse_slo
 from infbench.analysis.stats import SecondsBootstrap, bootstrap_interval
 from infbench.errors import InfbenchError, UsageError
+from infbench.recorder.percentile import bucket_percentiles
 from infbench.results.hlog import PhaseSeconds
 from infbench.units import parse_rate
 
@@ -214,12 +215,10 @@ class LevelVerdict:
 def _total_percentile(phase: PhaseSeconds, q: float) -> float | None:
     """The percentile of all the level's seconds together, by HdrHistogram's rule (µs)."""
     data = phase.metric("latency")
-    totals = data.counts.sum(axis=0)
-    total = int(totals.sum())
-    if total == 0:
-        return None
-    index = int(np.searchsorted(np.cumsum(totals), max(math.floor(q * total / 100 + 0.5), 1)))
-    return float(data.grid.highs[index])
+    value = float(
+        bucket_percentiles(data.counts.sum(axis=0), data.grid.lows, data.grid.highs, q)[0]
+    )
+    return None if math.isnan(value) else value
 
 
 def _binomial_interval(failed: int, total: int) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from typing import IO
 
 from hdrh.histogram import HdrHistogram
 
+from infbench.recorder.percentile import values_at_percentiles
 from infbench.wire import Outcome
 
 __all__ = [
@@ -310,8 +311,8 @@ class Recorder:
         counts = snapshot.counts
         p50 = p99 = None
         if merged is not None and merged.get_total_count():
-            p50 = merged.get_value_at_percentile(50) / 1000.0
-            p99 = merged.get_value_at_percentile(99) / 1000.0
+            p50_us, p99_us = values_at_percentiles(merged, (50.0, 99.0))
+            p50, p99 = p50_us / 1000.0, p99_us / 1000.0
         if merged is not None:
             release_histogram(merged)
         return IntervalStats(
