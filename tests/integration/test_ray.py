@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from infbench.cli import app
 from infbench.compare.comparison import compare
 from infbench.load.processes import slice_schedule
+from infbench.recorder.percentile import percentile_rank
 from infbench.results.rundir import ResultDir, new_run_dir
 from infbench.run.measure import execute
 from infbench.scenario.source import load_scenario
@@ -150,7 +151,7 @@ def test_merged_percentiles_equal_those_of_the_raw_rows(runs: Any) -> None:
     )
     n = len(latencies_us)
     for key, pct in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9), ("max", 100)):
-        rank = max(int(pct * n / 100 + 0.5), 1)  # HdrHistogram's rank for a percentile
+        rank = percentile_rank(pct, n)  # HdrHistogram's reference rank, ⌈pct/100 · n⌉
         exact_ms = latencies_us[rank - 1] / 1000
         # 3 significant digits: a bucket is at most 1/1024 of its value wide
         assert phase["latency_ms"][key] == pytest.approx(exact_ms, rel=1e-3, abs=1e-3), key

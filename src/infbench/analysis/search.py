@@ -25,6 +25,7 @@ import numpy as np
 
 from infbench.analysis.slo import Rule
 from infbench.analysis.stats import SecondsBootstrap, bootstrap_interval
+from infbench.recorder.percentile import bucket_percentiles
 from infbench.results.hlog import PhaseSeconds
 
 __all__ = [
@@ -67,12 +68,10 @@ class LevelVerdict:
 def _total_percentile(phase: PhaseSeconds, q: float) -> float | None:
     """The percentile of all the level's seconds together, by HdrHistogram's rule (µs)."""
     data = phase.metric("latency")
-    totals = data.counts.sum(axis=0)
-    total = int(totals.sum())
-    if total == 0:
-        return None
-    index = int(np.searchsorted(np.cumsum(totals), max(math.floor(q * total / 100 + 0.5), 1)))
-    return float(data.grid.highs[index])
+    value = float(
+        bucket_percentiles(data.counts.sum(axis=0), data.grid.lows, data.grid.highs, q)[0]
+    )
+    return None if math.isnan(value) else value
 
 
 def _binomial_interval(failed: int, total: int) -> tuple[float, float]:

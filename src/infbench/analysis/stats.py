@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
+from infbench.recorder.percentile import percentile_ranks, values_at_percentiles
 from infbench.recorder.recorder import PhaseTally
 from infbench.results.hlog import BucketGrid, PhaseSeconds
 from infbench.results.records import LagPercentiles, Percentiles, PhaseSummary, TtfbPercentiles
@@ -60,19 +61,25 @@ def _ms(value_us: float) -> float:
 
 
 def histogram_summary(hist: HdrHistogram, keys: tuple[str, ...] = ()) -> dict[str, float | None]:
-    """Percentiles, max and mean in milliseconds; ``None`` everywhere for an empty histogram."""
+    """Percentiles, max and mean in milliseconds; ``None`` everywhere for an empty histogram.
+
+    Percentiles follow HdrHistogram's reference definition (``recorder.percentile``), all
+    found in one pass over the counts.
+    """
     wanted = keys or (*PERCENTILES, "max", "mean")
-    empty = hist.get_total_count() == 0
+    if hist.get_total_count() == 0:
+        return dict.fromkeys(wanted)
+    quantiles = [key for key in wanted if key in PERCENTILES]
+    found = values_at_percentiles(hist, [PERCENTILES[key] for key in quantiles])
+    at = dict(zip(quantiles, found, strict=True))
     result: dict[str, float | None] = {}
     for key in wanted:
-        if empty:
-            result[key] = None
-        elif key == "max":
+        if key == "max":
             result[key] = _ms(hist.get_max_value())
         elif key == "mean":
             result[key] = _ms(hist.get_mean_value())
         else:
-            result[key] = _ms(hist.get_value_at_percentile(PERCENTILES[key]))
+            result[key] = _ms(at[key])
     return result
 
 
@@ -181,12 +188,13 @@ def cumulative_by_bucket(blocks: FloatArray) -> FloatArray:
 
 
 def weighted_percentiles(
-    cumulative: FloatArray, highs: IntArray, weights: FloatArray, percentile: float
+    cumulative: FloatArray, grid: BucketGrid, weights: FloatArray, percentile: float
 ) -> FloatArray:
     """The percentile of each resample's merged histogram, exactly as HdrHistogram defines it.
 
     Resample r merges its blocks with ``weights[r]``; its percentile is the highest equivalent
-    value of the first bucket whose cumulative count reaches round(p/100 · total). Instead of
+    value (the lowest for p = 0) of the first bucket whose cumulative count reaches the rank
+    ⌈p/100 · total⌉ (``recorder.percentile.percentile_ranks``, the reference rule). Instead of
     forming every merged histogram (resamples x blocks x buckets), a vectorised binary search
     over the buckets evaluates only log2(buckets) cumulative sums per resample.
     ``cumulative`` comes from ``cumulative_by_bucket``.
@@ -196,7 +204,7 @@ def weighted_percentiles(
     if n_buckets == 0:
         return np.full(rows, np.nan)
     totals = weights @ cumulative[-1]
-    target = np.maximum(np.floor(percentile * totals / 100 + 0.5), 1)
+    target = percentile_ranks(percentile, totals)
     lo = np.zeros(rows, dtype=np.int64)
     hi = np.full(rows, n_buckets - 1, dtype=np.int64)
     for _ in range(int(np.ceil(np.log2(n_buckets))) + 1):
@@ -204,7 +212,7 @@ def weighted_percentiles(
         reached = np.einsum("rk,rk->r", weights, cumulative[mid]) >= target
         hi = np.where(reached, mid, hi)
         lo = np.where(reached, lo, mid + 1)
-    values = highs[hi].astype(np.float64)
+    values = (grid.lows if percentile == 0.0 else grid.highs)[hi].astype(np.float64)
     values[totals == 0] = np.nan
     return values
 
@@ -339,7 +347,7 @@ class SecondsBootstrap:
         blocks, grid = self._blocks(metric)
         if metric not in self._cumulative:
             self._cumulative[metric] = cumulative_by_bucket(blocks)
-        return weighted_percentiles(self._cumulative[metric], grid.highs, self.weights, percentile)
+        return weighted_percentiles(self._cumulative[metric], grid, self.weights, percentile)
 
     def mean(self, metric: str) -> FloatArray:
         """Mean of the merged histogram, with HdrHistogram's median-equivalent bucket values."""

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 from infbench.recorder.hdr import new_histogram, record_values, release_histogram
-from infbench.recorder.percentile import value_at_percentile
+from infbench.recorder.percentile import values_at_percentiles
 from infbench.recorder.stamps import StampArray
 from infbench.results.hlog import IntervalLogWriter
 from infbench.results.rows import ROW_COLUMNS, format_rows
@@ -274,8 +274,8 @@ class Recorder:
         self._next_second = second + 1
         p50 = p99 = None
         if bucket.latency is not None:
-            p50 = value_at_percentile(bucket.latency, 50) / 1000.0
-            p99 = value_at_percentile(bucket.latency, 99) / 1000.0
+            p50_us, p99_us = values_at_percentiles(bucket.latency, (50.0, 99.0))
+            p50, p99 = p50_us / 1000.0, p99_us / 1000.0
             release_histogram(bucket.latency)
         return IntervalStats(
             start_s=float(second),

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infbench.errors import ResultFormatError
+from infbench.recorder.percentile import bucket_percentiles
 from infbench.results.hlog import (
     BucketGrid,
     MetricSeconds,
@@ -39,18 +40,12 @@ IntArray = npt.NDArray[np.int64]
 _T = TypeVar("_T")
 
 
-def percentile_values(counts: IntArray, highs: IntArray, q: FloatArray) -> FloatArray:
-    """Values at percentiles ``q`` (0–100) exactly as HdrHistogram's get_value_at_percentile:
-    the highest equivalent value of the first bucket whose running count reaches q·n.
+def percentile_values(counts: IntArray, grid: BucketGrid, q: FloatArray) -> FloatArray:
+    """Values at percentiles ``q`` (0–100) exactly as HdrHistogram's reference
+    getValueAtPercentile (``recorder.percentile``): the highest equivalent value of the first
+    bucket whose running count reaches the rank ⌈q/100 · n⌉ (the lowest for q = 0).
     ``counts`` may be 2-D (one histogram per row); rows without values give NaN."""
-    cum = np.cumsum(np.atleast_2d(counts), axis=1)
-    total = cum[:, -1] if cum.shape[1] else np.zeros(cum.shape[0], dtype=np.int64)
-    wanted = np.maximum(np.floor(np.outer(total, q) / 100.0 + 0.5), 1)
-    index = np.stack([np.searchsorted(row, want) for row, want in zip(cum, wanted, strict=True)])
-    values = highs[np.minimum(index, max(len(highs) - 1, 0))].astype(np.float64)
-    values[total == 0] = np.nan
-    result: FloatArray = values if np.ndim(counts) == 2 else values[0]
-    return result
+    return bucket_percentiles(counts, grid.lows, grid.highs, q)
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ class Distribution:
         return int(self.counts.sum())
 
     def at_ms(self, q: FloatArray) -> FloatArray:
-        return percentile_values(self.counts, self.grid.highs, q) / 1000.0
+        return percentile_values(self.counts, self.grid, q) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +197,7 @@ def _per_second(log: Mapping[str, PhaseSeconds]) -> tuple[IntArray, dict[str, Fl
     for metric, (secs, data) in merged.items():
         values = np.full((len(seconds), 2), np.nan)
         if len(secs):
-            found = percentile_values(data.counts, data.grid.highs, np.array([50.0, 99.0]))
+            found = percentile_values(data.counts, data.grid, np.array([50.0, 99.0]))
             values[np.searchsorted(seconds, secs)] = found / 1000.0
         out[f"{metric}_p50"], out[f"{metric}_p99"] = values[:, 0], values[:, 1]
     return seconds, out

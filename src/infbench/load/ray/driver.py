@@ -22,6 +22,7 @@ from infbench.load.local import LoadResult, highest_us
 from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
 from infbench.load.ray.actor import Generator
 from infbench.load.ray.merge import IntervalMerger, merge_results
+from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.model import RaySettings
 from infbench.scenario.source import LoadedScenario
@@ -123,7 +124,7 @@ def _lag_p99_ms(schedule: Schedule, wire: dict[str, Any]) -> float | None:
         hists[0].add(hist)
     if hists[0].get_total_count() == 0:
         return None
-    return round(float(hists[0].get_value_at_percentile(99)) / 1000.0, 4)
+    return round(value_at_percentile(hists[0], 99.0) / 1000.0, 4)
 
 
 def _dataset_bytes(loaded: LoadedScenario) -> bytes | None:
