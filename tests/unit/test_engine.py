@@ -16,7 +16,7 @@ import csv
 import gzip
 import selectors
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,33 @@ class FakeSender:
         pass
 
 
+class DirectFakeSender(FakeSender):
+    """The fake with ``send_now``, as the fast sender has: a request finds one of its
+    ``connections`` idle and is written at once; the outcome comes through a callback."""
+
+    def __init__(self, clock: Clock, connections: int, *args: Any) -> None:
+        super().__init__(clock, *args)
+        self.idle = connections
+        self.written_at_once = 0
+
+    def send_now(self, request: PreparedRequest, on_done: Callable[[Outcome], None]) -> bool:
+        if self.idle == 0:
+            return False
+        self.idle -= 1
+        self.written_at_once += 1
+        seq = int(request.path[1:])
+        done = self.clock.now_ns() + round(self.service_ms_of.get(seq, self.service_ms) * MS)
+        error = self.errors.get(seq)
+        outcome = Outcome(done, done, 503 if error == "http_5xx" else 200, error, 2)
+
+        def answer() -> None:
+            self.idle += 1
+            on_done(outcome)
+
+        asyncio.get_running_loop().call_at(done / 1e9, answer)
+        return True
+
+
 def open_phase(name: str, offsets_ms: list[float], duration_ms: float) -> PhasePlan:
     offsets = np.asarray(offsets_ms, dtype=np.float64) / 1e3
     duration_s = duration_ms / 1e3
@@ -193,11 +220,15 @@ def run_engine(
     case: Case,
     also: list[Coroutine[Any, Any, None]] | None = None,
     engine_out: list[Engine] | None = None,
+    direct: bool = False,
 ) -> Run:
     clock = VirtualClock()
     timeout_s = case.timeout_ms / 1e3
     recorder = InlineRecorder([plan.name for plan in case.phases], highest_us(timeout_s), tmp_path)
-    sender = FakeSender(clock, case.service_ms, case.service_ms_of, case.errors)
+    knobs = (case.service_ms, case.service_ms_of, case.errors)
+    sender = (
+        DirectFakeSender(clock, case.connections, *knobs) if direct else FakeSender(clock, *knobs)
+    )
     engine = Engine(
         Schedule(tuple(case.phases), sha256=""),
         sender,
@@ -342,14 +373,24 @@ CLOSED_LOOP = [
 ]
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["task", "send_now"])
 @pytest.mark.parametrize("case", OPEN_LOOP + CONNECTION_CAP + CLOSED_LOOP, ids=lambda c: c.id)
-def test_stamps(tmp_path: Path, case: Case) -> None:
-    run = run_engine(tmp_path, case)
+def test_stamps(tmp_path: Path, case: Case, direct: bool) -> None:
+    """The same stamps whether a request is written at once (send_now) or from a task."""
+    run = run_engine(tmp_path, case, direct=direct)
     assert run.rows == case.expected
     dropped = sum(1 for row in case.expected if row[4] == "dropped")
     assert sum(tally.dropped for tally in run.tallies) == dropped
     assert sum(tally.completed for tally in run.tallies) == len(case.expected) - dropped
     assert run.report.spin_s == 0.0 and not run.report.interrupted
+
+
+def test_a_burst_on_idle_connections_is_written_at_once_without_tasks(tmp_path: Path) -> None:
+    case = Case("", [open_phase("a", [5.0] * 20, 50)], [], service_ms=3, connections=20)
+    engines: list[Engine] = []
+    run = run_engine(tmp_path, case, engine_out=engines, direct=True)
+    assert [row[2] for row in run.rows] == [5.0] * 20  # all sent at their due time
+    assert engines[0].sender.written_at_once == 20  # type: ignore[attr-defined]
 
 
 def test_phase_windows_and_the_end_of_the_run(tmp_path: Path) -> None:

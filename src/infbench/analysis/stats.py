@@ -5,7 +5,7 @@ This is the home of the maths behind every table; formatters only read what it r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -29,6 +29,8 @@ __all__ = [
     "bootstrap_p_value",
     "cumulative_by_bucket",
     "histogram_summary",
+    "lag_limit_ms",
+    "lagging",
     "mann_whitney_p",
     "phase_summary",
     "relative_diffs",
@@ -123,20 +125,34 @@ def phase_summary(tally: PhaseTally, info: PhaseInfo) -> PhaseSummary:
     )
 
 
+def lag_limit_ms(phase: PhaseSummary) -> float:
+    """The send lag p99 a valid phase stays under: 1 ms, or 5 % of its latency p50."""
+    return max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * (phase.latency_ms.p50 or 0.0))
+
+
+def lagging(phases: Sequence[PhaseSummary]) -> list[PhaseSummary]:
+    """The phases whose send lag p99 is over their limit."""
+    return [p for p in phases if p.lag_ms.p99 is not None and p.lag_ms.p99 > lag_limit_ms(p)]
+
+
 def validity(
-    phases: Sequence[PhaseSummary], generator_cpu_pct: float | None
+    phases: Sequence[PhaseSummary],
+    generator_cpu_pct: float | None,
+    lag_advice: Mapping[str, str] | None = None,
 ) -> tuple[bool, list[str]]:
-    """A run is valid only when the generator kept up (DESIGN §5); reasons say why not."""
+    """A run is valid only when the generator kept up (DESIGN §5); reasons say why not, with
+    the cause of a phase's lag when ``lag_advice`` names it (``analysis/lag.py``)."""
     reasons: list[str] = []
+    late = {p.name for p in lagging(phases)}
     for phase in phases:
-        lag_p99 = phase.lag_ms.p99
-        p50 = phase.latency_ms.p50
-        limit = max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * (p50 or 0.0))
-        if lag_p99 is not None and lag_p99 > limit:
+        if phase.name in late:
+            why = (lag_advice or {}).get(phase.name) or (
+                "the generator fell behind its schedule; lower the rate, raise "
+                "client.connections, or use more client.processes"
+            )
             reasons.append(
-                f"phase {phase.name}: send lag p99 {lag_p99:.3f} ms exceeds {limit:.3f} ms "
-                "(the generator fell behind its schedule; lower the rate, raise "
-                "client.connections, or use more client.processes)"
+                f"phase {phase.name}: send lag p99 {phase.lag_ms.p99:.3f} ms exceeds "
+                f"{lag_limit_ms(phase):.3f} ms ({why})"
             )
         if phase.dropped:
             reasons.append(

@@ -102,7 +102,7 @@ def run_local(
     usage = _ProcessUsage.now()
     try:
         report: EngineReport = run_async(engine.run())
-        figures = usage.generator_figures(report.spin_s)
+        figures = usage.generator_figures(report.spin_s) | {"sender": engine.sender.name}
         tallies = finish_recorder(recorder, report) if recorder is not None else []
     finally:
         if recorder is not None:

@@ -167,6 +167,7 @@ def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
         "spin_s": round(sum(g["spin_s"] for g in per_process), 3),
         "rss_mb": round(sum(g["rss_mb"] for g in per_process), 1),
         "processes": len(per_process),
+        "sender": per_process[0].get("sender"),
         "per_process": per_process,
     }
 

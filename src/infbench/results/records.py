@@ -291,6 +291,7 @@ class GeneratorSummary(_Record):
     )
     engine: str | None = field(default=None, metadata=_OMIT_NONE)
     nodes: int | None = field(default=None, metadata=_OMIT_NONE)
+    sender: str | None = field(default=None, metadata=_OMIT_NONE)  # the one used (auto resolved)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from infbench import __version__
+from infbench.analysis.lag import diagnose_lag
 from infbench.analysis.resilience import read_rows, resilience_section
 from infbench.analysis.slo import RuleResult, check_run, parse_slo
-from infbench.analysis.stats import PhaseInfo, phase_summary, validity
+from infbench.analysis.stats import PhaseInfo, lag_limit_ms, lagging, phase_summary, validity
 from infbench.errors import ResultFormatError
 from infbench.load.engine import EngineHooks, EngineReport
 from infbench.load.local import LoadResult, highest_us, run_local
@@ -267,7 +268,7 @@ def _run_record(
     warnings = [*warnings, *generator_json.pop("warnings", [])]  # a Ray run's: actors, clocks
     generator = GeneratorSummary.from_json(generator_json)
     phases, warmup = _summaries(schedule, measured.load.tallies, report)
-    valid, reasons = validity(phases, generator.busy_cpu_pct)
+    valid, reasons = validity(phases, generator.busy_cpu_pct, _lag_advice(results, phases))
     slo = check_run(parse_slo(loaded.scenario.slo), phases)
     run = RunRecord(
         status="interrupted" if report.interrupted else "complete",
@@ -295,6 +296,20 @@ def _run_record(
         pid=os.getpid(),
     )
     return run, slo
+
+
+def _lag_advice(results: ResultDir, phases: list[PhaseSummary]) -> dict[str, str]:
+    """What made each lagging phase late, from the raw stamps (read only for those)."""
+    rows = results.path / "requests.csv.gz"
+    advice = {}
+    for phase in lagging(phases):
+        try:
+            cause = diagnose_lag(rows, phase.name, lag_limit_ms(phase))
+        except ResultFormatError:  # never lose run.json over a diagnosis
+            continue
+        if cause is not None:
+            advice[phase.name] = cause.advice
+    return advice
 
 
 def _run_warnings(

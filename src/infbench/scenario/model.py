@@ -364,7 +364,8 @@ class RaySettings(_Model):
 
 
 class Client(_Model):
-    sender: Literal["aiohttp", "httpx", "fast"] = "aiohttp"
+    # auto: fast where it can go (plain HTTP/1.1), aiohttp otherwise (senders.resolve_sender)
+    sender: Literal["auto", "aiohttp", "httpx", "fast"] = "auto"
     connections: Annotated[int, Field(ge=1, le=100_000)] = 64
     http2: bool = False
     processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
@@ -397,7 +398,7 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        if self.client.http2 and self.client.sender != "httpx":
+        if self.client.http2 and self.client.sender not in ("httpx", "auto"):
             raise ValueError("client.http2 needs `client.sender: httpx`")
         url = getattr(self.target, "url", "")
         if self.client.sender == "fast" and url.startswith("https://"):

@@ -404,8 +404,10 @@ def capacity_warning(
 ) -> str | None:
     """The warning text when the scenario's peak rate is above the calibrated capacity."""
     from infbench.load.processes import resolve_processes
+    from infbench.senders import resolve_sender
 
-    sender = scenario.client.sender
+    target_url = getattr(scenario.target, "url", None) or "http://"  # launched: plain HTTP
+    sender = resolve_sender(scenario.client.sender, target_url, scenario.client.http2)
     entry = calibration.get("senders", {}).get(sender) or {}
     per_process = entry.get("capacity_rps")
     peak = peak_rate(scenario.workload, schedule)
