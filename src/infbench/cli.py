@@ -288,7 +288,7 @@ def calibrate(
     ] = None,
 ) -> None:
     """Measure this machine's load-generation capacity per sender; `run` warns above it."""
-    from infbench.sweep.calibrate import run_calibration
+    from infbench.load.calibrate import run_calibration
 
     try:
         run_calibration(

@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from infbench.scenario.model import Scenario, Workload
-from infbench.schedule.arrivals import build_schedule
-from infbench.schedule.peak import peak_rate
-from infbench.sweep import calibrate
-from infbench.sweep.calibrate import (
+from infbench.load import calibrate
+from infbench.load.calibrate import (
     CalibrationSettings,
     Level,
     calibration_path,
@@ -22,6 +19,9 @@ from infbench.sweep.calibrate import (
     search_capacity,
     warn_if_over_capacity,
 )
+from infbench.scenario.model import Scenario, Workload
+from infbench.schedule.arrivals import build_schedule
+from infbench.schedule.peak import peak_rate
 
 
 def _workload(*arrivals: dict[str, Any], warmup: Any = None) -> Workload:

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from infbench.analysis.slo import parse_slo
+from infbench.load.calibrate import warn_if_over_capacity
 from infbench.report.console import LiveView, WaitView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience
@@ -15,7 +16,6 @@ from infbench.run.measure import RunOutcome, execute
 from infbench.run.repeat import aggregate_repetitions
 from infbench.scenario.source import LoadedScenario, load_scenario
 from infbench.schedule.arrivals import Schedule, build_schedule
-from infbench.sweep.calibrate import warn_if_over_capacity
 from infbench.target.cleanup import clean_leftovers
 from infbench.target.factory import open_target
 from infbench.target.faults import check_faults
