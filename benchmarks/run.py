@@ -1,8 +1,8 @@
-"""infbench's own benchmark suite: the generator side by side with wrk and Locust.
+"""infbench's own benchmark suite: the generator next to wrk, Locust and a bare generator.
 
-    .venv/bin/python benchmarks/run.py                 # ~10 minutes; updates docs/performance.md
-    .venv/bin/python benchmarks/run.py --ten-million   # adds the 10M-request memory run (minutes)
-    .venv/bin/python benchmarks/run.py --quick         # a smoke run (short, 100k-request runs)
+    .venv/bin/python benchmarks/run.py                 # ~20-25 minutes; updates docs/performance.md
+    .venv/bin/python benchmarks/run.py --ten-million   # adds the 10M-request memory run (~15 min)
+    .venv/bin/python benchmarks/run.py --quick --no-write   # a ~6-minute smoke run, doc untouched
 
 See benchmarks/README.md for what is measured and how; docs/performance.md for the results.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from suite_ceiling import Search, open_ceilings
 from suite_env import (
     INSTALL_HINTS,
     ROOT,
@@ -32,7 +34,6 @@ from suite_env import (
 )
 from suite_runs import (
     run_infbench_closed,
-    run_infbench_open,
     run_locust,
     run_long,
     run_wrk,
@@ -59,10 +60,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--closed-seconds", type=float, help="per closed-loop run (default 10; quick 3)"
     )
     parser.add_argument(
-        "--open-seconds", type=float, help="per open-loop rate (default 5; quick 2)"
+        "--open-seconds", type=float, help="per open-loop level, after 1 s warm-up (3; quick 1)"
     )
     parser.add_argument(
-        "--rates", default="1000,8000,40000", help="open-loop rates, comma separated"
+        "--open-budget",
+        type=float,
+        help="seconds of search per open-loop generator (150; quick 20)",
+    )
+    parser.add_argument("--start-rate", type=float, default=1000.0, help="first open-loop level")
+    parser.add_argument(
+        "--precision", type=float, default=0.10, help="bisect until within this fraction"
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--sections", default=",".join(SECTIONS), help="closed,open,memory")
@@ -99,50 +106,16 @@ def _closed(
     return rows
 
 
-def _clearly_behind(row: dict[str, Any]) -> bool:
-    """Fell behind for good (most requests late, or arrivals lost), not by a moment's stall."""
-    if "error" in row:
-        return True
-    lag_p50 = row["lag_p50_ms"]
-    return row["completed"] < row["scheduled"] or lag_p50 is None or lag_p50 > 1.0
-
-
-def _open_rate(
-    layout: Layout, url: str, sender: str, processes: int, rate: float, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Best of two tries when the first fell behind by a stall only (a shared machine)."""
-    row: dict[str, Any] = {}
-    for attempt in (1, 2):
-        _say(f"open loop: infbench {sender} ×{processes} at {rate:,.0f}/s (try {attempt})")
-        row = run_infbench_open(
-            layout, url, sender, processes, rate, args.open_seconds, args.connections
-        )
-        row["attempts"] = attempt
-        if row.get("kept_up") or _clearly_behind(row):
-            break
-    return row
-
-
-def _open(layout: Layout, url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    rates = sorted(float(rate) for rate in args.rates.split(","))
-    rows: list[dict[str, Any]] = []
-    for sender in SENDERS:
-        for processes in (1, 2):
-            behind: float | None = None
-            for rate in rates:
-                if behind is not None:
-                    why = f"skipped: fell behind at {behind:,.0f}/s"
-                    cores = layout.cores(processes)
-                    rows.append(
-                        {"sender": sender, "processes": processes, "rate": rate, "cores": cores,
-                         "skipped": why}
-                    )  # fmt: skip
-                    continue
-                row = _open_rate(layout, url, sender, processes, rate, args)
-                rows.append(row)
-                if _clearly_behind(row):
-                    behind = rate
-    return rows
+def _open(layout: Layout, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    search = Search(
+        start=args.start_rate,
+        level_s=args.open_seconds,
+        budget_s=args.open_budget,
+        precision=args.precision,
+        connections=args.connections,
+    )
+    rows, senders = open_ceilings(layout, url, search, _say)
+    return {"search": search.describe(), "senders": senders, "ceilings": rows}
 
 
 def _memory(
@@ -183,13 +156,19 @@ def _publish(results: dict[str, Any], args: argparse.Namespace) -> None:
         _say(f"updated {args.doc}")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds like Ctrl-C: the target and every child are stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.render is not None:
         _publish(json.loads(args.render.read_text()), args)
         return 0
     args.closed_seconds = args.closed_seconds or (3.0 if args.quick else 10.0)
-    args.open_seconds = args.open_seconds or (2.0 if args.quick else 5.0)
+    args.open_seconds = args.open_seconds or (1.0 if args.quick else 3.0)
+    args.open_budget = args.open_budget or (20.0 if args.quick else 150.0)
     sections = set(args.sections.split(","))
     tools = find_tools()
     for name in tools.missing():
@@ -204,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(tools),
         "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                      "closed_s": args.closed_seconds, "open_s": args.open_seconds,
+                     "open_budget_s": args.open_budget,
                      "command": command},
         "layout": layout.describe(),
         "missing": tools.missing(),

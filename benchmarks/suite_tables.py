@@ -10,8 +10,7 @@ BEGIN = "<!-- benchmarks:begin (written by benchmarks/run.py; edits inside are o
 END = "<!-- benchmarks:end -->"
 
 TARGETS = {
-    "aiohttp_open": 8_000.0,
-    "fast_open": 40_000.0,
+    "default_vs_bare": 0.6,
     "fast_vs_wrk": 0.3,
     "fast_vs_locust": 5.0,
     "rss_growth_mb": 50.0,
@@ -62,29 +61,61 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:160].replace("|", "/")
 
 
+def _ceilings(results: dict[str, Any]) -> list[dict[str, Any]]:
+    open_loop = results.get("open")
+    return list(open_loop.get("ceilings", [])) if isinstance(open_loop, dict) else []
+
+
+def _ceiling(results: dict[str, Any], generator: str, processes: int) -> float | None:
+    rows = _ceilings(results)
+    found = (r for r in rows if r["generator"] == generator and r["processes"] == processes)
+    return next((r["ceiling"] for r in found), None)
+
+
+def _vs_bare(results: dict[str, Any], generator: str, processes: int) -> float | None:
+    """A generator's ceiling ÷ the bare generator's, same process count (0 when none held)."""
+    bare, own = _ceiling(results, "bare", processes), _ceiling(results, generator, processes)
+    searched = any(r["generator"] == generator for r in _ceilings(results))
+    if not bare or not searched:
+        return None
+    return (own or 0.0) / bare
+
+
+def _short_rate(rate: float) -> str:
+    return f"{rate / 1000:.3g}k" if rate >= 1000 else f"{rate:.0f}"
+
+
+def _levels_text(levels: list[dict[str, Any]]) -> str:
+    marks = (
+        _short_rate(r["rate"]) + ("✓" if r["held"] else "✗") + ("²" if r["attempts"] > 1 else "")
+        for r in levels
+    )
+    broken = [r["error"] for r in levels if "error" in r]
+    why = f" ({len(broken)} did not run: {_one_line(broken[-1])[:120]})" if broken else ""
+    return " ".join(marks) + why
+
+
 def _open_table(results: dict[str, Any]) -> list[str]:
+    if isinstance(results.get("open"), list):
+        return ["Measured at fixed rates by an older suite; rerun for the open-loop ceilings."]
     lines = [
-        "| sender | processes | cores | rate/s | achieved/s | lag p50 ms | lag p99 ms "
-        "| latency p99 ms | CPU % | kept up |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| generator | processes | cores | ceiling req/s | per core | ÷ bare | lag p99 ms "
+        "| lowest failed | search | levels (✓ held, ✗ failed, ² 2nd try) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
-    for row in results.get("open", []):
-        head = f"| {row['sender']} | {row['processes']} | {row['cores']} | {_num(row['rate'])} |"
-        if "error" in row or row.get("skipped"):
-            why = row.get("skipped") or f"not measured: {_one_line(row['error'])}"
-            lines.append(f"{head} {why} | | | | | |")
-            continue
+    for row in _ceilings(results):
+        name = "bare generator" if row["generator"] == "bare" else f"infbench {row['generator']}"
+        ceiling, cores = row["ceiling"], row["cores"]
+        ratio = _vs_bare(results, row["generator"], row["processes"])
+        held = _num(ceiling) if ceiling else "none held"
         lines.append(
-            f"{head} {_num(row['achieved_rps'])} | {_num(row['lag_p50_ms'], 3)} | "
-            f"{_num(row['lag_p99_ms'], 3)} | {_num(row['latency_p99_ms'], 3)} | "
-            f"{_num(row.get('generator_cpu_pct'))} | {_kept(row)} |"
+            f"| {name} | {row['processes']} | {cores} | {held} "
+            f"| {_num(ceiling / cores if ceiling else None)} | {_num(ratio, 2)} "
+            f"| {_num(row['lag_p99_ms'], 3)} | {_num(row['lowest_failed'])} "
+            f"| {row['end']}, {len(row['levels'])} levels, {row['seconds']:.0f} s "
+            f"| {_levels_text(row['levels'])} |"
         )
     return lines
-
-
-def _kept(row: dict[str, Any]) -> str:
-    verdict = "yes" if row["kept_up"] else "**no**"
-    return verdict + (" (2nd try)" if row.get("attempts", 1) > 1 else "")
 
 
 def _memory_table(results: dict[str, Any]) -> list[str]:
@@ -106,12 +137,12 @@ def _memory_table(results: dict[str, Any]) -> list[str]:
 
 def _analysis_table(results: dict[str, Any]) -> list[str]:
     analysis = results.get("analysis") or {}
-    size = analysis.get("requests")
+    size = f"{analysis['requests']:,}" if analysis.get("requests") else "?"
     lines = ["| task | wall seconds |", "|---|--:|"]
     labels = {
         "startup": "`infbench --version` (Python start-up and imports, included below)",
-        "summarize": f"`infbench report` of one {size or '?':,}-request run (HTML report)",
-        "compare": f"`infbench compare --format json` of two {size or '?':,}-request runs",
+        "summarize": f"`infbench report` of one {size}-request run (HTML report)",
+        "compare": f"`infbench compare --format json` of two {size}-request runs",
     }
     for key, label in labels.items():
         entry = analysis.get(key)
@@ -124,27 +155,33 @@ def _analysis_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _best_open(results: dict[str, Any], sender: str) -> float | None:
-    kept = [
-        r["rate"] / r["cores"]
-        for r in results.get("open", [])
-        if r["sender"] == sender and r["processes"] == 1 and r.get("kept_up")
-    ]
-    return max(kept) if kept else None
+def _default_sender(results: dict[str, Any]) -> tuple[str, str]:
+    """(measured, verdict) of the default sender (auto) against the bare generator, ×1."""
+    open_loop = results.get("open")
+    if not isinstance(open_loop, dict):
+        return "no open-loop ceilings in these results", "not measured"
+    bare = _ceiling(results, "bare", 1)
+    if "auto" not in open_loop.get("senders", []):
+        others = ", ".join(
+            f"{s} {_num(_vs_bare(results, s, 1), 2)} ×" for s in open_loop.get("senders", [])
+        )
+        return f"`client.sender: auto` not accepted by this infbench yet ({others})", "not measured"
+    ratio = _vs_bare(results, "auto", 1)
+    if ratio is None:
+        return "the bare generator held no level", "not measured"
+    measured = f"{_num(_ceiling(results, 'auto', 1))} ÷ {_num(bare)} req/s = {ratio:.2f} ×"
+    ends = {r["end"] for r in _ceilings(results) if r["generator"] in ("bare", "auto")}
+    if ends - {"precision"}:
+        measured += f" (a search ended by {'/'.join(sorted(ends - {'precision'}))})"
+    return measured, _verdict(ratio, TARGETS["default_vs_bare"])
 
 
-def _kept_text(results: dict[str, Any], best: float | None) -> str:
-    if "open" not in results:
-        return "open loop not run"
-    if best is None:
-        return "no rate tried was kept up"
-    return f"{best:,.0f} req/s (highest rate tried that was kept up)"
-
-
-def _open_verdict(results: dict[str, Any], best: float | None, target: float) -> str:
-    if "open" not in results:
-        return "not measured"
-    return "**not met**" if best is None else _verdict(best, target)
+def _rss_growth(results: dict[str, Any]) -> tuple[str, float | None]:
+    memory = {row["requests"]: row for row in results.get("memory", []) if "error" not in row}
+    if 1_000_000 not in memory or 10_000_000 not in memory:
+        return "needs the 1M and 10M runs (full run with --ten-million)", None
+    one, ten = memory[1_000_000]["rss_end_mb"], memory[10_000_000]["rss_end_mb"]
+    return f"{ten - one:,.1f} MB (1M: {one:,.1f} MB, 10M: {ten:,.1f} MB)", ten - one
 
 
 def _verdict(value: float | None, target: float, higher: bool = True) -> str:
@@ -154,32 +191,42 @@ def _verdict(value: float | None, target: float, higher: bool = True) -> str:
 
 
 def targets(results: dict[str, Any], ratios: dict[str, float | None]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target of the issue."""
+    """(target, measured, verdict) for each target of design.md §12."""
     t = TARGETS
-    aiohttp, fast = _best_open(results, "aiohttp"), _best_open(results, "fast")
     vs_wrk, vs_locust = ratios.get("infbench fast ×1"), ratios.get("infbench fast ×1 ÷ locust")
-    memory = {row["requests"]: row for row in results.get("memory", []) if "error" not in row}
-    growth = None
-    if 1_000_000 in memory and 10_000_000 in memory:
-        growth = memory[10_000_000]["rss_end_mb"] - memory[1_000_000]["rss_end_mb"]
+    growth_text, growth = _rss_growth(results)
     compare = ((results.get("analysis") or {}).get("compare") or {}).get("seconds")
     one_m = (results.get("analysis") or {}).get("requests") == 1_000_000
     rows = [
-        ("aiohttp ≥ 8k req/s per core open loop, lag p99 < 1 ms", _kept_text(results, aiohttp),
-         _open_verdict(results, aiohttp, t["aiohttp_open"])),
-        ("fast ≥ 40k req/s per core open loop, lag p99 < 1 ms", _kept_text(results, fast),
-         _open_verdict(results, fast, t["fast_open"])),
+        ("default sender (auto) ≥ 0.6 × bare generator's open-loop ceiling, 1 process",
+         *_default_sender(results)),
         ("fast ≥ 0.3 × wrk closed loop per core", f"{_num(vs_wrk, 2)} ×",
          _verdict(vs_wrk, t["fast_vs_wrk"])),
         ("fast ≥ 5 × Locust per core", f"{_num(vs_locust, 2)} ×",
          _verdict(vs_locust, t["fast_vs_locust"])),
-        ("RSS growth < 50 MB from 1M to 10M requests",
-         f"{_num(growth, 1)} MB" if growth is not None else "10M run not done (--ten-million)",
+        ("RSS grows < 50 MB from 1M to 10M requests", growth_text,
          _verdict(growth, t["rss_growth_mb"], higher=False)),
         ("compare two 1M-request runs < 5 s", f"{_num(compare, 2)} s",
          _verdict(compare if one_m else None, t["compare_s"], higher=False)),
     ]  # fmt: skip
     return rows
+
+
+def _search(results: dict[str, Any]) -> dict[str, Any]:
+    open_loop = results.get("open")
+    return dict(open_loop.get("search", {})) if isinstance(open_loop, dict) else {}
+
+
+def _open_caption(search: dict[str, Any]) -> str:
+    if not search:
+        return "**Open-loop ceiling**:"
+    return (
+        "**Open-loop ceiling** (the highest constant rate held: lag p99 < 1 ms, every arrival "
+        f"completed, no error; levels of {search['level_s']:g} s after a 1 s warm-up, doubling "
+        f"from {search['start']:,.0f}/s, then bisecting to within {search['precision']:.0%}, "
+        f"≤ {search['budget_s']:.0f} s per generator; ÷ bare = ceiling ÷ the bare generator's "
+        "at the same process count):"
+    )
 
 
 def _or_not_run(lines: list[str], results: dict[str, Any], section: str) -> list[str]:
@@ -204,8 +251,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *_or_not_run(closed, results, "closed"),
         "",
-        f"**Open loop** (constant rate, {settings['open_s']:g} s after a 1 s warm-up; kept up = "
-        "lag p99 < 1 ms, every arrival completed, no error):",
+        _open_caption(_search(results)),
         "",
         *_or_not_run(_open_table(results), results, "open"),
         "",
