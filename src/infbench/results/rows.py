@@ -20,25 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infbench.errors import ResultFormatError
-from infbench.wire import ERROR_KINDS
+from infbench.wire import ERROR_KINDS, STAMP_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["ROW_COLUMNS", "format_rows", "merge_row_files", "read_row_chunks"]
 
-ROW_COLUMNS = (
-    "seq",
-    "phase",
-    "intended_ns",
-    "sent_ns",
-    "first_byte_ns",
-    "done_ns",
-    "status",
-    "error",
-    "bytes_out",
-    "bytes_in",
-)
+ROW_COLUMNS = STAMP_FIELDS  # one column per field of the loop's stamp, in its order
 _ERROR_NAMES = ("", *ERROR_KINDS)  # by the stamp's error code
 CHUNK_ROWS = 500_000
 
