@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infbench.errors import InputError
-from infbench.scenario.model import Dataset, Request
+from infbench.scenario.request import Dataset, Request
 from infbench.wire import PreparedRequest
 from infbench.workload.requests import RequestFactory, encode_path
 

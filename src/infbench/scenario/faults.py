@@ -1,6 +1,6 @@
 """Scenario file v1: the ``faults`` section and the targets' ``restart`` policy.
 
-Kept apart from ``scenario.py`` only for length; ``scenario`` re-exports both names. What the
+Kept apart from ``model.py`` for length. What the
 faults do and what run.json gains from them: docs/reliability.md.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from infbench.scenario.common import Model
 from infbench.units import Duration
 
 __all__ = ["Fault", "RestartPolicy"]
@@ -19,11 +20,7 @@ __all__ = ["Fault", "RestartPolicy"]
 RestartPolicy = Literal["never", "on-failure"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Fault(_Model):
+class Fault(Model):
     """A disruption of the launched server, ``at`` seconds after the first measured phase starts
     (after the warm-up, so changing the warm-up never moves a fault within the phases).
 

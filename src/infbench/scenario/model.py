@@ -7,33 +7,34 @@ lives in ``scenario_source.py``; this module holds only the shape of a scenario.
 
 from __future__ import annotations
 
-import importlib.util
-import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from infbench.scenario.common import (
+    MAX_REQUESTS_PER_PHASE,
+    LocalPath,
+    Model,
+    Name,
+    PositiveDuration,
+    PositiveRate,
+)
 from infbench.scenario.faults import Fault, RestartPolicy
+from infbench.scenario.request import Client, Request
 from infbench.units import Duration, Rate
 
 __all__ = [
     "Arrival",
     "BentomlTarget",
-    "Client",
     "ClosedArrival",
     "CommandTarget",
     "ConstantArrival",
-    "Dataset",
-    "Fault",
     "GammaArrival",
     "OnOffArrival",
     "Phase",
     "PoissonArrival",
     "RampArrival",
-    "RaySettings",
     "Readiness",
-    "Request",
-    "RestartPolicy",
     "Scenario",
     "StepsArrival",
     "Target",
@@ -43,38 +44,10 @@ __all__ = [
     "Workload",
 ]
 
-MAX_REQUESTS_PER_PHASE = 100_000_000  # 800 MB of schedule: beyond it, a typo is likelier
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-PositiveRate = Annotated[Rate, Field(gt=0)]
-PositiveDuration = Annotated[Duration, Field(gt=0)]
-
-
-def _inside_scenario_dir(path: str) -> str:
-    """A relative path may not climb out of the scenario's folder: ``../../etc/passwd`` tucked
-    into a shared scenario would be sent as request bodies. Reading outside it takes an
-    absolute (or ``~``) path, which shows the intent."""
-    if "\0" in path:
-        raise ValueError("the path contains a NUL byte")
-    if not path.startswith(("/", "~")) and posixpath.normpath(path).split("/")[0] == "..":
-        raise ValueError(
-            "a relative path may not leave the scenario file's folder; "
-            "write an absolute path to read a file elsewhere"
-        )
-    return path
-
-
-LocalPath = Annotated[str, AfterValidator(_inside_scenario_dir)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 # --- arrival processes (DESIGN §4) -----------------------------------------------------------
 
 
-class ConstantArrival(_Model):
+class ConstantArrival(Model):
     """Evenly spaced arrivals: offsets k/rate."""
 
     process: Literal["constant"]
@@ -84,7 +57,7 @@ class ConstantArrival(_Model):
         return self.rate
 
 
-class PoissonArrival(_Model):
+class PoissonArrival(Model):
     """Exponential gaps with mean 1/rate (steady traffic from many independent users)."""
 
     process: Literal["poisson"]
@@ -94,7 +67,7 @@ class PoissonArrival(_Model):
         return self.rate
 
 
-class GammaArrival(_Model):
+class GammaArrival(Model):
     """Gamma gaps: same mean rate, burstiness set by the gaps' coefficient of variation.
 
     ``cv`` > 1 is burstier than Poisson, < 1 smoother. ``shape`` k is the alternative
@@ -120,7 +93,7 @@ class GammaArrival(_Model):
         return self.rate
 
 
-class OnOffArrival(_Model):
+class OnOffArrival(Model):
     """Two-state modulated Poisson (MMPP-2): bursts at ``rate_on`` for ``on``, then ``rate_off``."""
 
     process: Literal["onoff"]
@@ -134,7 +107,7 @@ class OnOffArrival(_Model):
         return (self.rate_on * self.on + self.rate_off * self.off) / (self.on + self.off)
 
 
-class RampArrival(_Model):
+class RampArrival(Model):
     """Rate rising (or falling) linearly from ``from`` to ``to`` over the phase."""
 
     process: Literal["ramp"]
@@ -152,7 +125,7 @@ class RampArrival(_Model):
         return (self.from_ + self.to) / 2
 
 
-class StepsArrival(_Model):
+class StepsArrival(Model):
     """Piecewise-constant rate: ``rates[i]`` for ``step`` seconds each; the last one holds."""
 
     process: Literal["steps"]
@@ -176,7 +149,7 @@ class StepsArrival(_Model):
         return total / duration_s if duration_s > 0 else 0.0
 
 
-class TraceArrival(_Model):
+class TraceArrival(Model):
     """Replay timestamps from a CSV or JSONL file; ``scale`` 2 stretches time to half the rate."""
 
     process: Literal["trace"]
@@ -189,7 +162,7 @@ class TraceArrival(_Model):
         return float("nan")  # known only once the file is read (see arrivals.trace_offsets)
 
 
-class ClosedArrival(_Model):
+class ClosedArrival(Model):
     """Closed loop: ``concurrency`` workers, each sending after the previous reply plus think time.
 
     ``think_cv`` 0 means a fixed think time, 1 an exponential one, other values gamma.
@@ -217,7 +190,7 @@ Arrival = Annotated[
 ]
 
 
-class Phase(_Model):
+class Phase(Model):
     name: Name
     duration: PositiveDuration | None = None
     arrival: Arrival
@@ -246,7 +219,7 @@ class Phase(_Model):
         return None
 
 
-class Warmup(_Model):
+class Warmup(Model):
     """Traffic sent before the measured phases, recorded apart and excluded from the summary.
 
     Without ``arrival`` the warm-up repeats the first phase's process at its mean rate.
@@ -256,7 +229,7 @@ class Warmup(_Model):
     arrival: Arrival | None = None
 
 
-class Workload(_Model):
+class Workload(Model):
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 42
     warmup: Warmup | None = None
     phases: Annotated[list[Phase], Field(min_length=1)]
@@ -284,7 +257,7 @@ class Workload(_Model):
 # --- target ------------------------------------------------------------------------------------
 
 
-class Readiness(_Model):
+class Readiness(Model):
     path: str = "/readyz"
     timeout: PositiveDuration = 120.0
     interval: PositiveDuration = 0.05
@@ -292,7 +265,7 @@ class Readiness(_Model):
     status: Annotated[int, Field(ge=100, le=599)] = 200
 
 
-class BentomlTarget(_Model):
+class BentomlTarget(Model):
     kind: Literal["bentoml"]
     service: str = Field(
         description="MODULE:Class as `bentoml serve` takes it, relative to the file"
@@ -305,14 +278,14 @@ class BentomlTarget(_Model):
     restart: RestartPolicy = "never"
 
 
-class UrlTarget(_Model):
+class UrlTarget(Model):
     kind: Literal["url"]
     url: Annotated[str, Field(pattern=r"^https?://")]
     ready: Readiness | None = None
     metrics_path: str | None = None
 
 
-class CommandTarget(_Model):
+class CommandTarget(Model):
     kind: Literal["command"]
     command: Annotated[list[str], Field(min_length=1)]
     url: Annotated[str, Field(pattern=r"^https?://")]
@@ -326,66 +299,10 @@ class CommandTarget(_Model):
 Target = Annotated[BentomlTarget | UrlTarget | CommandTarget, Field(discriminator="kind")]
 
 
-# --- request and client --------------------------------------------------------------------------
-
-
-class Dataset(_Model):
-    """Rows that fill ``{{field}}`` placeholders: JSONL objects, CSV rows, or lines of text."""
-
-    path: LocalPath
-    order: Literal["random", "sequential"] = "random"
-    format: Literal["auto", "jsonl", "csv", "text"] = "auto"
-    limit: Annotated[int, Field(ge=1)] | None = None
-
-
-class Request(_Model):
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "POST"
-    path: str = "/"
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = None
-    dataset: Dataset | None = None
-    timeout: PositiveDuration = 30.0
-    max_response_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
-
-    @model_validator(mode="after")
-    def _path_is_relative(self) -> Request:
-        if not self.path.startswith("/"):
-            raise ValueError("`path` must start with / (the target's URL gives scheme and host)")
-        return self
-
-
-class RaySettings(_Model):
-    """Where the Ray generators run: an existing cluster (``auto``, ``ray://host:10001``) or,
-    without an address, a Ray instance started on this machine for the run."""
-
-    address: str | None = None
-    actors: Annotated[int, Field(ge=1, le=4096)] | None = None  # default: one per node
-    num_cpus: Annotated[float, Field(gt=0)] = 1.0  # reserved per actor
-
-
-class Client(_Model):
-    # auto: fast where it can go (plain HTTP/1.1), aiohttp otherwise (senders.resolve_sender)
-    sender: Literal["auto", "aiohttp", "httpx", "fast"] = "auto"
-    connections: Annotated[int, Field(ge=1, le=100_000)] = 64
-    http2: bool = False
-    processes: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
-    insecure: bool = False  # skip TLS certificate verification (recorded as a warning)
-    engine: Literal["local", "ray"] = "local"
-    ray: RaySettings = RaySettings()
-
-    @model_validator(mode="after")
-    def _ray_installed(self) -> Client:
-        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
-            raise ValueError(
-                "`engine: ray` needs Ray, which is not installed: pip install 'infbench[ray]'"
-            )
-        return self
-
-
 # --- the scenario -------------------------------------------------------------------------------
 
 
-class Scenario(_Model):
+class Scenario(Model):
     version: Literal[1]
     name: Name
     description: str | None = None

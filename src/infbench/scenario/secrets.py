@@ -29,7 +29,8 @@ SECRET_HEADERS = frozenset(
      "x-auth-token", "x-access-token", "x-amz-security-token"}
 )  # fmt: skip
 # Key names that hold secrets (env names, flags, the last part of a --set key path).
-_SECRET_WORD = re.compile(r"token|secret|passw|api[_-]?key|credential|auth|cookie", re.I)
+# "token" but not "tokens": max_tokens and output_tokens are counts, shown in every message.
+_SECRET_WORD = re.compile(r"token(?!s)|secret|passw|api[_-]?key|credential|auth|cookie", re.I)
 _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}")
 _SET_FLAGS = ("--set",)
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infbench.errors import ScenarioError, UsageError
-from infbench.scenario.model import Fault, Scenario
+from infbench.scenario.faults import Fault
+from infbench.scenario.model import Scenario
 from infbench.schedule.arrivals import Schedule
 from infbench.target.supervise import Supervisor
 

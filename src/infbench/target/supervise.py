@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import psutil
 
 from infbench.errors import TargetError
-from infbench.scenario.model import RestartPolicy
+from infbench.scenario.faults import RestartPolicy
 from infbench.target.process import LaunchedProcess, register_closer
 
 __all__ = ["MAX_RESTARTS", "Restart", "Supervisor"]

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import numpy as np
 
 from infbench.errors import InputError
-from infbench.scenario.model import Dataset, Request
+from infbench.scenario.request import Dataset, Request
 from infbench.wire import PreparedRequest
 
 __all__ = ["RequestFactory", "encode_path", "load_rows"]

@@ -24,7 +24,7 @@ from infbench.load.ray.actor import Generator
 from infbench.load.ray.merge import IntervalMerger, merge_results
 from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats
-from infbench.scenario.model import RaySettings
+from infbench.scenario.request import RaySettings
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
 
