@@ -279,3 +279,35 @@ def test_empty_dataset(tmp_path: Path) -> None:
     (tmp_path / "d.txt").write_text("\n\n", encoding="utf-8")
     with pytest.raises(InputError, match="no rows"):
         factory(tmp_path, dataset={"path": "d.txt"})
+
+
+def test_openai_chat_body_is_built_from_the_template(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text('{"text": "hi there"}\n{"text": "bye", "max_tokens": 7}\n')
+    request = Request.model_validate(
+        {
+            "api": "openai-chat",
+            "model": "m",
+            "prompt": "say: {{text}}",
+            "max_tokens": {"mean": 50, "sd": 10, "min": 40, "max": 60},
+            "params": {"temperature": 0},
+            "dataset": {"path": "p.jsonl", "order": "sequential"},
+        }
+    )
+    assert request.path == "/v1/chat/completions"
+    factory = RequestFactory.from_scenario(request, tmp_path, seed=1)
+    first, second = (json.loads(factory.request(i).body or b"") for i in range(2))
+    assert first["messages"] == [{"role": "user", "content": "say: hi there"}]
+    assert first["stream"] is True and first["stream_options"] == {"include_usage": True}
+    assert first["temperature"] == 0 and 40 <= first["max_tokens"] <= 60
+    assert second["max_tokens"] == 7  # the row's own length wins
+    again = RequestFactory.from_scenario(request, tmp_path, seed=1)
+    assert json.loads(again.request(0).body or b"")["max_tokens"] == first["max_tokens"]
+
+
+def test_openai_keys_need_their_api() -> None:
+    with pytest.raises(ValueError, match="set `api: openai-chat`"):
+        Request.model_validate({"model": "m", "prompt": "x"})
+    with pytest.raises(ValueError, match="needs `model`"):
+        Request.model_validate({"api": "openai-completions", "prompt": "x"})
+    with pytest.raises(ValueError, match="builds the body itself"):
+        Request.model_validate({"api": "openai-chat", "model": "m", "prompt": "x", "body": {}})

@@ -27,6 +27,7 @@ import numpy as np
 from infbench.errors import InputError
 from infbench.scenario.request import Dataset, Request
 from infbench.wire import PreparedRequest
+from infbench.workload.llm import openai_body
 
 __all__ = ["RequestFactory", "encode_path", "load_rows"]
 
@@ -69,11 +70,11 @@ class RequestFactory:
     def from_scenario(cls, request: Request, base_dir: Path, seed: int) -> RequestFactory:
         """Read the dataset (if any) and pre-render one request per row."""
         if request.dataset is None:
-            return cls([_render(request, {}, None, 0)])
+            return cls([_render(request, {}, None, 0, seed)])
         dataset = request.dataset
         source = _dataset_path(dataset, base_dir)
         rows = load_rows(dataset, base_dir)
-        rendered = [_render(request, row, source, i) for i, row in enumerate(rows)]
+        rendered = [_render(request, row, source, i, seed) for i, row in enumerate(rows)]
         return cls(rendered, dataset.order, seed)
 
     def __len__(self) -> int:
@@ -175,14 +176,21 @@ class _MissingField(Exception):
         self.field = field
 
 
-def _render(request: Request, row: Row, source: Path | None, index: int) -> PreparedRequest:
+def _render(
+    request: Request, row: Row, source: Path | None, index: int, seed: int = 0
+) -> PreparedRequest:
     where = "request.path"
     try:
         path = encode_path(_fill_path(request.path, row))
         where = "request.headers"
         headers = [(name, _fill_text(value, row)) for name, value in request.headers.items()]
-        where = "request.body"
-        body, content_type = _encode_body(_fill(request.body, row))
+        if request.api.startswith("openai-"):
+            where = "request.prompt" if request.messages is None else "request.messages"
+            payload = openai_body(request, row, index, seed, lambda v: _fill(v, row))
+        else:
+            where = "request.body"
+            payload = _fill(request.body, row)
+        body, content_type = _encode_body(payload)
     except _MissingField as exc:
         raise _missing_field_error(where, exc.field, row, source, index) from None
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
