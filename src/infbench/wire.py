@@ -9,6 +9,7 @@ stamp layout is what the event loop writes per request and the recorder reads in
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,7 @@ __all__ = [
     "ERROR_KINDS",
     "STAMP",
     "STAMP_FIELDS",
+    "TOKEN_SOURCES",
     "ErrorKind",
     "Outcome",
     "PreparedRequest",
@@ -51,13 +53,25 @@ class PreparedRequest:
 
 @dataclass(slots=True)
 class Outcome:
-    """How one request ended. ``status`` is 0 when no response arrived."""
+    """How one request ended. ``status`` is 0 when no response arrived.
+
+    A streamed answer (DESIGN §5b) also carries the stamps of its first and last content
+    chunks, their count, token counts with their source (``TOKEN_SOURCES``) and ``gaps``, the
+    nanoseconds between consecutive content chunks (ITL).
+    """
 
     done_ns: int
     first_byte_ns: int = 0
     status: int = 0
     error: ErrorKind | None = None
     bytes_in: int = 0
+    first_token_ns: int = 0
+    last_token_ns: int = 0
+    chunks: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens_source: int = 0
+    gaps: Sequence[int] = ()
 
     @property
     def ok(self) -> bool:
@@ -88,11 +102,20 @@ STAMP_FIELDS = (
     "error",
     "bytes_out",
     "bytes_in",
+    "first_token_ns",
+    "last_token_ns",
+    "chunks",
+    "input_tokens",
+    "output_tokens",
+    "tokens_source",
 )
-STAMP = struct.Struct("<10q")
+STAMP = struct.Struct("<16q")
+# Where a streamed answer's token counts came from, by the stamp's tokens_source code.
+TOKEN_SOURCES = ("", "usage", "tokenizer", "chunks")
 ERROR_CODES: dict[ErrorKind | None, int] = {None: 0} | {
     kind: code for code, kind in enumerate(ERROR_KINDS, 1)
 }
-# Before each batch of stamps: the generator's clock at the hand-over and its running totals
-# (arrivals offered, requests sent, requests in flight), so the recorder can cut seconds.
-BATCH_HEADER = struct.Struct("<4q")
+# Before each batch of stamps: the generator's clock at the hand-over, its running totals
+# (arrivals offered, requests sent, requests in flight), so the recorder can cut seconds, and
+# the number of int64 words of ITL gaps that follow the stamps as a message of their own.
+BATCH_HEADER = struct.Struct("<5q")

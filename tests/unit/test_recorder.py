@@ -16,7 +16,7 @@ from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.hdr import new_histogram, record_values
 from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
-from infbench.recorder.stamps import StampBuffer, read_batch
+from infbench.recorder.stamps import StampArray, StampBuffer, read_batch, read_gaps
 from infbench.results.records import PhaseSummary
 from infbench.results.rows import ROW_COLUMNS
 from infbench.wire import ERROR_CODES, ErrorKind
@@ -32,12 +32,23 @@ class Feed:
         self.recorder = Recorder(["warmup", "steady"], highest_us, tmp_path)
         self.recorder.start(T0, 1.7e9)
         self.stamps = StampBuffer(self)
+        self._waiting: tuple[tuple[int, ...], StampArray] | None = None
         self.offered = self.sent = 0
 
     def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None:
-        header, stamps = read_batch(bytes(buf[offset : offset + size]))
+        data = bytes(buf[offset : offset + size])
+        if self._waiting is not None:  # the gaps message that follows its batch
+            header, stamps = self._waiting
+            self._waiting = None
+            self.recorder.add(stamps, read_gaps(data))
+            self.recorder.mark(0, SourceMark(*header[:4]))
+            return
+        header, stamps = read_batch(data)
+        if header[4]:
+            self._waiting = (header, stamps)
+            return
         self.recorder.add(stamps)
-        self.recorder.mark(0, SourceMark(*header))
+        self.recorder.mark(0, SourceMark(*header[:4]))
 
     def request(
         self,

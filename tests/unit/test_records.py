@@ -38,7 +38,7 @@ PHASE: dict[str, Any] = {
     "bytes_in": 0,
     "bytes_out": 0,
     "out_of_range": 0,
-    "ttft_ms": {"p50": 9.0},  # a key of a later version: kept
+    "future_ms": {"p50": 9.0},  # a key of a later version: kept
 }
 SERVER_PHASE = dict.fromkeys(
     [
@@ -127,7 +127,7 @@ def test_a_run_reads_and_writes_back_key_for_key() -> None:
     assert record.server_phase("steady") is not None
     assert record.scenario.request_timeout_s == 5.0 and record.scenario.name == "s"
     assert record.resilience is not None and record.resilience.faults[0]["action"] == "pause"
-    assert record.phases[0].extra == {"ttft_ms": {"p50": 9.0}}
+    assert record.phases[0].extra == {"future_ms": {"p50": 9.0}}
 
 
 def test_a_rewritten_aggregate_keeps_unknown_keys() -> None:

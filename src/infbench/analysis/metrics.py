@@ -41,8 +41,20 @@ METRIC_PATHS: dict[str, tuple[str | None, str]] = {
     "error_rate": (None, "error_rate"),
     "achieved_rps": (None, "achieved_rps"),
     "goodput_rps": (None, "goodput_rps"),
+    # streamed phases (DESIGN §5b); in `slo:`, ttft and tpot bound every request (goodput)
+    # and the phase's p99
+    "ttft": ("ttft_ms", "p99"),
+    "tpot": ("tpot_ms", "p99"),
+    "ttft_p50": ("ttft_ms", "p50"),
+    "ttft_p99": ("ttft_ms", "p99"),
+    "tpot_p50": ("tpot_ms", "p50"),
+    "tpot_p99": ("tpot_ms", "p99"),
+    "itl_p50": ("itl_ms", "p50"),
+    "itl_p99": ("itl_ms", "p99"),
+    "output_tps": (None, "output_tps"),
 }
-HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps"})
+_UNIT_SUFFIX = {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": " tok/s"}
+HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps", "output_tps"})
 LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
 
 
@@ -73,7 +85,7 @@ class MetricSpec:
     """
 
     name: str
-    unit: Literal["ms", "req/s", "%", "MB"]
+    unit: Literal["ms", "req/s", "%", "MB", "tok/s"]
     higher_is_better: bool = False
     absolute: bool = False
 
@@ -85,7 +97,9 @@ class MetricSpec:
             return f"{value * 100:.2f}%"  # error_rate is stored as a fraction
         magnitude = math.floor(math.log10(abs(value))) if value else 0
         text = f"{value:,.{min(3, max(0, 3 - magnitude))}f}"
-        return text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB"}[self.unit]
+        return (
+            text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": " tok/s"}[self.unit]
+        )
 
     def format_change(self, change: float | None) -> str:
         if change is None or not math.isfinite(change):
@@ -108,6 +122,13 @@ COMPARE_METRICS: dict[str, MetricSpec] = {
         MetricSpec("achieved_rps", "req/s", higher_is_better=True),
         MetricSpec("goodput_rps", "req/s", higher_is_better=True),
         MetricSpec("error_rate", "%", absolute=True),
+        MetricSpec("ttft_p50", "ms"),
+        MetricSpec("ttft_p99", "ms"),
+        MetricSpec("tpot_p50", "ms"),
+        MetricSpec("tpot_p99", "ms"),
+        MetricSpec("itl_p50", "ms"),
+        MetricSpec("itl_p99", "ms"),
+        MetricSpec("output_tps", "tok/s", higher_is_better=True),
         MetricSpec("server_p50", "ms"),
         MetricSpec("server_p99", "ms"),
         MetricSpec("server_cpu_pct", "%"),

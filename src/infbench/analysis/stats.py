@@ -122,7 +122,26 @@ def phase_summary(tally: PhaseTally, info: PhaseInfo) -> PhaseSummary:
         bytes_in=tally.bytes_in,
         bytes_out=tally.bytes_out,
         out_of_range=tally.out_of_range,
+        **(_streamed(tally, duration) if tally.streamed else {}),
     )
+
+
+def _streamed(tally: PhaseTally, duration_s: float) -> dict[str, Any]:
+    """A streamed phase's keys (DESIGN §5b, §8); tokens_source is the most common source."""
+    hists = tally.histograms
+    source = tally.token_sources.most_common(1)
+    return {
+        "ttft_ms": _percentiles(hists["ttft"]),
+        "ttft_sent_ms": _percentiles(hists["ttft_sent"]),
+        "tpot_ms": _percentiles(hists["tpot"]),
+        "itl_ms": _percentiles(hists["itl"]),
+        "input_tokens": tally.input_tokens,
+        "output_tokens": tally.output_tokens,
+        "output_tps": round(tally.output_tokens / duration_s, 4),
+        "peak_output_tps": float(tally.peak_output_tokens_per_s),
+        "mean_concurrency": round(tally.service_ns / 1e9 / duration_s, 4),
+        "tokens_source": source[0][0] if source else None,
+    }
 
 
 def lag_limit_ms(phase: PhaseSummary) -> float:

@@ -15,13 +15,12 @@ from typing import Any
 
 import psutil
 
-from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.analysis.slo import parse_slo
 from infbench.errors import InfbenchError
 from infbench.load.engine import Engine, EngineHooks, EngineReport, phase_at
 from infbench.load.loop import run_async
 from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
-from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.recorder.recorder import Goodput, IntervalStats, PhaseTally
 from infbench.recorder.stamps import PipeSink, StampBuffer
 from infbench.scenario.model import Scenario
 from infbench.scenario.source import LoadedScenario
@@ -33,7 +32,7 @@ from infbench.workload.requests import RequestFactory
 __all__ = [
     "LoadResult",
     "finish_recorder",
-    "goodput_threshold_us",
+    "goodput_bounds",
     "highest_us",
     "run_local",
     "start_recorder",
@@ -54,13 +53,20 @@ def highest_us(timeout_s: float) -> int:
     return int((3 * timeout_s + 10) * 1e6)
 
 
-def goodput_threshold_us(slo: dict[str, Any]) -> int | None:
-    """A request counts toward goodput when it succeeded within the SLO's latency bound."""
+def goodput_bounds(slo: dict[str, Any]) -> Goodput:
+    """A request counts toward goodput when it succeeded within every per-request bound of
+    the SLO: its latency bound (the highest percentile given), ttft and tpot."""
     rules = {rule.metric: rule for rule in parse_slo(slo)}
-    for metric in _PERCENTILE_ORDER:
-        if metric in rules and metric in LATENCY_METRICS:
-            return int(rules[metric].threshold * 1000)
-    return None
+    latency = next((rules[m] for m in _PERCENTILE_ORDER if m in rules), None)
+
+    def micros(metric: str) -> int | None:
+        return int(rules[metric].threshold * 1000) if metric in rules else None
+
+    return Goodput(
+        latency_us=int(latency.threshold * 1000) if latency else None,
+        ttft_us=micros("ttft"),
+        tpot_us=micros("tpot"),
+    )
 
 
 def run_local(
@@ -129,8 +135,9 @@ def start_recorder(
         highest_us=highest_us(scenario.request.timeout),
         out_dir=out_dir,
         sources=sources,
-        goodput_threshold_us=goodput_threshold_us(scenario.slo),
+        goodput=goodput_bounds(scenario.slo),
         rows_header=rows_header,
+        streamed=scenario.request.streams,
     )
     return RecorderProcess(settings, on_interval)
 

@@ -18,15 +18,15 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
-from infbench.recorder.stamps import read_batch
+from infbench.recorder.recorder import Goodput, IntervalStats, PhaseTally, Recorder, SourceMark
+from infbench.recorder.stamps import read_batch, read_gaps
 
 __all__ = [
     "RecorderLost",
@@ -39,6 +39,16 @@ __all__ = [
 _FINISH_TIMEOUT_S = 120.0  # the last batches, the last seconds and the files' close
 
 
+_MORE_COUNTS = (
+    "bytes_in",
+    "bytes_out",
+    "input_tokens",
+    "output_tokens",
+    "peak_output_tokens_per_s",
+    "service_ns",
+)
+
+
 class RecorderLost(RuntimeError):
     """The recorder process died or stopped answering; what it wrote so far is kept."""
 
@@ -49,8 +59,9 @@ class RecorderSettings:
     highest_us: int
     out_dir: Path
     sources: int = 1
-    goodput_threshold_us: int | None = None
+    goodput: Goodput = field(default_factory=Goodput)
     rows_header: bool = True  # False for a part that is joined to others after one header
+    streamed: bool = False  # answers read chunk by chunk: TTFT, TPOT, ITL, tokens
 
 
 def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
@@ -59,10 +70,12 @@ def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
         key: getattr(tally, key)
         for key in ("sent", "completed", "ok", "ok_within_slo", "dropped", "out_of_range")
     }
-    counts |= {"bytes_in": tally.bytes_in, "bytes_out": tally.bytes_out}
+    counts |= {key: getattr(tally, key) for key in _MORE_COUNTS}
     return {
         "name": tally.name,
         "highest_us": tally.highest_us,
+        "streamed": tally.streamed,
+        "token_sources": dict(tally.token_sources),
         "counts": counts,
         "errors": dict(tally.errors),
         "statuses": dict(tally.statuses),
@@ -71,9 +84,10 @@ def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
 
 
 def tally_from_wire(wire: dict[str, Any]) -> PhaseTally:
-    tally = PhaseTally(wire["name"], wire["highest_us"])
+    tally = PhaseTally(wire["name"], wire["highest_us"], streamed=wire.get("streamed", False))
     for key, value in wire["counts"].items():
         setattr(tally, key, value)
+    tally.token_sources.update(wire.get("token_sources", {}))
     tally.errors.update(wire["errors"])
     tally.statuses.update({int(k): v for k, v in wire["statuses"].items()})
     for metric, encoded in wire["histograms"].items():
@@ -166,8 +180,9 @@ def _main(settings: RecorderSettings, control: Connection, inputs: list[Connecti
         settings.highest_us,
         settings.out_dir,
         sources=settings.sources,
-        goodput_threshold_us=settings.goodput_threshold_us,
+        goodput=settings.goodput,
         rows_header=settings.rows_header,
+        streamed=settings.streamed,
     )
     try:
         tallies = _serve(recorder, control, inputs)
@@ -215,6 +230,7 @@ def _take(recorder: Recorder, connection: Connection, source: int, block: bool =
     except (EOFError, OSError):
         return False
     header, stamps = read_batch(data)
-    recorder.add(stamps)
-    recorder.mark(source, SourceMark(*header))
+    gaps = read_gaps(connection.recv_bytes()) if header[4] else []
+    recorder.add(stamps, gaps)
+    recorder.mark(source, SourceMark(*header[:4]))
     return True

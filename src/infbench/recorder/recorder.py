@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,12 +26,23 @@ from infbench.recorder.hdr import new_histogram, record_values, release_histogra
 from infbench.recorder.percentile import values_at_percentiles
 from infbench.recorder.stamps import StampArray
 from infbench.results.hlog import IntervalLogWriter
-from infbench.results.rows import ROW_COLUMNS, format_rows
-from infbench.wire import ERROR_CODES, ERROR_KINDS
+from infbench.results.rows import ROW_COLUMNS, STREAM_COLUMNS, format_rows
+from infbench.wire import ERROR_CODES, ERROR_KINDS, TOKEN_SOURCES
 
-__all__ = ["METRICS", "IntervalStats", "PhaseTally", "Recorder", "SourceMark"]
+__all__ = [
+    "METRICS",
+    "STREAM_METRICS",
+    "GapSegment",
+    "Goodput",
+    "IntervalStats",
+    "PhaseTally",
+    "Recorder",
+    "SourceMark",
+]
 
 METRICS = ("latency", "service", "lag", "ttfb", "failed")
+# Streamed answers (DESIGN §5b) add: TTFT from the intended time and from the send, TPOT, ITL.
+STREAM_METRICS = ("ttft", "ttft_sent", "tpot", "itl")
 NS_PER_S = 1_000_000_000
 # A second is written once every generator's clock is this far past its end: a request done
 # just before a hand-over may reach the next batch (its coroutine resumes a moment later).
@@ -38,6 +50,35 @@ HOLD_NS = 100_000_000
 _DROPPED = ERROR_CODES["dropped"]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+
+
+# The ITL gaps of one streamed answer: its phase, when it was done, the gaps (ns).
+GapSegment = tuple[int, int, IntArray]
+
+
+@dataclass(frozen=True)
+class Goodput:
+    """The per-request bounds of the run's SLO (µs): a success counts toward goodput when it
+    meets each that is set (DESIGN §5b: every SLO of the run)."""
+
+    latency_us: int | None = None
+    ttft_us: int | None = None
+    tpot_us: int | None = None
+
+    def met(self, rows: StampArray, ok: BoolArray) -> BoolArray:
+        met = ok.copy()
+        if self.latency_us is not None:
+            met &= (rows["done_ns"] - rows["intended_ns"]) // 1000 <= self.latency_us
+        if self.ttft_us is not None:
+            met &= (rows["first_token_ns"] > 0) & (
+                (rows["first_token_ns"] - rows["intended_ns"]) // 1000 <= self.ttft_us
+            )
+        if self.tpot_us is not None:
+            tokens = np.maximum(rows["output_tokens"] - 1, 1)
+            tpot = (rows["last_token_ns"] - rows["first_token_ns"]) // tokens // 1000
+            met &= (rows["output_tokens"] < 2) | (tpot <= self.tpot_us)
+        result: BoolArray = met
+        return result
 
 
 @dataclass
@@ -57,9 +98,16 @@ class PhaseTally:
     errors: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     histograms: dict[str, HdrHistogram] = field(default_factory=dict)
+    streamed: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    peak_output_tokens_per_s: int = 0  # the most output tokens completed within one second
+    service_ns: int = 0  # the sum of every answer's service time: concurrency by Little's law
+    token_sources: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.histograms = {metric: new_histogram(self.highest_us) for metric in METRICS}
+        metrics = METRICS + (STREAM_METRICS if self.streamed else ())
+        self.histograms = {metric: new_histogram(self.highest_us) for metric in metrics}
 
 
 @dataclass(frozen=True)
@@ -94,6 +142,7 @@ class _Second:
     latency: HdrHistogram | None = None  # every phase's successes, for the per-second p50/p99
     completed: int = 0
     errors: int = 0
+    output_tokens: dict[int, int] = field(default_factory=dict)  # by phase
 
 
 class Recorder:
@@ -106,13 +155,15 @@ class Recorder:
         out_dir: Path,
         *,
         sources: int = 1,
-        goodput_threshold_us: int | None = None,
+        goodput: Goodput = Goodput(),
         rows_header: bool = True,
+        streamed: bool = False,
     ) -> None:
         self.highest_us = highest_us
-        self.tallies = [PhaseTally(name, highest_us) for name in phases]
+        self.tallies = [PhaseTally(name, highest_us, streamed=streamed) for name in phases]
         self._names = phases
-        self._goodput_us = goodput_threshold_us
+        self._goodput = goodput
+        self._streamed = streamed
         self._t0_ns = 0
         self._seconds: dict[int, _Second] = {}
         self._next_second = 0  # seconds before this one are written
@@ -124,7 +175,8 @@ class Recorder:
             out_dir / "requests.csv.gz", "wt", compresslevel=1, newline="", encoding="utf-8"
         )
         if rows_header:
-            self._rows.write(",".join(ROW_COLUMNS) + "\r\n")
+            columns = ROW_COLUMNS + (STREAM_COLUMNS if streamed else ())
+            self._rows.write(",".join(columns) + "\r\n")
 
     def start(self, t0_ns: int, start_epoch_s: float) -> None:
         """The run's start instant, once every generator agreed on it."""
@@ -133,19 +185,23 @@ class Recorder:
 
     # --- stamps ---------------------------------------------------------------------------------
 
-    def add(self, stamps: StampArray) -> None:
+    def add(self, stamps: StampArray, gaps: Sequence[GapSegment] = ()) -> None:
         """One batch: phase tallies, the open seconds' histograms and the raw rows."""
-        if stamps.size == 0:
-            return
-        self._rows.write(format_rows(stamps, self._names, self._t0_ns))
-        second = (stamps["done_ns"] - self._t0_ns) // NS_PER_S
-        # A row for a second already written (a pathological straggler) joins the oldest open
-        # one: the phase tallies are exact either way, the interval log a second off for it.
-        second = np.maximum(second, self._next_second)
-        for phase in np.unique(stamps["phase"]).tolist():
-            rows = stamps[stamps["phase"] == phase]
-            self._tally(phase, rows)
-            self._by_second(phase, rows, second[stamps["phase"] == phase])
+        if stamps.size:
+            self._rows.write(format_rows(stamps, self._names, self._t0_ns, self._streamed))
+            second = (stamps["done_ns"] - self._t0_ns) // NS_PER_S
+            # A row for a second already written (a pathological straggler) joins the oldest
+            # open one: the phase tallies are exact, the interval log a second off for it.
+            second = np.maximum(second, self._next_second)
+            for phase in np.unique(stamps["phase"]).tolist():
+                rows = stamps[stamps["phase"] == phase]
+                self._tally(phase, rows)
+                self._by_second(phase, rows, second[stamps["phase"] == phase])
+        for phase, done_ns, values in gaps:
+            micros = self._values(None, values)
+            record_values(self.tallies[phase].histograms["itl"], micros)
+            at = max((done_ns - self._t0_ns) // NS_PER_S, self._next_second)
+            self._record_second(self._seconds.setdefault(at, _Second()), phase, "itl", micros)
 
     def _tally(self, phase: int, rows: StampArray) -> None:
         tally = self.tallies[phase]
@@ -163,11 +219,16 @@ class Recorder:
                 tally.errors[ERROR_KINDS[code - 1]] += count
         statuses, counts = np.unique(rows["status"][rows["status"] > 0], return_counts=True)
         tally.statuses.update(dict(zip(statuses.tolist(), counts.tolist(), strict=True)))
-        latency = self._values(tally, rows["done_ns"] - rows["intended_ns"])
-        within = ok if self._goodput_us is None else ok & (latency <= self._goodput_us)
-        tally.ok_within_slo += int(within.sum())
+        tally.service_ns += int((rows["done_ns"] - rows["sent_ns"])[rows["sent_ns"] > 0].sum())
+        tally.ok_within_slo += int(self._goodput.met(rows, ok).sum())
         for metric, values in self._metric_values(rows, ok, tally).items():
             record_values(tally.histograms[metric], values)
+        if self._streamed:
+            tally.input_tokens += int(rows["input_tokens"].sum())
+            tally.output_tokens += int(rows["output_tokens"].sum())
+            codes, counts = np.unique(rows["tokens_source"][ok], return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                tally.token_sources[TOKEN_SOURCES[code] or "none"] += count
 
     def _values(self, tally: PhaseTally | None, nanoseconds: IntArray) -> IntArray:
         """Microseconds clamped to the histogram's range; values above it are counted."""
@@ -185,41 +246,66 @@ class Recorder:
         sent = rows["sent_ns"] > 0
         first = ok & (rows["first_byte_ns"] > 0)
         since_intended = rows["done_ns"] - rows["intended_ns"]
-        return {
+        values = {
             "lag": self._values(tally, (rows["sent_ns"] - rows["intended_ns"])[sent]),
             "latency": self._values(tally, since_intended[ok]),
             "service": self._values(None, (rows["done_ns"] - rows["sent_ns"])[ok]),
             "ttfb": self._values(None, (rows["first_byte_ns"] - rows["sent_ns"])[first]),
             "failed": self._values(tally, since_intended[~ok]),
         }
+        if self._streamed:
+            values |= self._stream_values(rows, ok)
+        return values
+
+    def _stream_values(self, rows: StampArray, ok: BoolArray) -> dict[str, IntArray]:
+        """TTFT (from the intended time and from the send) and TPOT of each streamed answer
+        with a first token; TPOT = (last − first token) / (output tokens − 1), for ≥ 2."""
+        token = ok & (rows["first_token_ns"] > 0)
+        first = rows["first_token_ns"][token]
+        several = token & (rows["output_tokens"] >= 2)
+        spread = (rows["last_token_ns"] - rows["first_token_ns"])[several]
+        return {
+            "ttft": self._values(None, first - rows["intended_ns"][token]),
+            "ttft_sent": self._values(None, first - rows["sent_ns"][token]),
+            "tpot": self._values(None, spread // (rows["output_tokens"][several] - 1)),
+        }
 
     def _by_second(self, phase: int, rows: StampArray, seconds: IntArray) -> None:
         ok = rows["error"] == 0
         values = self._metric_values(rows, ok)
+        token = ok & (rows["first_token_ns"] > 0)
         masks = {
             "lag": seconds[rows["sent_ns"] > 0],
             "latency": seconds[ok],
             "service": seconds[ok],
             "ttfb": seconds[ok & (rows["first_byte_ns"] > 0)],
             "failed": seconds[~ok],
+            "ttft": seconds[token],
+            "ttft_sent": seconds[token],
+            "tpot": seconds[token & (rows["output_tokens"] >= 2)],
         }
         for second in np.unique(seconds).tolist():
             bucket = self._seconds.setdefault(second, _Second())
             in_second = seconds == second
             bucket.completed += int((in_second & (rows["error"] != _DROPPED)).sum())
             bucket.errors += int((in_second & ~ok).sum())
-            for metric, metric_seconds in masks.items():
-                chosen = values[metric][metric_seconds == second]
-                if chosen.size == 0:
-                    continue
-                hist = bucket.histograms.get((phase, metric))
-                if hist is None:
-                    hist = bucket.histograms[(phase, metric)] = new_histogram(self.highest_us)
-                record_values(hist, chosen)
-                if metric == "latency":
-                    if bucket.latency is None:
-                        bucket.latency = new_histogram(self.highest_us)
-                    record_values(bucket.latency, chosen)
+            if self._streamed:
+                tokens = int(rows["output_tokens"][in_second].sum())
+                bucket.output_tokens[phase] = bucket.output_tokens.get(phase, 0) + tokens
+            for metric, metric_values in values.items():
+                self._record_second(bucket, phase, metric, metric_values[masks[metric] == second])
+
+    def _record_second(self, bucket: _Second, phase: int, metric: str, values: IntArray) -> None:
+        if values.size == 0:
+            return
+        hist = bucket.histograms.get((phase, metric))
+        if hist is None:
+            hist = bucket.histograms[(phase, metric)] = new_histogram(self.highest_us)
+        record_values(hist, values)
+        if metric == "latency":
+            if bucket.latency is None:
+                bucket.latency = new_histogram(self.highest_us)
+            record_values(bucket.latency, values)
 
     # --- seconds --------------------------------------------------------------------------------
 
@@ -264,6 +350,9 @@ class Recorder:
     def _write_second(self, second: int, length_s: float) -> IntervalStats:
         assert self._hlog is not None, "Recorder.start() first"
         bucket = self._seconds.pop(second, _Second())
+        for phase, tokens in bucket.output_tokens.items():
+            tally = self.tallies[phase]
+            tally.peak_output_tokens_per_s = max(tally.peak_output_tokens_per_s, tokens)
         for (phase, metric), hist in sorted(bucket.histograms.items()):
             self._hlog.write(f"{self._names[phase]}/{metric}", float(second), length_s, hist)
             release_histogram(hist)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+from array import array
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Protocol
 
@@ -18,7 +20,15 @@ import numpy.typing as npt
 
 from infbench.wire import BATCH_HEADER, STAMP, STAMP_FIELDS
 
-__all__ = ["STAMP_DTYPE", "BatchSink", "PipeSink", "StampArray", "StampBuffer", "read_batch"]
+__all__ = [
+    "STAMP_DTYPE",
+    "BatchSink",
+    "PipeSink",
+    "StampArray",
+    "StampBuffer",
+    "read_batch",
+    "read_gaps",
+]
 
 STAMP_DTYPE = np.dtype([(name, "<i8") for name in STAMP_FIELDS])
 StampArray = npt.NDArray[np.void]
@@ -30,7 +40,9 @@ _F_SETPIPE_SZ = 1031
 class BatchSink(Protocol):
     """Where full batches go: a pipe to the recorder process, or a list in tests."""
 
-    def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None: ...
+    def send_bytes(
+        self, buf: bytes | bytearray | memoryview | array[int], offset: int, size: int
+    ) -> None: ...
 
 
 class StampBuffer:
@@ -42,6 +54,8 @@ class StampBuffer:
         self._buffer = bytearray(BATCH_HEADER.size + capacity * STAMP.size)
         self._count = 0
         self._pack = STAMP.pack_into
+        # ITL gaps of streamed answers, per answer: phase, done, count, then the gaps (ns).
+        self._gaps = array("q")
 
     def add(
         self,
@@ -55,28 +69,52 @@ class StampBuffer:
         error: int,
         bytes_out: int,
         bytes_in: int,
+        stream: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0),
     ) -> bool:
-        """Write one stamp; True when the buffer is full and must be handed over now."""
+        """Write one stamp (``stream``: first and last token, chunks, input and output tokens,
+        their source); True when the buffer is full and must be handed over now."""
         offset = BATCH_HEADER.size + self._count * STAMP.size
         self._pack(
             self._buffer, offset, seq, phase, intended_ns, sent_ns, first_byte_ns, done_ns,
-            status, error, bytes_out, bytes_in,
+            status, error, bytes_out, bytes_in, *stream,
         )  # fmt: skip
         self._count += 1
         return self._count == self._capacity
 
+    def add_gaps(self, phase: int, done_ns: int, gaps: Sequence[int]) -> None:
+        """The gaps between a streamed answer's content chunks, for the ITL histogram."""
+        self._gaps.extend((phase, done_ns, len(gaps)))
+        self._gaps.extend(gaps)
+
     def hand_over(self, now_ns: int, offered: int, sent: int, in_flight: int) -> None:
-        """Send the stamps so far with the generator's totals; the buffer is reused."""
-        BATCH_HEADER.pack_into(self._buffer, 0, now_ns, offered, sent, in_flight)
+        """Send the stamps so far with the generator's totals (then the gaps, if any, as a
+        message of their own); the buffers are reused."""
+        gaps = self._gaps
+        BATCH_HEADER.pack_into(self._buffer, 0, now_ns, offered, sent, in_flight, len(gaps))
         self._sink.send_bytes(self._buffer, 0, BATCH_HEADER.size + self._count * STAMP.size)
         self._count = 0
+        if gaps:
+            self._sink.send_bytes(gaps, 0, len(gaps) * gaps.itemsize)
+            del gaps[:]
 
 
-def read_batch(data: bytes) -> tuple[tuple[int, int, int, int], StampArray]:
-    """A hand-over's header (now, offered, sent, in flight) and its stamps."""
-    header: tuple[int, int, int, int] = BATCH_HEADER.unpack_from(data)
+def read_batch(data: bytes) -> tuple[tuple[int, int, int, int, int], StampArray]:
+    """A hand-over's header (now, offered, sent, in flight, gap words) and its stamps."""
+    header: tuple[int, int, int, int, int] = BATCH_HEADER.unpack_from(data)
     stamps: StampArray = np.frombuffer(data, dtype=STAMP_DTYPE, offset=BATCH_HEADER.size)
     return header, stamps
+
+
+def read_gaps(data: bytes) -> list[tuple[int, int, npt.NDArray[np.int64]]]:
+    """The gaps message of a hand-over: (phase, done ns, gaps) per streamed answer."""
+    words = np.frombuffer(data, dtype="<i8")
+    segments = []
+    at = 0
+    while at < words.size:
+        phase, done_ns, count = (int(w) for w in words[at : at + 3])
+        segments.append((phase, done_ns, words[at + 3 : at + 3 + count]))
+        at += 3 + count
+    return segments
 
 
 class PipeSink:
@@ -87,5 +125,7 @@ class PipeSink:
         with contextlib.suppress(OSError):  # not Linux, or above pipe-max-size: default size
             fcntl.fcntl(connection.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
 
-    def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None:
+    def send_bytes(
+        self, buf: bytes | bytearray | memoryview | array[int], offset: int, size: int
+    ) -> None:
         self._connection.send_bytes(buf, offset, size)

@@ -178,11 +178,16 @@ class TtfbPercentiles(_Record):
     p99: float | None = None
 
 
+_STREAMED = _optional(Percentiles, omit_none=True)  # a streamed phase's figure, else absent
+
+
 @dataclass(frozen=True)
 class PhaseSummary(_Record):
     """One entry of ``phases[]`` (and ``warmup``): the stable machine contract of DESIGN §8.
 
-    A streamed phase's keys (ttft_ms, tpot_ms, itl_ms, tokens…) are kept in ``extra``.
+    A streamed phase (DESIGN §5b) adds ttft_ms (and ttft_sent_ms, from the send), tpot_ms,
+    itl_ms, the token sums, output_tps, its peak over seconds, mean_concurrency and
+    tokens_source; other phases leave them out.
     """
 
     name: str = ""
@@ -209,6 +214,16 @@ class PhaseSummary(_Record):
     bytes_in: int = 0
     bytes_out: int = 0
     out_of_range: int = 0
+    ttft_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
+    ttft_sent_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
+    tpot_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
+    itl_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
+    input_tokens: int | None = field(default=None, metadata=_OMIT_NONE)
+    output_tokens: int | None = field(default=None, metadata=_OMIT_NONE)
+    output_tps: float | None = field(default=None, metadata=_OMIT_NONE)
+    peak_output_tps: float | None = field(default=None, metadata=_OMIT_NONE)
+    mean_concurrency: float | None = field(default=None, metadata=_OMIT_NONE)
+    tokens_source: str | None = field(default=None, metadata=_OMIT_NONE)
 
     @property
     def requests(self) -> int:

@@ -25,9 +25,10 @@ from infbench.wire import ERROR_KINDS, STAMP_FIELDS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ROW_COLUMNS", "format_rows", "merge_row_files", "read_row_chunks"]
+__all__ = ["ROW_COLUMNS", "STREAM_COLUMNS", "format_rows", "merge_row_files", "read_row_chunks"]
 
-ROW_COLUMNS = STAMP_FIELDS  # one column per field of the loop's stamp, in its order
+ROW_COLUMNS = STAMP_FIELDS[:10]  # the loop's stamp, field by field, in its order
+STREAM_COLUMNS = STAMP_FIELDS[10:15]  # added for streamed answers (DESIGN §7)
 _ERROR_NAMES = ("", *ERROR_KINDS)  # by the stamp's error code
 CHUNK_ROWS = 500_000
 
@@ -39,7 +40,7 @@ def _csv_field(text: str) -> str:
     return out.getvalue()
 
 
-def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int) -> str:
+def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int, streamed: bool = False) -> str:
     """CSV text of a batch of stamps (a numpy record array of ``wire.STAMP_FIELDS``), times
     made relative to the run's start; "" where a time was never reached."""
 
@@ -47,7 +48,7 @@ def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int) -> str:
         return ["" if v == 0 else v - t0_ns for v in stamps[column].tolist()]
 
     names = [_csv_field(name) for name in phase_names]
-    columns = (
+    columns: tuple[list[Any], ...] = (
         stamps["seq"].tolist(),
         [names[i] for i in stamps["phase"].tolist()],
         (stamps["intended_ns"] - t0_ns).tolist(),
@@ -59,7 +60,16 @@ def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int) -> str:
         stamps["bytes_out"].tolist(),
         stamps["bytes_in"].tolist(),
     )
-    return "".join("%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\r\n" % row for row in zip(*columns, strict=True))  # noqa: UP031
+    if streamed:
+        columns += (
+            relative("first_token_ns"),
+            relative("last_token_ns"),
+            stamps["chunks"].tolist(),
+            stamps["input_tokens"].tolist(),
+            stamps["output_tokens"].tolist(),
+        )
+    line = ",".join(["%s"] * len(columns)) + "\r\n"
+    return "".join(line % row for row in zip(*columns, strict=True))
 
 
 def read_row_chunks(path: Path, columns: Mapping[str, str]) -> Iterator[pd.DataFrame]:
