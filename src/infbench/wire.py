@@ -27,7 +27,15 @@ __all__ = [
 ]
 
 ErrorKind = Literal[
-    "timeout", "connect", "reset", "protocol", "http_4xx", "http_5xx", "too_large", "dropped"
+    "timeout",
+    "connect",
+    "reset",
+    "protocol",
+    "http_4xx",
+    "http_5xx",
+    "too_large",
+    "dropped",
+    "stream_error",
 ]
 ERROR_KINDS: tuple[ErrorKind, ...] = (
     "timeout",
@@ -38,6 +46,9 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
     "http_5xx",
     "too_large",
     "dropped",
+    # An error event inside a 200 streamed answer (senders/streams.py). Kinds are only ever
+    # appended: a stamp's error code is the index here, so existing codes keep their meaning.
+    "stream_error",
 )
 
 

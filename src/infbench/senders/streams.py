@@ -1,0 +1,263 @@
+"""Reading streamed LLM answers (DESIGN §5b): bytes and a stamp in, per-request figures out.
+
+Pure: no socket and no clock. A sender feeds each body piece as it arrives with the loop's
+``monotonic_ns()`` and calls ``end()`` at the end of the body; the figures it then reads are
+what the stamp row needs (first/last token, chunks, tokens, error) plus every inter-token gap.
+
+- ``SseReader``: OpenAI-compatible server-sent events (``openai-chat``, ``openai-completions``),
+  parsed as the WHATWG event-stream rules say (any of CRLF, LF, CR; ``:`` comments; ``event``,
+  ``id``, ``retry``; multi-line ``data``), frames split across reads or several in one.
+- ``TextStreamReader``: ``text-stream`` (a BentoML generator answering text/plain pieces).
+
+A *content chunk* carries text: chat ``choices[0].delta.content`` (or the reasoning text of
+reasoning models, ``reasoning_content``/``reasoning``, which are generated tokens too),
+completions ``choices[0].text``. A role-only delta, an empty delta, a ``finish_reason``-only
+chunk, a comment, the usage chunk and ``[DONE]`` carry none. All events of one read share the
+read's stamp: the client cannot know more, so their gaps are 0.
+
+ITL: each gap between consecutive content chunks is appended to ``gaps``, an ``array('q')`` of
+nanoseconds (raw integers, no object per gap kept). Pass one shared array to many readers and the
+recorder can put the whole buffer into the ITL histogram in one batch.
+
+Errors (first one wins, later events still counted):
+
+- ``protocol``: a data payload that is not JSON or not a JSON object of the expected shape;
+  the server broke the streaming format.
+- ``stream_error`` (new kind): an error reported inside a 200 stream, ``{"error": {...}}`` as
+  vLLM and OpenAI send it (also ``"object": "error"`` and an ``event: error`` field). Neither
+  ``http_5xx`` (the status was 200) nor ``protocol`` (the frame was well formed).
+- ``reset``: ``end()`` came before ``[DONE]``: the answer was cut short, the same failure the
+  user sees when the connection drops mid-body. An unterminated last event is discarded, as
+  the event-stream rules and the OpenAI client do, so a stream cut inside a frame is ``reset``.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from infbench.wire import ErrorKind
+
+__all__ = ["SseReader", "StreamTimes", "TextStreamReader", "TokensSource", "stream_times"]
+
+TokensSource = Literal["usage", "tokenizer", "chunks"]
+_decode = json.JSONDecoder().decode  # skips json.loads' per-call keyword and encoding checks
+_BAD_SHAPE = (ValueError, TypeError, AttributeError, IndexError, KeyError)
+
+
+class _Stream:
+    """What both readers track per request."""
+
+    __slots__ = (
+        "_count_tokens",
+        "_usage_output",
+        "chunks",
+        "error",
+        "first_token_ns",
+        "gaps",
+        "input_tokens",
+        "last_token_ns",
+    )
+
+    def __init__(self, count_tokens: Callable[[str], int] | None, gaps: array[int] | None) -> None:
+        self.first_token_ns = 0  # 0: no content arrived (the stamp layout's "did not happen")
+        self.last_token_ns = 0
+        self.chunks = 0
+        self.gaps: array[int] = array("q") if gaps is None else gaps
+        self.input_tokens = 0  # usage.prompt_tokens; 0 when the server sent none
+        self.error: ErrorKind | None = None
+        self._usage_output = -1  # usage.completion_tokens; -1 until a usage object came
+        self._count_tokens = count_tokens
+
+    def _stamp(self, now_ns: int) -> None:
+        if self.chunks:
+            self.gaps.append(now_ns - self.last_token_ns)
+        else:
+            self.first_token_ns = now_ns
+        self.last_token_ns = now_ns
+        self.chunks += 1
+
+    def _fail(self, kind: ErrorKind) -> None:
+        if self.error is None:
+            self.error = kind
+
+    def _text(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def tokens_source(self) -> TokensSource:
+        if self._usage_output >= 0:
+            return "usage"
+        return "tokenizer" if self._count_tokens is not None else "chunks"
+
+    @property
+    def output_tokens(self) -> int:
+        """Usage if the server sent it, else the tokenizer on the whole text (tokenizing per
+        chunk would split merges), else one per chunk. Read it once, after ``end()``."""
+        if self._usage_output >= 0:
+            return self._usage_output
+        if self._count_tokens is not None:
+            return self._count_tokens(self._text())
+        return self.chunks
+
+
+class SseReader(_Stream):
+    """One request's OpenAI-compatible event stream. ``api`` picks where the text lies."""
+
+    __slots__ = ("_chat", "_cr", "_data", "_event", "_line", "_texts", "done")
+
+    def __init__(
+        self,
+        api: Literal["openai-chat", "openai-completions"],
+        count_tokens: Callable[[str], int] | None = None,
+        gaps: array[int] | None = None,
+    ) -> None:
+        super().__init__(count_tokens, gaps)
+        self.done = False  # [DONE] seen
+        self._chat = api == "openai-chat"
+        self._line = b""  # an incomplete line carried to the next read
+        self._cr = False  # the last read ended in CR: a leading LF next is the same line end
+        self._data: bytes | None = None  # the current event's data lines, joined by LF
+        self._event = b""
+        # Kept only for a tokenizer; otherwise no text outlives its chunk.
+        self._texts: list[str] | None = [] if count_tokens is not None else None
+
+    def feed(self, data: bytes, now_ns: int) -> None:
+        """Take one body piece received at ``now_ns``; complete events are handled at once."""
+        if not data:
+            return
+        if self._cr and data[0] == 10:  # the LF of a CRLF split across reads
+            data = data[1:]
+        if 13 in data:  # CR: rare (vLLM and OpenAI send LF); an int test is a memchr, 10x faster
+            self._cr = data[-1] == 13
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            self._cr = False
+        lines = (self._line + data if self._line else data).split(b"\n")
+        self._line = lines.pop()
+        for line in lines:
+            if not line:  # blank line: the event is complete
+                if self._data is not None:
+                    self._dispatch(self._data, now_ns)
+                    self._data = None
+                self._event = b""
+            elif line[:5] == b"data:":
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                self._data = value if self._data is None else self._data + b"\n" + value
+            elif line[0] != 58:  # not a ":" comment (ping)
+                self._field(line)
+
+    def _field(self, line: bytes) -> None:
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"event":
+            self._event = value
+        elif name == b"data":  # "data" with no colon: an empty data line
+            self._data = value if self._data is None else self._data + b"\n" + value
+        # id and retry matter to a browser reconnecting, not to a measurement; others are ignored
+
+    def _dispatch(self, payload: bytes, now_ns: int) -> None:
+        if payload == b"[DONE]":
+            self.done = True
+            return
+        if self._event == b"error":
+            self._fail("stream_error")
+        if not payload:
+            return
+        try:
+            obj = _decode(payload.decode())
+            choices = obj.get("choices")
+            if choices:
+                choice = choices[0]
+                if self._chat:
+                    delta = choice.get("delta")
+                    text = delta and (
+                        delta.get("content")
+                        or delta.get("reasoning_content")
+                        or delta.get("reasoning")
+                    )
+                else:
+                    text = choice.get("text")
+                if text:
+                    if type(text) is not str:
+                        raise TypeError(text)
+                    self._stamp(now_ns)
+                    if self._texts is not None:
+                        self._texts.append(text)
+            # {"error": {...}} as vLLM and OpenAI stream it (a null "error" is none, as in the
+            # OpenAI client); {"object": "error", ...} is vLLM's bare error body.
+            if obj.get("error") or (not choices and obj.get("object") == "error"):
+                self._fail("stream_error")
+            usage = obj.get("usage")
+            if usage:  # the last chunk (choices: []), or every chunk with continuous usage
+                self._usage(usage)
+        except _BAD_SHAPE:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            self._fail("protocol")
+
+    def _usage(self, usage: Any) -> None:
+        output, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+        if type(output) is int:
+            self._usage_output = output
+        if type(prompt) is int:
+            self.input_tokens = prompt
+
+    def end(self) -> ErrorKind | None:
+        """The body ended: the request's error kind, ``reset`` when ``[DONE]`` never came."""
+        if not self.done:
+            self._fail("reset")
+        return self.error
+
+    def _text(self) -> str:
+        return "".join(self._texts or ())
+
+
+class TextStreamReader(_Stream):
+    """One request's plain streamed text: every non-empty body piece is a content chunk."""
+
+    __slots__ = ("_pieces",)
+
+    def __init__(
+        self, count_tokens: Callable[[str], int] | None = None, gaps: array[int] | None = None
+    ) -> None:
+        super().__init__(count_tokens, gaps)
+        self._pieces: list[bytes] | None = [] if count_tokens is not None else None
+
+    def feed(self, data: bytes, now_ns: int) -> None:
+        if data:
+            self._stamp(now_ns)
+            if self._pieces is not None:
+                self._pieces.append(data)
+
+    def end(self) -> ErrorKind | None:
+        """Plain text has no end marker: only the transport knows if the body was complete."""
+        return self.error
+
+    def _text(self) -> str:
+        # Joined before decoding: a UTF-8 character may be split between pieces.
+        return b"".join(self._pieces or ()).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTimes:
+    """Per-request streaming figures in ns. ``tpot_ns`` is None below two output tokens."""
+
+    ttft_ns: int  # first content chunk − intended (includes any wait in the generator)
+    ttft_sent_ns: int  # first content chunk − sent, beside it like service time
+    tpot_ns: int | None
+
+
+def stream_times(
+    intended_ns: int, sent_ns: int, first_token_ns: int, last_token_ns: int, output_tokens: int
+) -> StreamTimes | None:
+    """TTFT and TPOT = (last − first) / (output tokens − 1) (DESIGN §5b); None with no content.
+
+    Integer ns: the truncation is below a nanosecond, far under the histograms' resolution.
+    """
+    if not first_token_ns:
+        return None
+    tpot = (last_token_ns - first_token_ns) // (output_tokens - 1) if output_tokens >= 2 else None
+    return StreamTimes(first_token_ns - intended_ns, first_token_ns - sent_ns, tpot)
