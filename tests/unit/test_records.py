@@ -134,7 +134,7 @@ def test_a_rewritten_aggregate_keeps_unknown_keys() -> None:
     aggregate = replace(RunRecord.from_json(RUN), repetitions=("run-1", "run-2"), server=None)
     data = aggregate.to_json()
     assert data["added_later"] == {"any": ["thing"]} and data["repetitions"] == ["run-1", "run-2"]
-    assert data["phases"][0]["ttft_ms"] == {"p50": 9.0}
+    assert data["phases"][0]["future_ms"] == {"p50": 9.0}
 
 
 @pytest.mark.parametrize("name", ["base", "cand", "cand-slow", "rep-base", "rep-base/run-1"])
