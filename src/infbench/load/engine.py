@@ -212,10 +212,16 @@ class Engine:
         outcome: Outcome,
     ) -> None:
         body = request.body
+        stream = (
+            outcome.first_token_ns, outcome.last_token_ns, outcome.chunks, outcome.input_tokens,
+            outcome.output_tokens, outcome.tokens_source,
+        )  # fmt: skip
+        if outcome.gaps:
+            self.stamps.add_gaps(phase, outcome.done_ns, outcome.gaps)
         full = self.stamps.add(
             seq, phase, intended_ns, sent_ns, outcome.first_byte_ns, outcome.done_ns,
             outcome.status, ERROR_CODES[outcome.error], len(body) if body else 0,
-            outcome.bytes_in,
+            outcome.bytes_in, stream,
         )  # fmt: skip
         if full:
             self._hand_over()
@@ -370,13 +376,17 @@ class Engine:
         loop = asyncio.get_running_loop()
         previous_handlers = stop_on_signals(loop, self.stop)
         await self.sender.open()
-        self._fix_start()
-        ticker = loop.create_task(self._ticker())
+        ticker: asyncio.Task[None] | None = None
         try:
+            # Quiet first: its full collection takes ~0.1 s, which must not make the first
+            # arrivals late, so the start instant is fixed after it.
             with quiet_interpreter():
+                self._fix_start()
+                ticker = loop.create_task(self._ticker())
                 await self._dispatch()
         finally:
-            await cancel(ticker)
+            if ticker is not None:
+                await cancel(ticker)
             self.report.end_ns = self._now()
             self._hand_over()
             self.report.spin_s = self.clock.spin_ns / 1e9

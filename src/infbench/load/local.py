@@ -159,6 +159,7 @@ def _new_sender(scenario: Scenario, base_url: str) -> Sender:
         http2=scenario.client.http2,
         verify_tls=not scenario.client.insecure,
         preopen=True,
+        stream=scenario.request.api if scenario.request.streams else "",
     )
     return make_sender(scenario.client.sender, options)
 

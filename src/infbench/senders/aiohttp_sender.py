@@ -19,7 +19,16 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from infbench.senders.base import USER_AGENT, SenderOptions, TooLarge, check_base_url, has_body
+from infbench.senders.base import (
+    USER_AGENT,
+    SenderOptions,
+    StreamReader,
+    TooLarge,
+    check_base_url,
+    has_body,
+    new_reader,
+    streamed_outcome,
+)
 from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["AiohttpSender"]
@@ -81,13 +90,30 @@ class AiohttpSender:
             ) as response:
                 first_byte_ns = monotonic_ns()
                 status = response.status
-                bytes_in = await self._read(response)
+                reader = new_reader(self.options)
+                if reader is None:
+                    bytes_in = await self._read(response)
+                else:
+                    bytes_in = await self._read_stream(response, reader)
                 done_ns = monotonic_ns()
         except TooLarge as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
+        if reader is not None:
+            return streamed_outcome(reader, done_ns, first_byte_ns, status, bytes_in)
         return Outcome(done_ns, first_byte_ns, status, classify_status(status), bytes_in)
+
+    async def _read_stream(self, response: aiohttp.ClientResponse, reader: StreamReader) -> int:
+        """Feed each piece of the body to ``reader`` as it arrives, stamped; under the cap."""
+        total = 0
+        async for piece in response.content.iter_any():
+            reader.feed(piece, monotonic_ns())
+            total += len(piece)
+            if total > self._cap:
+                response.close()
+                raise TooLarge(total)
+        return total
 
     async def _read(self, response: aiohttp.ClientResponse) -> int:
         """Read the body under the cap; returns its length in bytes."""

@@ -14,9 +14,22 @@ from urllib.parse import SplitResult, urlsplit
 
 from infbench import __version__
 from infbench.errors import UsageError
-from infbench.wire import Outcome, PreparedRequest
+from infbench.senders.streams import SseReader, TextStreamReader
+from infbench.wire import TOKEN_SOURCES, Outcome, PreparedRequest, classify_status
 
-__all__ = ["USER_AGENT", "Sender", "SenderOptions", "TooLarge", "check_base_url", "has_body"]
+StreamReader = SseReader | TextStreamReader
+
+__all__ = [
+    "USER_AGENT",
+    "Sender",
+    "SenderOptions",
+    "StreamReader",
+    "TooLarge",
+    "check_base_url",
+    "has_body",
+    "new_reader",
+    "streamed_outcome",
+]
 
 USER_AGENT = f"infbench/{__version__}"
 
@@ -32,6 +45,9 @@ class SenderOptions:
     # Open every connection before the run (fast sender): a burst at the start then finds
     # them ready. Off for one-off use, where a connection is opened when first needed.
     preopen: bool = False
+    # request.api of a streamed answer (openai-chat, openai-completions, text-stream): the
+    # body is read chunk by chunk and its tokens stamped (DESIGN §5b); "" for plain HTTP.
+    stream: str = ""
 
 
 class Sender(Protocol):
@@ -53,6 +69,28 @@ class TooLarge(Exception):
     def __init__(self, bytes_in: int) -> None:
         super().__init__(bytes_in)
         self.bytes_in = bytes_in
+
+
+def new_reader(options: SenderOptions) -> StreamReader | None:
+    """A reader for one streamed answer, or None for plain HTTP."""
+    if not options.stream:
+        return None
+    if options.stream == "text-stream":
+        return TextStreamReader()
+    return SseReader(options.stream)  # type: ignore[arg-type]
+
+
+def streamed_outcome(
+    reader: StreamReader, done_ns: int, first_byte_ns: int, status: int, bytes_in: int
+) -> Outcome:
+    """The outcome of a complete answer read by ``reader``: an HTTP error first, else how
+    the stream ended (cut short, an error event, a broken frame)."""
+    error = classify_status(status) or reader.end()
+    return Outcome(
+        done_ns, first_byte_ns, status, error, bytes_in,
+        reader.first_token_ns, reader.last_token_ns, reader.chunks, reader.input_tokens,
+        reader.output_tokens, TOKEN_SOURCES.index(reader.tokens_source), reader.gaps,
+    )  # fmt: skip
 
 
 def has_body(method: str, status: int) -> bool:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from time import monotonic_ns
 
 from infbench.errors import UsageError
-from infbench.senders.base import SenderOptions
+from infbench.senders.base import SenderOptions, new_reader
 from infbench.senders.http1 import Http1Connection, Http1Encoder
 from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
@@ -92,7 +92,7 @@ class FastSender:
         connection.idle = False
         data, rest, head = self._encoder.encode(request)
         direct = _Direct(self, connection, request, on_done)
-        connection.send(direct, data, rest, head)
+        connection.send(direct, data, rest, head, new_reader(self.options))
         direct.timer = loop.call_at(loop.time() + self._timeout_s, connection.expire)
         return True
 
@@ -135,7 +135,7 @@ class FastSender:
                     return got
                 connection = got
             future: asyncio.Future[Outcome | None] = loop.create_future()
-            connection.send(future, data, rest, head)
+            connection.send(future, data, rest, head, new_reader(self.options))
             timer = loop.call_at(deadline, connection.expire)
             try:
                 outcome = await future

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httptools
 
 from infbench.errors import UsageError
-from infbench.senders.base import USER_AGENT, check_base_url
+from infbench.senders.base import USER_AGENT, StreamReader, check_base_url, streamed_outcome
 from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["Http1Connection", "Http1Encoder", "Settlement", "parse_base"]
@@ -137,6 +137,7 @@ class Http1Connection(asyncio.Protocol):
         "idle",
         "on_closed",
         "parser",
+        "reader",
         "refused",
         "status",
         "transport",
@@ -151,6 +152,7 @@ class Http1Connection(asyncio.Protocol):
         self.cap = cap
         self.parser = httptools.HttpResponseParser(self)
         self.future: Settlement | None = None
+        self.reader: StreamReader | None = None  # a streamed answer's, while it is read
         self.closed = self.counted = self.idle = False
         self.used = 0  # requests answered on this connection
         self._reset_request(False)
@@ -163,8 +165,16 @@ class Http1Connection(asyncio.Protocol):
 
     # --- driven by the sender -------------------------------------------------------------------
 
-    def send(self, future: Settlement, data: bytes, rest: bytes | None, head: bool) -> None:
+    def send(
+        self,
+        future: Settlement,
+        data: bytes,
+        rest: bytes | None,
+        head: bool,
+        reader: StreamReader | None = None,
+    ) -> None:
         self.future = future
+        self.reader = reader
         self._reset_request(head)
         transport = self.transport
         transport.write(data)
@@ -268,6 +278,8 @@ class Http1Connection(asyncio.Protocol):
             raise _Stop
 
     def on_body(self, body: bytes) -> None:
+        if self.reader is not None:
+            self.reader.feed(body, monotonic_ns())
         self.bytes_in += len(body)
         if self.bytes_in > self.cap:
             self._fail("too_large")
@@ -282,9 +294,14 @@ class Http1Connection(asyncio.Protocol):
 
     def _complete(self, keep_alive: bool = False) -> None:
         status = self.status
-        outcome = Outcome(
-            monotonic_ns(), self.first_byte_ns, status, classify_status(status), self.bytes_in
-        )
+        if self.reader is not None:
+            outcome = streamed_outcome(
+                self.reader, monotonic_ns(), self.first_byte_ns, status, self.bytes_in
+            )
+        else:
+            outcome = Outcome(
+                monotonic_ns(), self.first_byte_ns, status, classify_status(status), self.bytes_in
+            )
         self.used += 1
         if not keep_alive:
             self.close()  # Connection: close, HTTP/1.0, or a body that ran to the end

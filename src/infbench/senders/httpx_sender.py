@@ -41,6 +41,12 @@ class HttpxSender:
     name = "httpx"
 
     def __init__(self, options: SenderOptions) -> None:
+        if options.stream:
+            raise UsageError(
+                f"client.sender: httpx does not read streamed answers (request.api: "
+                f"{options.stream}); use client.sender: auto, fast or aiohttp",
+                hint="set client.sender: auto (or fast, or aiohttp for TLS)",
+            )
         if options.http2:
             try:
                 import h2  # noqa: F401  (httpx needs it for HTTP/2 and says so only at send)

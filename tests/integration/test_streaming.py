@@ -1,0 +1,96 @@
+"""Streamed LLM answers end to end (DESIGN §5b): infbench run against a fake streaming server.
+
+The server's timing is known (TTFT 60 ms, then 2 tokens every 20 ms), so the figures are
+asserted within HDR precision plus bounds far from the expected values for scheduling noise
+(never tight timings: the machines are shared).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from infbench.cli import app
+from streamserver import StreamServer
+
+runner = CliRunner(env={"COLUMNS": "100"})
+
+
+def scenario(tmp_path: Path, url: str, sender: str, requests: int = 6) -> Path:
+    path = tmp_path / "llm.yaml"
+    path.write_text(
+        f"""
+version: 1
+name: llm
+target: {{kind: url, url: "{url}"}}
+request: {{api: openai-chat, model: m, prompt: "hello", max_tokens: 10, timeout: 5s}}
+client: {{sender: {sender}, connections: 4}}
+workload:
+  seed: 1
+  phases:
+    - {{name: steady, duration: {requests * 0.25}s, arrival: {{process: constant, rate: 4}}}}
+slo: {{ttft: 1s, tpot: 100ms}}
+"""
+    )
+    return path
+
+
+def run(
+    tmp_path: Path, url: str, sender: str, exit_codes: tuple[int, ...] = (0, 4)
+) -> dict[str, object]:
+    """run.json of the run (exit 4 allowed: a busy machine may make the generator late)."""
+    result = runner.invoke(
+        app, ["run", str(scenario(tmp_path, url, sender)), "--out", str(tmp_path), "-q"]
+    )
+    assert result.exit_code in exit_codes, result.output
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    data: dict[str, object] = json.loads((run_dir / "run.json").read_text())
+    data["_dir"] = str(run_dir)
+    return data
+
+
+@pytest.mark.parametrize("sender", ["fast", "aiohttp"])
+def test_ttft_tpot_itl_and_tokens_from_a_stream_with_every_quirk(
+    tmp_path: Path, sender: str
+) -> None:
+    knobs = {"ttft_s": 0.06, "itl_s": 0.02, "chunks": 5, "tokens_per_chunk": 2}
+    with StreamServer(**knobs, role_chunk=True, ping=True, split=True) as server:
+        data = run(tmp_path, server.url, sender)
+    (phase,) = data["phases"]  # type: ignore[misc]
+    assert phase["completed"] == phase["ok"] == 6, phase["errors"]
+    assert 59.0 <= phase["ttft_ms"]["p50"] <= 90.0  # 60 ms of TTFT (+ half a ms of split)
+    assert 19.5 <= phase["itl_ms"]["p50"] <= 35.0  # a content chunk every 20 ms
+    # TPOT = (last − first content chunk) / (tokens − 1) = 4 × 20 ms / 9
+    assert 8.8 <= phase["tpot_ms"]["p50"] <= 14.0
+    assert phase["output_tokens"] == 6 * 10 and phase["input_tokens"] == 6 * 7
+    assert phase["tokens_source"] == "usage"
+    assert phase["goodput_rps"] == phase["achieved_rps"]  # every answer met ttft and tpot
+    with gzip.open(Path(str(data["_dir"])) / "requests.csv.gz", "rt") as rows:
+        header = rows.readline().strip().split(",")
+        first = dict(zip(header, rows.readline().strip().split(","), strict=True))
+    assert header[-5:] == [
+        "first_token_ns",
+        "last_token_ns",
+        "chunks",
+        "input_tokens",
+        "output_tokens",
+    ]
+    assert first["chunks"] == "5" and first["output_tokens"] == "10"
+    tags = {line.split(",")[0] for line in (Path(str(data["_dir"])) / "latency.hlog").open()}
+    assert {"Tag=steady/ttft", "Tag=steady/tpot", "Tag=steady/itl"} <= tags
+
+
+@pytest.mark.parametrize(
+    ("knobs", "kind"),
+    [({"cut_at": 2}, "reset"), ({"error_at": 1}, "stream_error")],
+    ids=["ended-early", "error-event"],
+)
+def test_a_broken_stream_is_classified(tmp_path: Path, knobs: dict[str, int], kind: str) -> None:
+    with StreamServer(ttft_s=0.01, itl_s=0.005, **knobs) as server:
+        data = run(tmp_path, server.url, "fast", exit_codes=(1,))  # no answer met the SLO
+    (phase,) = data["phases"]  # type: ignore[misc]
+    assert phase["errors"] == {kind: phase["completed"]}

@@ -1,0 +1,147 @@
+"""A fake OpenAI-compatible streaming server with knobs, for integration tests of DESIGN §5b.
+
+Every POST is answered with server-sent events in the OpenAI chat format, over HTTP/1.1
+chunked transfer encoding on a kept-alive connection: after ``ttft_s`` a role-only chunk and
+the first content chunk, then a content chunk every ``itl_s``, each carrying
+``tokens_per_chunk`` words; a ``finish_reason`` chunk, the usage chunk and ``[DONE]``. Knobs
+add the pathologies a client must survive: ``ping`` comments between chunks, ``split`` frames
+(each event written in two pieces, a moment apart), ``error_at`` (an error event instead of
+that chunk), ``cut_at`` (the connection closed before that chunk) and ``stall_at`` (silence
+from that chunk on).
+
+    with StreamServer(ttft_s=0.06, itl_s=0.02, chunks=5, tokens_per_chunk=2) as srv:
+        ... srv.url ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["StreamKnobs", "StreamServer"]
+
+
+@dataclass(frozen=True)
+class StreamKnobs:
+    ttft_s: float = 0.06
+    itl_s: float = 0.02
+    chunks: int = 5
+    tokens_per_chunk: int = 2
+    role_chunk: bool = True
+    ping: bool = False
+    split: bool = False
+    usage: bool = True
+    error_at: int | None = None
+    cut_at: int | None = None
+    stall_at: int | None = None
+    prompt_tokens: int = 7
+
+
+def _event(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return _event({"id": "c", "object": "chat.completion.chunk", "choices": [choice]})
+
+
+class StreamServer:
+    def __init__(self, **knobs: Any) -> None:
+        self.knobs = StreamKnobs(**knobs)
+        self.requests = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> StreamServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
+        future.result(timeout=5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        self.requests += 1
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        return await self._stream(writer)
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """One event as a chunk of the body, or as two pieces a moment apart (``split``)."""
+        pieces = [data[: len(data) // 2], data[len(data) // 2 :]] if self.knobs.split else [data]
+        for index, piece in enumerate(pieces):
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            if index + 1 < len(pieces):
+                await asyncio.sleep(0.0005)
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> bool:
+        k = self.knobs
+        await asyncio.sleep(k.ttft_s)
+        if k.role_chunk:
+            await self._send(writer, _chunk({"role": "assistant", "content": ""}))
+        for index in range(k.chunks):
+            if index:
+                await asyncio.sleep(k.itl_s)
+            if k.cut_at == index:
+                return False
+            if k.stall_at == index:
+                await asyncio.sleep(3600)
+            if k.error_at == index:
+                await self._send(writer, _event({"error": {"message": "boom", "code": 500}}))
+                continue
+            if k.ping:
+                await self._send(writer, b": ping\n\n")
+            words = " ".join(f"w{index}.{t}" for t in range(k.tokens_per_chunk))
+            await self._send(writer, _chunk({"content": words + " "}))
+        await self._send(writer, _chunk({}, finish="stop"))
+        if k.usage:
+            completion = k.chunks * k.tokens_per_chunk
+            usage = {
+                "prompt_tokens": k.prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": k.prompt_tokens + completion,
+            }
+            await self._send(writer, _event({"id": "c", "choices": [], "usage": usage}))
+        await self._send(writer, b"data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
