@@ -166,8 +166,33 @@ def phase_tables(run: RunRecord) -> list[Table]:
             _num(svc.p99, 1),
             _num(phase.lag_ms.p99, 2),
         )
+    tokens = _tokens_table(run)
     server = _server_table(run)
-    return [traffic, latency] + ([server] if server is not None else [])
+    return [traffic, latency] + [t for t in (tokens, server) if t is not None]
+
+
+def _tokens_table(run: RunRecord) -> Table | None:
+    """Streamed phases (DESIGN §5b): time to first token, time per output token, tokens/s."""
+    streamed = [p for p in run.phases if p.ttft_ms is not None]
+    if not streamed:
+        return None
+    table = _table(
+        "tokens (ms; TTFT from intended send time)",
+        ("phase", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p99", "tok/s", "out tokens"),
+    )
+    for phase in streamed:
+        ttft, tpot, itl = phase.ttft_ms, phase.tpot_ms, phase.itl_ms
+        table.add_row(
+            phase.name,
+            _num(ttft.p50 if ttft else None, 1),
+            _num(ttft.p99 if ttft else None, 1),
+            _num(tpot.p50 if tpot else None, 2),
+            _num(tpot.p99 if tpot else None, 2),
+            _num(itl.p99 if itl else None, 2),
+            _num(phase.output_tps),
+            _num(phase.output_tokens),
+        )
+    return table
 
 
 def _server_figures(figures: ServerPhase) -> tuple[float | None, ...]:
