@@ -53,7 +53,7 @@ METRIC_PATHS: dict[str, tuple[str | None, str]] = {
     "itl_p99": ("itl_ms", "p99"),
     "output_tps": (None, "output_tps"),
 }
-_UNIT_SUFFIX = {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": " tok/s"}
+_UNIT_SUFFIX = {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}
 HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps", "output_tps"})
 LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
 
@@ -98,7 +98,7 @@ class MetricSpec:
         magnitude = math.floor(math.log10(abs(value))) if value else 0
         text = f"{value:,.{min(3, max(0, 3 - magnitude))}f}"
         return (
-            text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": " tok/s"}[self.unit]
+            text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}[self.unit]
         )
 
     def format_change(self, change: float | None) -> str:

@@ -66,7 +66,17 @@ _PERCENTILES: dict[str, tuple[str, float]] = {
     "p999": ("latency", 99.9),
     "service_p50": ("service", 50.0),
     "service_p99": ("service", 99.0),
+    "ttft_p50": ("ttft", 50.0),
+    "ttft_p99": ("ttft", 99.0),
+    "tpot_p50": ("tpot", 50.0),
+    "tpot_p99": ("tpot", 99.0),
+    "itl_p50": ("itl", 50.0),
+    "itl_p99": ("itl", 99.0),
 }
+# Figures of streamed phases only (DESIGN §5b): compared when both runs have them.
+_STREAM_METRICS = frozenset(
+    {"ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p50", "itl_p99", "output_tps"}
+)
 _GOODPUT_BOUNDS = ("max", "p999", "p99", "p95", "p90", "mean", "p50")  # as the runner picks it
 _MWU: Method = "mann-whitney"
 PHASE_METRICS = tuple(name for name in COMPARE_METRICS if name not in SERVER_METRICS)
@@ -226,13 +236,14 @@ def _point(side: Side, phase: str, metric: str) -> float | None:
 
 
 def _metrics(phase: str, base: Side, cand: Side) -> list[str]:
-    """Every phase metric, and the server metrics that both sides measured."""
-    server = [
-        name
-        for name in SERVER_METRICS
-        if _point(base, phase, name) is not None and _point(cand, phase, name) is not None
-    ]
-    return [*PHASE_METRICS, *server]
+    """Every phase metric (a streamed one when both sides streamed), and the server metrics
+    that both sides measured."""
+
+    def both(name: str) -> bool:
+        return _point(base, phase, name) is not None and _point(cand, phase, name) is not None
+
+    phase_metrics = [m for m in PHASE_METRICS if m not in _STREAM_METRICS or both(m)]
+    return [*phase_metrics, *(name for name in SERVER_METRICS if both(name))]
 
 
 def _change(spec: MetricSpec, base: float | None, cand: float | None) -> float | None:
@@ -341,11 +352,14 @@ def _resampled(metric: str, boot: SecondsBootstrap, side: Side, phase: str) -> F
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(failed / (failed + boot.count("latency")), dtype=np.float64)
     point = _value(side.run, phase, metric)
-    if metric not in ("achieved_rps", "goodput_rps") or point is None:
+    if metric not in ("achieved_rps", "goodput_rps", "output_tps") or point is None:
         return None
-    # A rate measured once over the phase scales with the resample's share of its requests.
+    # A rate measured once over the phase scales with the resample's share of its requests
+    # (tokens with that of its successes: their count per answer is not in the interval log).
     if metric == "achieved_rps":
         return point * boot.rate_ratio(["latency", "failed"])
+    if metric == "output_tps":
+        return point * boot.rate_ratio(["latency"])
     return point * boot.rate_ratio(["latency"], _goodput_limit_us(side.run))
 
 
