@@ -55,3 +55,27 @@ def test_quickstart_shortened(tmp_path: Path) -> None:
     ]
     assert not leftovers
     assert "srv p50" in result.output
+
+
+LLM_QUICKSTART = QUICKSTART.parent / "llm" / "quickstart.yaml"
+
+
+def test_llm_quickstart_shortened_reports_tokens(tmp_path: Path) -> None:
+    """The LLM demo against the bundled stream service: TTFT and TPOT near its knobs."""
+    shorten = [
+        "--set", "workload.warmup=1s",
+        "--set", "workload.phases[0].duration=4s",
+        "--set", "workload.phases[1].duration=4s",
+    ]  # fmt: skip
+    runner = CliRunner(env={"COLUMNS": "100"})
+    result = runner.invoke(app, ["run", str(LLM_QUICKSTART), "--out", str(tmp_path), *shorten])
+    assert result.exit_code in (0, 4), result.output  # 4: a busy machine made the run invalid
+    (run_dir,) = tmp_path.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    for phase in run["phases"]:
+        assert phase["ok"] == phase["completed"] > 0, phase["errors"]
+        assert phase["tokens_source"] == "usage"
+        assert phase["output_tokens"] == 64 * phase["ok"]  # max_tokens 64, counted by the server
+        assert 80.0 <= phase["ttft_ms"]["p50"] <= 300.0  # the service waits 80 ms (± 5)
+        assert 12.0 <= phase["tpot_ms"]["p50"] <= 40.0  # a token every 15 ms (± 5)
+    assert "TTFT p50" in result.output and "tok/s" in result.output
