@@ -140,6 +140,9 @@ def run(
 
 def _check_outcome(outcome: RunOutcome, strict: bool) -> None:
     """A finished run can still fail: interrupted, an SLO broken, or invalid under --strict."""
+    if outcome.run.status == "failed":  # the recorder was lost: what it wrote is kept
+        reason = outcome.run.invalid_reasons[0]
+        raise _fail(InvalidRun(f"{reason}; results in {outcome.run.result_dir}"))
     if outcome.interrupted:
         raise _fail(Interrupted(f"interrupted; partial results kept in {outcome.run.result_dir}"))
     failed = [r for r in outcome.slo if not r.passed]

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -290,6 +291,55 @@ def test_interrupt_keeps_partial_results(tmp_path: Path) -> None:
     assert run is not None and run["status"] == "interrupted"
     phase = run["phases"][0]
     assert 10 <= phase["completed"] <= 60
+
+
+def _signal_recorder(sig: signal.Signals, also_self: bool) -> None:
+    """Signal this process's recorder child (as a terminal's Ctrl-C signals the whole group)."""
+    for child in psutil.Process().children():
+        if "spawn_main" in " ".join(child.cmdline()):
+            child.send_signal(sig)
+    if also_self:
+        os.kill(os.getpid(), sig)
+
+
+def test_ctrl_c_to_the_process_group_keeps_every_recorded_request(tmp_path: Path) -> None:
+    with FakeServer(delay_s=0.01) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 20s, arrival: {process: constant, rate: 20}}",
+        )
+        timer = threading.Timer(1.5, _signal_recorder, (signal.SIGINT, True))
+        timer.start()
+        try:
+            code, run, output = invoke(path, tmp_path)
+        finally:
+            timer.cancel()
+    assert code == 130, output
+    assert run is not None and run["status"] == "interrupted"
+    with gzip.open(Path(run["result_dir"]) / "requests.csv.gz", "rt") as rows:
+        recorded = sum(1 for _ in rows) - 1
+    assert recorded == sum(p["completed"] + p["dropped"] for p in run["phases"]) > 10
+
+
+def test_a_recorder_that_dies_fails_the_run_and_keeps_what_it_wrote(tmp_path: Path) -> None:
+    with FakeServer(delay_s=0.01) as server:
+        path = scenario(
+            tmp_path,
+            server.url,
+            "    - {name: steady, duration: 6s, arrival: {process: constant, rate: 20}}",
+        )
+        timer = threading.Timer(2.5, _signal_recorder, (signal.SIGKILL, False))
+        timer.start()
+        try:
+            code, run, output = invoke(path, tmp_path)
+        finally:
+            timer.cancel()
+    assert code == 4, output
+    assert run is not None and run["status"] == "failed" and not run["valid"]
+    assert "recording failed" in run["invalid_reasons"][0]
+    assert "recording failed" in " ".join(output.split())
+    assert (Path(run["result_dir"]) / "latency.hlog").stat().st_size > 0
 
 
 def test_validate_previews_phases(tmp_path: Path) -> None:

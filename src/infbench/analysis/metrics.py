@@ -97,9 +97,7 @@ class MetricSpec:
             return f"{value * 100:.2f}%"  # error_rate is stored as a fraction
         magnitude = math.floor(math.log10(abs(value))) if value else 0
         text = f"{value:,.{min(3, max(0, 3 - magnitude))}f}"
-        return (
-            text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}[self.unit]
-        )
+        return text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}[self.unit]
 
     def format_change(self, change: float | None) -> str:
         if change is None or not math.isfinite(change):

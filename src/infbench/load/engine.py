@@ -360,7 +360,7 @@ class Engine:
             self.stamps.hand_over(self._now(), self._offered, self._sent, self._in_flight)
         except OSError as exc:
             self.report.recorder_lost = f"the recorder process is gone ({exc})"
-            self.stop()
+            self._halt()  # a failed run, not an interrupted one
 
     def _phase_at(self, offset_s: float) -> str:
         return phase_at(self.schedule, offset_s)
@@ -368,6 +368,9 @@ class Engine:
     def stop(self) -> None:
         """Stop dispatching (SIGINT/SIGTERM); requests in flight get a short grace."""
         self.report.interrupted = True
+        self._halt()
+
+    def _halt(self) -> None:
         self._stop.set()
         if self._phases_task is not None:
             self._phases_task.cancel()  # wakes it from any sleep, however long
@@ -409,6 +412,6 @@ class Engine:
         try:
             await self._phases_task
         except asyncio.CancelledError:
-            if not self.report.interrupted:
+            if not (self.report.interrupted or self.report.recorder_lost):
                 raise
         await self._drain()

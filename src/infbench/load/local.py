@@ -16,7 +16,6 @@ from typing import Any
 import psutil
 
 from infbench.analysis.slo import parse_slo
-from infbench.errors import InfbenchError
 from infbench.load.engine import Engine, EngineHooks, EngineReport, phase_at
 from infbench.load.loop import run_async
 from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
@@ -109,7 +108,8 @@ def run_local(
     try:
         report: EngineReport = run_async(engine.run())
         figures = usage.generator_figures(report.spin_s) | {"sender": engine.sender.name}
-        tallies = finish_recorder(recorder, report) if recorder is not None else []
+        ceiling = highest_us(scenario.request.timeout)
+        tallies = finish_recorder(recorder, report, schedule, ceiling) if recorder else []
     finally:
         if recorder is not None:
             recorder.close()
@@ -142,12 +142,17 @@ def start_recorder(
     return RecorderProcess(settings, on_interval)
 
 
-def finish_recorder(recorder: RecorderProcess, report: EngineReport) -> list[PhaseTally]:
-    """The phase tallies once the last stamps are in; a lost recorder is a failed run."""
+def finish_recorder(
+    recorder: RecorderProcess, report: EngineReport, schedule: Schedule, ceiling_us: int
+) -> list[PhaseTally]:
+    """The phase tallies once the last stamps are in. A lost recorder leaves empty tallies
+    and ``report.recorder_lost`` saying why: the run is then finalized as failed, with the
+    rows and interval log the recorder wrote until then."""
     try:
         return recorder.finish(report.end_ns, report.sent_by_phase)
     except RecorderLost as exc:
-        raise InfbenchError(f"recording failed: {exc}") from None
+        report.recorder_lost = report.recorder_lost or str(exc)
+        return [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
 
 
 def _new_sender(scenario: Scenario, base_url: str) -> Sender:

@@ -24,7 +24,7 @@ from typing import Any
 
 from infbench.errors import InfbenchError
 from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport, sequence_bases
-from infbench.load.local import LoadResult, finish_recorder, run_local, start_recorder
+from infbench.load.local import LoadResult, finish_recorder, highest_us, run_local, start_recorder
 from infbench.recorder.process import RecorderProcess
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import PhasePlan, Schedule, build_schedule
@@ -264,7 +264,8 @@ def run_processes(
             loaded, schedule, out_dir, base_url, hooks, recorder
         )
         report = merge_reports(wires, t0_ns, start_epoch)
-        tallies = finish_recorder(recorder, report)
+        ceiling = highest_us(loaded.scenario.request.timeout)
+        tallies = finish_recorder(recorder, report, schedule, ceiling)
     finally:
         recorder.close()
     return LoadResult(tallies, report, generator_summary(wires))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -174,6 +175,9 @@ def _widen_affinity() -> None:
 
 
 def _main(settings: RecorderSettings, control: Connection, inputs: list[Connection]) -> None:
+    # Ctrl-C in a terminal signals the whole process group: the parent decides when the run
+    # ends and then sends ``finish``; dying here would lose the last seconds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _widen_affinity()
     recorder = Recorder(
         settings.phases,

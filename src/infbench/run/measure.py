@@ -269,9 +269,11 @@ def _run_record(
     generator = GeneratorSummary.from_json(generator_json)
     phases, warmup = _summaries(schedule, measured.load.tallies, report)
     valid, reasons = validity(phases, generator.busy_cpu_pct, _lag_advice(results, phases))
+    if report.recorder_lost:
+        valid, reasons = False, [_recorder_lost(report.recorder_lost), *reasons]
     slo = check_run(parse_slo(loaded.scenario.slo), phases)
     run = RunRecord(
-        status="interrupted" if report.interrupted else "complete",
+        status=_status(report),
         valid=valid,
         invalid_reasons=tuple(reasons),
         infbench_version=__version__,
@@ -296,6 +298,19 @@ def _run_record(
         pid=os.getpid(),
     )
     return run, slo
+
+
+def _status(report: EngineReport) -> str:
+    if report.recorder_lost:
+        return "failed"
+    return "interrupted" if report.interrupted else "complete"
+
+
+def _recorder_lost(why: str) -> str:
+    return (
+        f"recording failed ({why}): requests.csv.gz and latency.hlog hold what was recorded "
+        "until then; the phase figures of run.json are empty"
+    )
 
 
 def _lag_advice(results: ResultDir, phases: list[PhaseSummary]) -> dict[str, str]:
