@@ -82,6 +82,7 @@ def test_run_warns_before_it_starts_when_over_capacity(tmp_path: Path) -> None:
 name: over
 target: {{kind: url, url: "{server.url}"}}
 request: {{method: GET, path: /x}}
+client: {{sender: aiohttp}}
 workload:
   phases:
     - {{name: a, duration: 0.5s, arrival: {{process: constant, rate: 50}}}}

@@ -77,9 +77,9 @@ class FastSender:
                 self._release(got)
 
     def _new_connection(self) -> Http1Connection:
-        connection = Http1Connection(self._cap, self._forget)
-        self._all.add(connection)
-        return connection
+        # Known to the pool (``_all``) only once connected: uvloop makes the protocol before
+        # the connection exists, and one that never connects has no transport to close.
+        return Http1Connection(self._cap, self._forget)
 
     def send_now(self, request: PreparedRequest, on_done: Callable[[Outcome], None]) -> bool:
         """Write ``request`` on an idle connection at once, without a task, and call
@@ -216,6 +216,7 @@ class FastSender:
         else:
             if not connection.closed and self._loop is not None:
                 connection.counted = True
+                self._all.add(connection)
                 return connection
             connection.close()  # closed by the server at once, or the sender was closed
             kind = "reset"
