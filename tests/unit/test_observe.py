@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infbench.target.observe import (
-    Observer,
+from infbench.target.observe import Observer
+from infbench.target.prometheus import (
     duration_quantiles_ms,
     histogram_quantile,
     in_progress,

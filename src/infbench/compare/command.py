@@ -46,19 +46,15 @@ def _gate_config(fail_on: list[str], gate_file: Path | None) -> GateConfig:
     )
 
 
-def _settings(
-    seed: int, config: GateConfig, noise: float | None, error_rate_noise: float | None
-) -> CompareSettings:
-    """Explicit arguments win over the gate file, which wins over the defaults."""
+def _settings(seed: int, config: GateConfig) -> CompareSettings:
+    """The gate file's noise thresholds win over the defaults."""
     defaults = CompareSettings()
     return CompareSettings(
         seed=seed,
-        noise=next(v for v in (noise, config.noise, defaults.noise) if v is not None),
-        error_rate_noise=next(
-            v
-            for v in (error_rate_noise, config.error_rate_noise, defaults.error_rate_noise)
-            if v is not None
-        ),
+        noise=defaults.noise if config.noise is None else config.noise,
+        error_rate_noise=defaults.error_rate_noise
+        if config.error_rate_noise is None
+        else config.error_rate_noise,
     )
 
 
@@ -97,19 +93,14 @@ def run_compare(
     html: Path | None,
     seed: int,
     console: Console,
-    noise: float | None = None,
-    error_rate_noise: float | None = None,
 ) -> Comparison:
-    """Compare BASE and CANDIDATE, print the view, raise GateFailed when a rule fails.
-
-    ``noise`` / ``error_rate_noise`` override the defaults (and the gate file's values).
-    """
+    """Compare BASE and CANDIDATE, print the view, raise GateFailed when a rule fails."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if seed < 0:
         raise UsageError(f"--seed {seed}: must be 0 or more")
     config = _gate_config(fail_on, gate_file)
-    settings = _settings(seed, config, noise, error_rate_noise)
+    settings = _settings(seed, config)
     comparison = compare(base, candidate, settings)
     rules: tuple[CompareRule, ...] = config.rules
     gate = check_comparison(rules, comparison, config.phases) if rules else None

@@ -351,7 +351,7 @@ def run_calibration(
 ) -> dict[str, Any]:
     """Measure each sender against a loopback sink, save the result, print the table."""
     from infbench.load.loopback_server import Sink
-    from infbench.results.rundir import capture_environment
+    from infbench.results.rundir import environment_record
 
     settings = _settings(quick, senders or [], budget_s, level_s, connections)
     path = output or calibration_path()
@@ -368,7 +368,7 @@ def run_calibration(
             cpu = measure_cpu(sender, sink.url, settings)
             levels, stopped_by = search_capacity(measure, settings)
             results[sender] = _sender_entry(levels, stopped_by, cpu)
-    environment = capture_environment(Path.cwd())
+    environment = environment_record(Path.cwd()).to_json()
     environment.pop("git_sha", None)
     document = {
         "format_version": FORMAT_VERSION,

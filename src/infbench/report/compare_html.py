@@ -4,28 +4,16 @@ runs' plots overlaid."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 from infbench.compare.comparison import Comparison, MetricComparison
+from infbench.report.compare_views import format_p
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.rundata import load_run_data
 from infbench.results.rundir import RunResult
 
-__all__ = ["VerdictRow", "verdict_rows", "write_compare_html"]
-
-
-@dataclass(frozen=True)
-class VerdictRow:
-    phase: str
-    metric: str
-    base: str
-    cand: str
-    change: str
-    ci: str
-    p_value: str
-    verdict: str
+__all__ = ["write_compare_html"]
 
 
 def _format_ci(row: MetricComparison) -> str:
@@ -35,40 +23,18 @@ def _format_ci(row: MetricComparison) -> str:
     return f"[{row.spec.format_change(low)}, {row.spec.format_change(high)}]"
 
 
-def _format_p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def verdict_rows(comparison: Comparison) -> list[VerdictRow]:
-    """The comparison's rows as display strings."""
-    return [
-        VerdictRow(
-            phase=row.phase,
-            metric=row.metric,
-            base=row.spec.format(row.base),
-            cand=row.spec.format(row.cand),
-            change=row.spec.format_change(row.change),
-            ci=_format_ci(row),
-            p_value=_format_p(row.p_value),
-            verdict=row.verdict,
-        )
-        for row in comparison.rows
-    ]
-
-
 def _verdict_table(comparison: Comparison) -> str:
-    rows = verdict_rows(comparison)
+    rows = comparison.rows
     if not rows:
         return absent("Comparison", "no metric was compared")
     cells = [
-        [r.phase, r.metric, r.base, r.cand, r.change, r.ci, r.p_value, r.verdict] for r in rows
-    ]
-    css = [
-        ["", "", "", "", "", "", "", r.verdict if r.verdict in ("better", "worse") else ""]
+        [
+            *(r.phase, r.metric, r.spec.format(r.base), r.spec.format(r.cand)),
+            *(r.spec.format_change(r.change), _format_ci(r), format_p(r.p_value), r.verdict),
+        ]
         for r in rows
     ]
+    css = [["", "", "", "", "", "", "", r.verdict if r.verdict != "~" else ""] for r in rows]
     headers = ["phase", "metric", "base", "candidate", "change", "95% CI", "p", "verdict"]
     return table(headers, cells, table_id="comparison", classes=css)
 

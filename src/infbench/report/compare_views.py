@@ -19,7 +19,14 @@ from rich.text import Text
 from infbench.compare.comparison import Comparison, MetricComparison
 from infbench.compare.gate import CompareRule, CompareRuleResult
 
-__all__ = ["JSON_FORMAT_VERSION", "print_table", "to_json", "to_junit", "to_markdown"]
+__all__ = [
+    "JSON_FORMAT_VERSION",
+    "format_p",
+    "print_table",
+    "to_json",
+    "to_junit",
+    "to_markdown",
+]
 
 JSON_FORMAT_VERSION = 1
 _STYLES = {"worse": "bold red", "better": "bold green", "~": "dim"}
@@ -57,13 +64,14 @@ def _ci(row: MetricComparison) -> str:
     return f"{lo.removesuffix(unit)} … {hi}"
 
 
-def _p_value(p: float) -> str:
+def format_p(p: float | None) -> str:
+    if p is None:
+        return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _p(row: MetricComparison) -> str:
-    n = f"({row.n[0]}+{row.n[1]})"
-    return f"{'–' if row.p_value is None else _p_value(row.p_value)} {n}"
+    return f"{format_p(row.p_value)} ({row.n[0]}+{row.n[1]})"
 
 
 def _cells(row: MetricComparison) -> list[str]:
@@ -133,9 +141,8 @@ def _phase_table(comparison: Comparison, rows: list[MetricComparison]) -> Table:
         justify: Literal["left", "right"] = "left" if name in ("metric", "verdict") else "right"
         table.add_column(name, justify=justify, no_wrap=True, min_width=width)
     for row in rows:
-        p = "–" if row.p_value is None else _p_value(row.p_value)
         verdict = Text(row.verdict, style=_STYLES[row.verdict])
-        table.add_row(row.metric, *_cells(row)[:4], p, verdict)
+        table.add_row(row.metric, *_cells(row)[:4], format_p(row.p_value), verdict)
     return table
 
 

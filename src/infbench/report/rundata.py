@@ -176,8 +176,7 @@ def _merge(parts: Iterable[tuple[IntArray, MetricSeconds]]) -> tuple[IntArray, M
     """Several phases' seconds of one metric, summed where the seconds coincide."""
     parts = [p for p in parts if len(p[1].grid)]
     if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, MetricSeconds(BucketGrid(empty, empty, empty), np.zeros((0, 0), np.int64))
+        return np.zeros(0, dtype=np.int64), MetricSeconds.empty(0)
     grid = union_grid(m.grid for _, m in parts)
     first = min(int(s[0]) for s, _ in parts)
     seconds = np.arange(first, max(int(s[-1]) for s, _ in parts) + 1, dtype=np.int64)

@@ -198,6 +198,12 @@ class MetricSeconds:
     grid: BucketGrid
     counts: IntArray
 
+    @classmethod
+    def empty(cls, rows: int) -> MetricSeconds:
+        """No values in any of ``rows`` seconds, on a grid of no buckets."""
+        grid = BucketGrid(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
+        return cls(grid, np.zeros((rows, 0), dtype=np.int64))
+
     @property
     def total(self) -> int:
         return int(self.counts.sum())
@@ -220,10 +226,7 @@ class PhaseSeconds:
     def metric(self, name: str) -> MetricSeconds:
         """The named metric, or an all-zero one when the log never recorded it."""
         found = self.metrics.get(name)
-        if found is not None:
-            return found
-        empty = BucketGrid(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
-        return MetricSeconds(empty, np.zeros((len(self.seconds), 0), dtype=np.int64))
+        return found if found is not None else MetricSeconds.empty(len(self.seconds))
 
 
 @lru_cache(maxsize=16)
@@ -286,8 +289,7 @@ def _grid_of(lows: IntArray, highs: IntArray, mids: IntArray) -> tuple[BucketGri
 def _dense(entry: _Pending, row_of: dict[int, int], n_rows: int) -> MetricSeconds:
     sizes = [len(c) for c in entry.counts]
     if not sizes or sum(sizes) == 0:
-        empty = BucketGrid(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
-        return MetricSeconds(empty, np.zeros((n_rows, 0), dtype=np.int64))
+        return MetricSeconds.empty(n_rows)
     grid, columns = _grid_of(
         np.concatenate(entry.lows), np.concatenate(entry.highs), np.concatenate(entry.mids)
     )

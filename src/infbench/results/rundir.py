@@ -39,7 +39,6 @@ __all__ = [
     "TIMESERIES_COLUMNS",
     "ResultDir",
     "RunResult",
-    "capture_environment",
     "check_free_space",
     "environment_record",
     "free_space_warning",
@@ -192,11 +191,6 @@ def environment_record(scenario_dir: Path) -> Environment:
         },
         git_sha=_git_sha(scenario_dir),
     )
-
-
-def capture_environment(scenario_dir: Path) -> dict[str, Any]:
-    """``environment_record`` as a JSON object (calibration files store it too)."""
-    return environment_record(scenario_dir).to_json()
 
 
 def _fmt(value: Any) -> str:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class LoadedScenario:
     base_dir: Path
     stored: dict[str, Any]  # resolved and validated, with ${VAR} text instead of its value
     sha256: str
-    substituted: frozenset[PathKey] = field(default_factory=frozenset)
 
 
 def path_text(path: PathKey) -> str:
@@ -260,7 +259,7 @@ def _format_validation(
     data: Any,
     lines: dict[PathKey, int],
     name: str,
-    substituted: set[PathKey] | None = None,
+    substituted: set[PathKey],
 ) -> str:
     messages = []
     for err in exc.errors(include_url=False):
@@ -269,7 +268,7 @@ def _format_validation(
         shown = (
             "" if isinstance(value, dict | list) or err["type"] == "missing" else f", got {value!r}"
         )
-        if shown and _secret_at(path, substituted or set()):
+        if shown and _secret_at(path, substituted):
             shown = ", got a value that is not shown (it may be a secret)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -307,5 +306,4 @@ def load_scenario(
         base_dir=path.resolve().parent,
         stored=stored,
         sha256=digest,
-        substituted=frozenset(hits),
     )

@@ -171,11 +171,9 @@ class _Sweep:
 
 def _phase_index(loaded: LoadedScenario, name: str | None) -> int:
     phases = loaded.scenario.workload.phases
-    if name is None:
-        return 0
-    for index, phase in enumerate(phases):
-        if phase.name == name:
-            return index
+    found = 0 if name is None else next((i for i, p in enumerate(phases) if p.name == name), None)
+    if found is not None:
+        return found
     names = ", ".join(p.name for p in phases)
     raise UsageError(f"--phase {name!r}: no such phase; the scenario has {names}")
 

@@ -97,22 +97,20 @@ def print_levels(
 
 def grid_rows(comparison: Comparison) -> list[dict[str, Any]]:
     """The compared figures of a grid point against the first, per phase."""
-    rows = []
-    for row in comparison.rows:
-        if row.metric in GRID_METRICS:
-            rows.append(
-                {
-                    "phase": row.phase,
-                    "metric": row.metric,
-                    "base": row.base,
-                    "cand": row.cand,
-                    "change": row.change,
-                    "ci95": list(row.ci) if row.ci else None,
-                    "p_value": row.p_value,
-                    "verdict": row.verdict,
-                }
-            )
-    return rows
+    return [
+        {
+            "phase": row.phase,
+            "metric": row.metric,
+            "base": row.base,
+            "cand": row.cand,
+            "change": row.change,
+            "ci95": list(row.ci) if row.ci else None,
+            "p_value": row.p_value,
+            "verdict": row.verdict,
+        }
+        for row in comparison.rows
+        if row.metric in GRID_METRICS
+    ]
 
 
 def _grid_cell(row: dict[str, Any]) -> str:

@@ -29,9 +29,9 @@ import yaml
 from infbench.errors import InputError, ScenarioError, TargetError
 from infbench.scenario.model import BentomlTarget
 from infbench.target.base import TargetInfo
-from infbench.target.process import LaunchedProcess, free_port, wait_until_ready
+from infbench.target.process import LaunchedProcess, free_port
 from infbench.target.ready import WaitProgress
-from infbench.target.supervise import Supervisor
+from infbench.target.supervise import SupervisedHandle, Supervisor
 
 __all__ = ["BentomlHandle", "ServiceRef", "bentoml_config", "resolve_service"]
 
@@ -105,7 +105,7 @@ def bentoml_config(spec: BentomlTarget, class_name: str) -> dict[str, Any]:
     return {"services": {class_name: service}}
 
 
-class BentomlHandle:
+class BentomlHandle(SupervisedHandle):
     """A ``bentoml serve`` process tree launched for one run."""
 
     def __init__(
@@ -117,8 +117,8 @@ class BentomlHandle:
         *,
         progress: WaitProgress | None = None,
     ) -> None:
-        self.spec, self.log_path, self.pid_file = spec, log_path, pid_file
-        self.progress = progress  # heard during every wait, relaunches included
+        self.spec: BentomlTarget = spec
+        self.log_path, self.pid_file, self.progress = log_path, pid_file, progress
         self.service = resolve_service(spec.service, base_dir)
         self.config = bentoml_config(spec, self.service.class_name)
         self.port = free_port(HOST)
@@ -193,12 +193,6 @@ class BentomlHandle:
             pid_file=self.pid_file,
         )
 
-    def _wait_ready(self, process: LaunchedProcess) -> float:
-        ready = self.spec.ready
-        return wait_until_ready(
-            self.base_url + ready.path, ready, process=process, progress=self.progress
-        )
-
     def _is_worker(self, proc: psutil.Process) -> bool:
         return _service_name(proc.pid) is not None
 
@@ -207,16 +201,8 @@ class BentomlHandle:
             shutil.rmtree(self._home, ignore_errors=True)
             self._home = None
 
-    def process_pids(self) -> list[int]:
-        process = self.supervisor.process
-        return process.pids() if process else []
-
-    def alive(self) -> bool:
-        process = self.supervisor.process
-        return process is not None and process.alive()
-
     def stop(self) -> None:
-        self.supervisor.close()
+        super().stop()
         self._remove_home()
 
 

@@ -13,16 +13,16 @@ from pathlib import Path
 from infbench.errors import InputError
 from infbench.scenario.model import CommandTarget
 from infbench.target.base import TargetInfo
-from infbench.target.process import LaunchedProcess, free_port, wait_until_ready
+from infbench.target.process import LaunchedProcess, free_port
 from infbench.target.ready import WaitProgress
-from infbench.target.supervise import Supervisor
+from infbench.target.supervise import SupervisedHandle, Supervisor
 
 __all__ = ["CommandHandle"]
 
 PLACEHOLDER = "{port}"
 
 
-class CommandHandle:
+class CommandHandle(SupervisedHandle):
     """A server command launched for one run and stopped with its whole process tree."""
 
     def __init__(
@@ -34,8 +34,8 @@ class CommandHandle:
         *,
         progress: WaitProgress | None = None,
     ) -> None:
-        self.spec, self.log_path, self.pid_file = spec, log_path, pid_file
-        self.progress = progress  # heard during every wait, relaunches included
+        self.spec: CommandTarget = spec
+        self.log_path, self.pid_file, self.progress = log_path, pid_file, progress
         texts = [*spec.command, spec.url, *spec.env.values()]
         self.port = free_port() if any(PLACEHOLDER in text for text in texts) else None
         self.argv = [self._fill(arg) for arg in spec.command]
@@ -59,12 +59,6 @@ class CommandHandle:
             pid_file=self.pid_file,
         )
 
-    def _wait_ready(self, process: LaunchedProcess) -> float:
-        ready = self.spec.ready
-        return wait_until_ready(
-            self.base_url + ready.path, ready, process=process, progress=self.progress
-        )
-
     def start(self) -> TargetInfo:
         startup_s = self.supervisor.start()
         metrics = self.spec.metrics_path
@@ -78,14 +72,3 @@ class CommandHandle:
             # env names only: their values may be secrets
             config={"cwd": str(self.cwd), "env": sorted(self.env)},
         )
-
-    def process_pids(self) -> list[int]:
-        process = self.supervisor.process
-        return process.pids() if process else []
-
-    def alive(self) -> bool:
-        process = self.supervisor.process
-        return process is not None and process.alive()
-
-    def stop(self) -> None:
-        self.supervisor.close()

@@ -5,7 +5,7 @@ The Observer runs in a background thread so that scraping never delays a request
 of infbench itself; at phase boundaries it scrapes at once and saves the exposition text. Phase
 figures are deltas between the boundary scrapes.
 
-The maths on exposition text (deltas, quantiles, batch sizes) lives in ``server_metrics.py``.
+The maths on exposition text (deltas, quantiles, batch sizes) lives in ``prometheus.py``.
 """
 
 from __future__ import annotations
@@ -25,26 +25,15 @@ import httpx
 import psutil
 
 from infbench.target.prometheus import (
-    HEALTH_ENDPOINTS,
     Series,
     duration_quantiles_ms,
-    histogram_quantile,
     in_progress,
     mean_batch_size,
     parse_exposition,
     requests_by_status,
 )
 
-__all__ = [
-    "HEALTH_ENDPOINTS",
-    "Observer",
-    "duration_quantiles_ms",
-    "histogram_quantile",
-    "in_progress",
-    "mean_batch_size",
-    "parse_exposition",
-    "requests_by_status",
-]
+__all__ = ["Observer"]
 
 log = logging.getLogger(__name__)
 

@@ -268,7 +268,7 @@ class LaunchedProcess:
 
     def record_pids(self) -> None:
         """Refresh the tree and write every member seen alive into the pid file."""
-        self._tree()
+        self.tree()
         if self.pid_file is not None:
             alive = [proc for proc in self._known.values() if running(proc)]
             write_pid_file(self.pid_file, alive, Path(self.argv[0]).name, self.port)
@@ -277,10 +277,6 @@ class LaunchedProcess:
     def stopped(self) -> bool:
         """True once ``stop`` ran: an exit after it was asked for, not a failure."""
         return self._stopped
-
-    def tree(self) -> list[psutil.Process]:
-        """The live tree now (root first); empty once the root has exited."""
-        return self._tree()
 
     @property
     def pid(self) -> int | None:
@@ -293,11 +289,11 @@ class LaunchedProcess:
         return self._popen is not None and not self._stopped and self._popen.poll() is None
 
     def pids(self) -> list[int]:
-        """The tree now: the launched process and all its descendants."""
-        tree = self._tree()
-        return [proc.pid for proc in tree]
+        return [proc.pid for proc in self.tree()]
 
-    def _tree(self) -> list[psutil.Process]:
+    def tree(self) -> list[psutil.Process]:
+        """The live tree now (root first, every member remembered for stop); empty once the
+        root has exited."""
         if self._popen is None or self._popen.poll() is not None:
             return []
         try:
@@ -330,7 +326,7 @@ class LaunchedProcess:
 
     def _terminate_tree(self, popen: subprocess.Popen[bytes]) -> None:
         # SIGTERM to the launched process only: as a supervisor it shuts its workers down.
-        root = self._tree()[:1]
+        root = self.tree()[:1]
         stop_tree(root, timeout_s=self.stop_timeout_s, signal_all=False, known=self._known)
         with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout=2.0)  # reap our direct child so no zombie stays

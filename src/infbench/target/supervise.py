@@ -28,9 +28,11 @@ import psutil
 
 from infbench.errors import TargetError
 from infbench.scenario.faults import RestartPolicy
-from infbench.target.process import LaunchedProcess, register_closer
+from infbench.scenario.model import BentomlTarget, CommandTarget
+from infbench.target.process import LaunchedProcess, register_closer, wait_until_ready
+from infbench.target.ready import WaitProgress
 
-__all__ = ["MAX_RESTARTS", "Restart", "Supervisor"]
+__all__ = ["MAX_RESTARTS", "Restart", "SupervisedHandle", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -220,3 +222,29 @@ class Supervisor:
             record.exit_code = process.returncode()
         self._relaunch(record)
         return record
+
+
+class SupervisedHandle:
+    """What the launching targets (bentoml, command) share: a supervisor, a URL, its probe."""
+
+    spec: BentomlTarget | CommandTarget
+    base_url: str
+    progress: WaitProgress | None  # heard during every wait, relaunches included
+    supervisor: Supervisor
+
+    def _wait_ready(self, process: LaunchedProcess) -> float:
+        ready = self.spec.ready
+        return wait_until_ready(
+            self.base_url + ready.path, ready, process=process, progress=self.progress
+        )
+
+    def process_pids(self) -> list[int]:
+        process = self.supervisor.process
+        return process.pids() if process else []
+
+    def alive(self) -> bool:
+        process = self.supervisor.process
+        return process is not None and process.alive()
+
+    def stop(self) -> None:
+        self.supervisor.close()

@@ -21,7 +21,7 @@ from infbench.load.engine import EngineHooks, sequence_bases
 from infbench.load.local import LoadResult, highest_us
 from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
 from infbench.load.ray.actor import Generator
-from infbench.load.ray.merge import IntervalMerger, merge_results
+from infbench.load.ray.merge import hand_on_second, merge_results
 from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.request import RaySettings
@@ -64,10 +64,7 @@ class _Seconds:
         for start in sorted(self.pending):
             if complete_only and not self.live <= self.pending[start].keys():
                 return
-            parts = self.pending.pop(start)
-            merger = IntervalMerger(len(parts), self.schedule, self.hooks)
-            for stats, in_flight in parts.values():
-                merger.add(stats, in_flight)
+            hand_on_second(list(self.pending.pop(start).values()), self.schedule, self.hooks)
 
     def flush(self) -> None:
         self._hand_on(complete_only=False)

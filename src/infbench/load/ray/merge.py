@@ -10,7 +10,6 @@ exactly, interval logs merge per second and tag, and gzip row files concatenate.
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +21,29 @@ from infbench.results.hlog import merge_interval_logs
 from infbench.results.rows import merge_row_files
 from infbench.schedule.arrivals import Schedule
 
-__all__ = ["IntervalMerger", "merge_results", "merge_tallies"]
+__all__ = ["hand_on_second", "merge_results", "merge_tallies"]
 
 
-class IntervalMerger:
-    """Adds up the processes' per-second figures and hands each complete second on."""
-
-    def __init__(self, processes: int, schedule: Schedule, hooks: EngineHooks) -> None:
-        self.processes, self.schedule, self.hooks = processes, schedule, hooks
-        self.pending: dict[float, list[tuple[IntervalStats, int]]] = defaultdict(list)
-
-    def add(self, stats: IntervalStats, in_flight: int) -> None:
-        parts = self.pending[stats.start_s]
-        parts.append((stats, in_flight))
-        if len(parts) == self.processes:
-            self._emit(self.pending.pop(stats.start_s))
-
-    def flush(self) -> None:
-        for start in sorted(self.pending):
-            self._emit(self.pending.pop(start))
-
-    def _emit(self, parts: list[tuple[IntervalStats, int]]) -> None:
-        first = parts[0][0]
-        p99s = [s.latency_p99_ms for s, _ in parts if s.latency_p99_ms is not None]
-        p50s = [s.latency_p50_ms for s, _ in parts if s.latency_p50_ms is not None]
-        merged = IntervalStats(
-            start_s=first.start_s,
-            offered=sum(s.offered for s, _ in parts),
-            sent=sum(s.sent for s, _ in parts),
-            completed=sum(s.completed for s, _ in parts),
-            errors=sum(s.errors for s, _ in parts),
-            # Exact per-second percentiles are in the merged interval log; the live view and
-            # time series show the median of the processes' medians and the worst p99.
-            latency_p50_ms=sorted(p50s)[len(p50s) // 2] if p50s else None,
-            latency_p99_ms=max(p99s) if p99s else None,
-        )
-        in_flight = sum(n for _, n in parts)
-        self.hooks.on_interval(merged, in_flight, phase_at(self.schedule, merged.start_s))
+def hand_on_second(
+    parts: list[tuple[IntervalStats, int]], schedule: Schedule, hooks: EngineHooks
+) -> None:
+    """One second's figures (and in-flight counts) of the actors that reported it, added up."""
+    first = parts[0][0]
+    p99s = [s.latency_p99_ms for s, _ in parts if s.latency_p99_ms is not None]
+    p50s = [s.latency_p50_ms for s, _ in parts if s.latency_p50_ms is not None]
+    merged = IntervalStats(
+        start_s=first.start_s,
+        offered=sum(s.offered for s, _ in parts),
+        sent=sum(s.sent for s, _ in parts),
+        completed=sum(s.completed for s, _ in parts),
+        errors=sum(s.errors for s, _ in parts),
+        # Exact per-second percentiles are in the merged interval log; the live view and
+        # time series show the median of the processes' medians and the worst p99.
+        latency_p50_ms=sorted(p50s)[len(p50s) // 2] if p50s else None,
+        latency_p99_ms=max(p99s) if p99s else None,
+    )
+    in_flight = sum(n for _, n in parts)
+    hooks.on_interval(merged, in_flight, phase_at(schedule, merged.start_s))
 
 
 def merge_tallies(
