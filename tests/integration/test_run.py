@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -274,23 +274,30 @@ def test_attaching_to_a_closed_port_exits_3_within_seconds(tmp_path: Path) -> No
     assert code == 3 and "refused every connection" in text and "waiting for" not in text
 
 
-def test_interrupt_keeps_partial_results(tmp_path: Path) -> None:
+def run_with(
+    tmp_path: Path, seconds: float, after: int, action: Callable[[], None]
+) -> tuple[int, dict[str, Any] | None, str]:
+    """A constant 20/s run against the fake server; ``action`` done once it has answered
+    ``after`` requests (the load is on: a timer would race the start-up on a busy machine)."""
     with FakeServer(delay_s=0.01) as server:
-        path = scenario(
-            tmp_path,
-            server.url,
-            "    - {name: steady, duration: 20s, arrival: {process: constant, rate: 20}}",
-        )
-        timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
+        arrival = "{process: constant, rate: 20}"
+        phases = f"    - {{name: steady, duration: {seconds}s, arrival: {arrival}}}"
+        path = scenario(tmp_path, server.url, phases)
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.01):
+                if server.count() >= after:
+                    action()
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         try:
-            code, run, output = invoke(path, tmp_path)
+            return invoke(path, tmp_path)
         finally:
-            timer.cancel()
-    assert code == 130, output
-    assert run is not None and run["status"] == "interrupted"
-    phase = run["phases"][0]
-    assert 10 <= phase["completed"] <= 60
+            done.set()
+            watcher.join()
 
 
 def _signal_recorder(sig: signal.Signals, also_self: bool) -> None:
@@ -302,19 +309,16 @@ def _signal_recorder(sig: signal.Signals, also_self: bool) -> None:
         os.kill(os.getpid(), sig)
 
 
+def test_interrupt_keeps_partial_results(tmp_path: Path) -> None:
+    code, run, output = run_with(tmp_path, 20, 20, lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert code == 130, output
+    assert run is not None and run["status"] == "interrupted"
+    phase = run["phases"][0]
+    assert 10 <= phase["completed"] <= 60
+
+
 def test_ctrl_c_to_the_process_group_keeps_every_recorded_request(tmp_path: Path) -> None:
-    with FakeServer(delay_s=0.01) as server:
-        path = scenario(
-            tmp_path,
-            server.url,
-            "    - {name: steady, duration: 20s, arrival: {process: constant, rate: 20}}",
-        )
-        timer = threading.Timer(1.5, _signal_recorder, (signal.SIGINT, True))
-        timer.start()
-        try:
-            code, run, output = invoke(path, tmp_path)
-        finally:
-            timer.cancel()
+    code, run, output = run_with(tmp_path, 20, 20, lambda: _signal_recorder(signal.SIGINT, True))
     assert code == 130, output
     assert run is not None and run["status"] == "interrupted"
     with gzip.open(Path(run["result_dir"]) / "requests.csv.gz", "rt") as rows:
@@ -323,18 +327,7 @@ def test_ctrl_c_to_the_process_group_keeps_every_recorded_request(tmp_path: Path
 
 
 def test_a_recorder_that_dies_fails_the_run_and_keeps_what_it_wrote(tmp_path: Path) -> None:
-    with FakeServer(delay_s=0.01) as server:
-        path = scenario(
-            tmp_path,
-            server.url,
-            "    - {name: steady, duration: 6s, arrival: {process: constant, rate: 20}}",
-        )
-        timer = threading.Timer(2.5, _signal_recorder, (signal.SIGKILL, False))
-        timer.start()
-        try:
-            code, run, output = invoke(path, tmp_path)
-        finally:
-            timer.cancel()
+    code, run, output = run_with(tmp_path, 6, 40, lambda: _signal_recorder(signal.SIGKILL, False))
     assert code == 4, output
     assert run is not None and run["status"] == "failed" and not run["valid"]
     assert "recording failed" in run["invalid_reasons"][0]

@@ -16,39 +16,22 @@ from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.hdr import new_histogram, record_values
 from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
-from infbench.recorder.stamps import StampArray, StampBuffer, read_batch, read_gaps
 from infbench.results.records import PhaseSummary
 from infbench.results.rows import ROW_COLUMNS
 from infbench.wire import ERROR_CODES, ErrorKind
+from recording import InlineRecorder
 
 MS = 1_000_000
 T0 = 10**12  # the loop's monotonic clock is far from zero
 
 
-class Feed:
+class Feed(InlineRecorder):
     """A recorder fed through a StampBuffer; times in ms from the start."""
 
     def __init__(self, tmp_path: Path, highest_us: int = 10_000_000) -> None:
-        self.recorder = Recorder(["warmup", "steady"], highest_us, tmp_path)
+        super().__init__(["warmup", "steady"], highest_us, tmp_path)
         self.recorder.start(T0, 1.7e9)
-        self.stamps = StampBuffer(self)
-        self._waiting: tuple[tuple[int, ...], StampArray] | None = None
         self.offered = self.sent = 0
-
-    def send_bytes(self, buf: bytes | bytearray | memoryview, offset: int, size: int) -> None:
-        data = bytes(buf[offset : offset + size])
-        if self._waiting is not None:  # the gaps message that follows its batch
-            header, stamps = self._waiting
-            self._waiting = None
-            self.recorder.add(stamps, read_gaps(data))
-            self.recorder.mark(0, SourceMark(*header[:4]))
-            return
-        header, stamps = read_batch(data)
-        if header[4]:
-            self._waiting = (header, stamps)
-            return
-        self.recorder.add(stamps)
-        self.recorder.mark(0, SourceMark(*header[:4]))
 
     def request(
         self,
@@ -74,8 +57,9 @@ class Feed:
         )  # fmt: skip
 
     def hand_over(self, at_ms: float) -> list[IntervalStats]:
+        written = len(self.intervals)
         self.stamps.hand_over(T0 + round(at_ms * MS), self.offered, self.sent, 0)
-        return self.recorder.ready_seconds()
+        return self.intervals[written:]
 
     def close(self, end_ms: float = 1000.0) -> list[IntervalStats]:
         self.hand_over(end_ms)
