@@ -53,6 +53,7 @@ class StreamServer:
     def __init__(self, **knobs: Any) -> None:
         self.knobs = StreamKnobs(**knobs)
         self.requests = 0
+        self.bodies: list[bytes] = []  # every request's body, in arrival order
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.AbstractServer | None = None
@@ -96,7 +97,7 @@ class StreamServer:
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
-        await reader.readexactly(length)
+        self.bodies.append(await reader.readexactly(length))
         self.requests += 1
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"

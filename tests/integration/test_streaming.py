@@ -94,3 +94,58 @@ def test_a_broken_stream_is_classified(tmp_path: Path, knobs: dict[str, int], ki
         data = run(tmp_path, server.url, "fast", exit_codes=(1,))  # no answer met the SLO
     (phase,) = data["phases"]  # type: ignore[misc]
     assert phase["errors"] == {kind: phase["completed"]}
+
+
+def test_find_max_on_ttft_with_shared_prefix_prompts(tmp_path: Path) -> None:
+    """`sweep --find-max --slo 'ttft<=…'`: levels judged on the TTFT and TPOT histograms.
+
+    One connection and answers of about 18 ms (TTFT 10 ms, then 3 chunks 4 ms apart): queueing
+    in the generator, counted in TTFT from the intended send time, breaks the SLO somewhere
+    past ~40/s. The prompts are synthetic, in 2 shared-prefix groups, with a fixed output.
+    """
+    path = tmp_path / "llm.yaml"
+    path.write_text(
+        """
+version: 1
+name: llm-capacity
+target: {kind: url, url: "URL"}
+request:
+  api: openai-chat
+  model: m
+  prompts:
+    synthetic:
+      count: 20
+      input_tokens: {mean: 12, sd: 4, min: 4, max: 20}
+      shared_prefix: {groups: 2, prefix_tokens: 6}
+  max_tokens: 6
+  fixed_output: true
+  timeout: 5s
+client: {sender: fast, connections: 1}
+workload:
+  seed: 4
+  phases:
+    - {name: steady, duration: 1s, arrival: {process: constant, rate: 10}}
+"""
+    )
+    with StreamServer(ttft_s=0.01, itl_s=0.004, chunks=3) as server:
+        path.write_text(path.read_text().replace("URL", server.url))
+        result = runner.invoke(app, [
+            "sweep", str(path), "--out", str(tmp_path / "out"), "--find-max",
+            "--slo", "ttft<=150ms,tpot<=50ms", "--level-runs", "1", "--max-runs", "6",
+            "--precision", "0.5", "--max-rate", "160",
+        ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (directory,) = (tmp_path / "out").iterdir()
+    doc = json.loads((directory / "sweep.json").read_text())
+    found = doc["result"]
+    assert found["max_rate"] is not None and found["first_failing_rate"] is not None
+    assert 10 <= found["max_rate"] < found["first_failing_rate"] <= 160
+    for level in doc["levels"]:
+        estimates = {e["metric"]: e["value"] for e in level["verdict"]["estimates"]}
+        assert set(estimates) == {"ttft", "tpot"}
+        assert estimates["ttft"] < level["p99_ms"]  # TTFT's own histogram, not E2E latency
+    bodies = [json.loads(body) for body in server.bodies]
+    assert all(b["max_tokens"] == b["min_tokens"] == 6 and b["ignore_eos"] for b in bodies)
+    prompts = [b["messages"][0]["content"] for b in bodies]
+    assert len({" ".join(p.split()[:6]) for p in prompts}) == 2  # two groups' prefixes
+    assert 2 < len(set(prompts)) <= 20

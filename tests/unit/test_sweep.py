@@ -22,7 +22,7 @@ from infbench.analysis.search import (
 from infbench.errors import UsageError
 from infbench.results.hlog import BucketGrid, MetricSeconds, PhaseSeconds
 from infbench.scenario.source import load_scenario
-from infbench.sweep.command import Budget, SweepOptions, phase_override
+from infbench.sweep.command import Budget, SweepOptions, phase_override, slo_rules
 from infbench.sweep.plan import expand_grid, parse_rates, parse_slo_text
 from infbench.sweep.report import result_json
 
@@ -261,6 +261,67 @@ def test_estimates_from_seconds() -> None:
     assert mean.value == 10.0 and mean.low == mean.high == 10.0
     rate = estimate_metric("achieved_rps", seconds(10_000, 50, 40), 50.0, rng)
     assert rate == Estimate("achieved_rps", 50.0)
+
+
+def streamed(latency_us: int, ttft_us: list[int], tpot_us: int, n: int = 40) -> PhaseSeconds:
+    """A streamed level: every second 50 answers of ``latency_us``, their TTFTs spread over
+    ``ttft_us`` (equal counts), and their TPOTs at ``tpot_us``."""
+
+    def single(value_us: int) -> MetricSeconds:
+        grid = BucketGrid(*(np.array([value_us], dtype=np.int64) for _ in range(3)))
+        return MetricSeconds(grid, np.full((n, 1), 50, dtype=np.int64))
+
+    values = np.array(ttft_us, dtype=np.int64)
+    ttft = MetricSeconds(
+        BucketGrid(values, values, values),
+        np.full((n, len(values)), 50 // len(values), dtype=np.int64),
+    )
+    metrics = {"latency": single(latency_us), "ttft": ttft, "tpot": single(tpot_us)}
+    return PhaseSeconds(np.arange(n, dtype=np.int64), metrics)
+
+
+def test_a_ttft_slo_decides_on_the_ttft_histogram_not_on_latency() -> None:
+    rng = np.random.default_rng(2)
+    rules = parse_slo_text("ttft<=200ms,tpot<=40ms")
+    # E2E latency of 900 ms breaks neither rule: only the tags `ttft` and `tpot` count.
+    fast = streamed(900_000, [80_000, 120_000], 20_000)
+    estimates = [estimate_metric(r.metric, fast, None, rng) for r in rules]
+    assert estimates[0] == Estimate("ttft", 120.0, 120.0, 120.0)  # the p99 of the TTFTs
+    assert estimates[1] == Estimate("tpot", 20.0, 20.0, 20.0)
+    assert judge(rules, estimates) == LevelVerdict(True, True, tuple(estimates), "")
+    slow = streamed(900_000, [80_000, 250_000], 20_000)  # the slowest 1 % of TTFTs > 200 ms
+    verdict = judge(rules, [estimate_metric(r.metric, slow, None, rng) for r in rules])
+    assert not verdict.passed and verdict.confident and verdict.reason == "ttft breaks the SLO"
+    p50 = estimate_metric("ttft_p50", slow, None, rng)
+    assert p50.value == 80.0  # half the answers at 80 ms
+    bare = streamed(900_000, [80_000], 20_000)
+    bare.metrics.pop("ttft")  # a phase that did not stream: no data, so the level fails
+    verdict = judge(rules[:1], [estimate_metric("ttft", bare, None, rng)])
+    assert not verdict.passed and verdict.reason == "ttft: no data"
+
+
+def test_a_search_on_ttft_finds_the_rate_where_ttft_breaks() -> None:
+    """The capacity search with levels judged on TTFT: up to 60/s the TTFT p99 stays at
+    120 ms; above it the queue pushes it to 400 ms, while E2E latency never meets 200 ms."""
+    rules = parse_slo_text("ttft<=200ms")
+    rng = np.random.default_rng(3)
+
+    def probe(rate: float) -> LevelVerdict:
+        level = streamed(900_000, [80_000, 120_000 if rate <= 60 else 400_000], 20_000)
+        return judge(rules, [estimate_metric("ttft", level, None, rng)])
+
+    result = search_max(probe, SearchSettings(10, 0.1), lambda: True)
+    assert result.last_pass is not None and result.first_fail is not None
+    assert result.last_pass <= 60 < result.first_fail <= result.last_pass * 1.1
+    assert result.confident and result.stopped == "precision"
+
+
+def test_find_max_refuses_ttft_for_a_request_that_does_not_stream(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    with pytest.raises(UsageError, match="the SLO on ttft, tpot needs streamed answers"):
+        slo_rules(SweepOptions(find_max=True, slo="ttft<=200ms,tpot<=50ms"), load_scenario(path))
+    assert slo_rules(SweepOptions(find_max=True, slo="p99<=1s"), load_scenario(path))
 
 
 # --- options, budget, and the phase a rate sweep rewrites ---------------------------------------

@@ -41,7 +41,15 @@ __all__ = [
     "search_max",
 ]
 
-_PERCENTILE_METRICS = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+_LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+# SLO metric -> (its histogram in latency.hlog, percentile); `ttft` and `tpot` bound the p99
+# as in `slo:` (analysis/metrics.py), read from the `<phase>/ttft` and `/tpot` tags.
+_PERCENTILE_METRICS: dict[str, tuple[str, float]] = {
+    **{name: ("latency", q) for name, q in _LATENCY_PERCENTILES.items()},
+    **{f"{tag}_p{q:g}": (tag, q) for tag in ("ttft", "tpot", "itl") for q in (50.0, 99.0)},
+    "ttft": ("ttft", 99.0),
+    "tpot": ("tpot", 99.0),
+}
 
 
 # --- one level's verdict ------------------------------------------------------------------------
@@ -65,9 +73,9 @@ class LevelVerdict:
     reason: str = ""
 
 
-def _total_percentile(phase: PhaseSeconds, q: float) -> float | None:
+def _total_percentile(phase: PhaseSeconds, tag: str, q: float) -> float | None:
     """The percentile of all the level's seconds together, by HdrHistogram's rule (µs)."""
-    data = phase.metric("latency")
+    data = phase.metric(tag)
     value = float(
         bucket_percentiles(data.counts.sum(axis=0), data.grid.lows, data.grid.highs, q)[0]
     )
@@ -89,17 +97,18 @@ def estimate_metric(
     """Point value and interval of an SLO metric over a level's pooled seconds.
 
     ``point`` is the figure from run.json (used for metrics without per-second data, such as
-    throughput, which then get no interval). Latencies are in ms like the summaries.
+    throughput, which then get no interval). Latencies are in ms like the summaries; TTFT,
+    TPOT and ITL percentiles come from their own histograms of a streamed phase.
     """
     seconds = len(phase.seconds)
     boot = SecondsBootstrap(phase, 2000, rng) if seconds >= 2 else None
     if metric in _PERCENTILE_METRICS:
-        q = _PERCENTILE_METRICS[metric]
-        value = _total_percentile(phase, q)
-        total = phase.metric("latency").total
+        tag, q = _PERCENTILE_METRICS[metric]
+        value = _total_percentile(phase, tag, q)
+        total = phase.metric(tag).total
         if value is None or boot is None or boot.n_blocks < 2 or total * (1 - q / 100) < 10:
             return Estimate(metric, None if value is None else value / 1000)  # too few to tell
-        low, high = bootstrap_interval(boot.percentile("latency", q), boot.n_blocks)
+        low, high = bootstrap_interval(boot.percentile(tag, q), boot.n_blocks)
         return Estimate(metric, value / 1000, low / 1000, high / 1000)
     if metric == "mean" and point is not None and boot is not None and boot.n_blocks >= 2:
         means = boot.mean("latency")  # µs, HdrHistogram's bucket midpoints

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from infbench.scenario.common import LocalPath, Model, PositiveDuration
 
-__all__ = ["OPENAI_PATHS", "Api", "Client", "Dataset", "RaySettings", "Request", "TokenCount"]
+__all__ = [
+    "OPENAI_PATHS",
+    "Api",
+    "Client",
+    "Dataset",
+    "Prompts",
+    "RaySettings",
+    "Request",
+    "SharedPrefix",
+    "SyntheticPrompts",
+    "TokenCount",
+]
 
 
 # --- request and client --------------------------------------------------------------------------
@@ -25,7 +38,8 @@ class Dataset(Model):
 
 
 class TokenCount(Model):
-    """Output tokens drawn per dataset row from a normal distribution, rounded and clipped."""
+    """A number of tokens drawn per row (output tokens, or a synthetic prompt's length) from a
+    normal distribution, rounded and clipped to [min, max]."""
 
     mean: Annotated[float, Field(gt=0)]
     sd: Annotated[float, Field(ge=0)] = 0.0
@@ -39,10 +53,61 @@ class TokenCount(Model):
         return self
 
 
+# Synthetic prompts: at most this many words in all, so a slip of units cannot fill the memory
+# (every prompt is rendered into its request body before the run).
+MAX_SYNTHETIC_WORDS = 20_000_000
+
+
+class SharedPrefix(Model):
+    """Prompts in ``groups`` groups; every prompt of a group opens with the group's own
+    ``prefix_tokens`` words, so a server's prefix cache can reuse them."""
+
+    groups: Annotated[int, Field(ge=1, le=100_000)]
+    prefix_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class SyntheticPrompts(Model):
+    """``count`` prompts of random words from a fixed vocabulary (a word is about one token),
+    their lengths drawn from ``input_tokens``, seeded by ``workload.seed``."""
+
+    count: Annotated[int, Field(ge=1, le=100_000)] = 100
+    input_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | TokenCount
+    shared_prefix: SharedPrefix | None = None
+    order: Literal["random", "sequential"] = "random"
+
+    @model_validator(mode="after")
+    def _sized(self) -> SyntheticPrompts:
+        prefix = self.shared_prefix.prefix_tokens if self.shared_prefix else 0
+        if self.shared_prefix and self.shared_prefix.groups > self.count:
+            raise ValueError(
+                f"shared_prefix.groups ({self.shared_prefix.groups}) must be at most count "
+                f"({self.count}): every group needs a prompt"
+            )
+        own = self.input_tokens
+        longest = own if isinstance(own, int) else own.max or own.mean + 4 * own.sd
+        words = self.count * (prefix + longest)
+        if words > MAX_SYNTHETIC_WORDS:
+            raise ValueError(
+                f"count × (prefix_tokens + input_tokens) is up to {words:,.0f} words; at most "
+                f"{MAX_SYNTHETIC_WORDS:,} (lower count or input_tokens)"
+            )
+        return self
+
+
+class Prompts(Model):
+    """Where the prompts come from when no dataset gives them."""
+
+    synthetic: SyntheticPrompts
+
+
 # What the request speaks (DESIGN §5b): plain HTTP, or a streaming LLM endpoint whose body
 # infbench builds and whose answer it reads chunk by chunk.
 Api = Literal["http", "openai-chat", "openai-completions", "text-stream"]
 OPENAI_PATHS = {"openai-chat": "/v1/chat/completions", "openai-completions": "/v1/completions"}
+
+
+# `messages: "{{messages}}"`: the row's own list of chat messages, with its JSON type.
+_WHOLE_PLACEHOLDER = re.compile(r"\{\{\s*[^{}]*?\s*\}\}")
 
 
 class Request(Model):
@@ -52,14 +117,26 @@ class Request(Model):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     dataset: Dataset | None = None
+    prompts: Prompts | None = None  # generated rows, instead of a dataset's
     timeout: PositiveDuration = 30.0
     max_response_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
     # openai-*: the body is built from these (DESIGN §3); `prompt` and `messages` are templates.
     model: str | None = None
     prompt: str | None = None
-    messages: list[dict[str, Any]] | None = None
+    messages: list[dict[str, Any]] | str | None = None
     max_tokens: Annotated[int, Field(ge=1)] | TokenCount | None = None
+    fixed_output: bool = False  # every answer exactly max_tokens long (min_tokens, ignore_eos)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages_placeholder(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _WHOLE_PLACEHOLDER.fullmatch(value):
+            raise ValueError(
+                'as a string, `messages` is one placeholder, e.g. "{{messages}}": a row\'s '
+                "list of {role, content} objects"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -73,12 +150,21 @@ class Request(Model):
     def _consistent(self) -> Request:
         if not self.path.startswith("/"):
             raise ValueError("`path` must start with / (the target's URL gives scheme and host)")
+        if self.dataset is not None and self.prompts is not None:
+            raise ValueError("rows come from `dataset` or from `prompts`: give one of them")
         if self.api.startswith("openai-"):
             self._check_openai()
         elif self.model or self.prompt or self.messages or self.max_tokens or self.params:
             raise ValueError(
                 "model, prompt, messages, max_tokens and params build an OpenAI body: "
                 "set `api: openai-chat` or `api: openai-completions` (or write `body`)"
+            )
+        elif self.fixed_output:
+            raise ValueError("`fixed_output` asks an OpenAI-compatible server: set `api: openai-*`")
+        elif self.prompts is not None and "{{" not in json.dumps(self.body):
+            raise ValueError(
+                "`prompts` fill placeholders of `body`: write one, e.g. "
+                'body: {prompt: "{{prompt}}"} (or set `api: openai-*`)'
             )
         return self
 
@@ -87,10 +173,36 @@ class Request(Model):
             raise ValueError(f"`api: {self.api}` builds the body itself: remove `body`")
         if not self.model:
             raise ValueError(f"`api: {self.api}` needs `model` (the name the server serves)")
-        if self.api == "openai-completions" and (self.prompt is None or self.messages):
-            raise ValueError("`api: openai-completions` needs `prompt` (not `messages`)")
-        if self.api == "openai-chat" and (self.prompt is None) == (self.messages is None):
-            raise ValueError("`api: openai-chat` needs `prompt` or `messages` (one of them)")
+        if self.api == "openai-completions" and self.messages is not None:
+            raise ValueError("`api: openai-completions` takes `prompt`, not `messages`")
+        if self.prompt is not None and self.messages is not None:
+            raise ValueError(f"`api: {self.api}` takes `prompt` or `messages`, not both")
+        if self.prompt_template is None and self.messages is None:
+            raise ValueError(
+                f"`api: {self.api}` needs `prompt` (or `messages`), or rows that carry a "
+                "`prompt` field: `dataset` or `prompts`"
+            )
+        if self.fixed_output:
+            self._check_fixed_output()
+
+    def _check_fixed_output(self) -> None:
+        if self.max_tokens is None and self.dataset is None:
+            raise ValueError(
+                "`fixed_output` needs `max_tokens` (or dataset rows that carry their own)"
+            )
+        clash = sorted({"min_tokens", "ignore_eos"} & set(self.params))
+        if clash:
+            raise ValueError(
+                f"`fixed_output` sets {' and '.join(clash)} itself: remove "
+                f"{', '.join(f'params.{key}' for key in clash)}"
+            )
+
+    @property
+    def prompt_template(self) -> str | None:
+        """``prompt``, else a row's own ``prompt`` field when rows exist (dataset or prompts)."""
+        if self.prompt is not None or self.messages is not None:
+            return self.prompt
+        return "{{prompt}}" if self.dataset is not None or self.prompts is not None else None
 
     @property
     def streams(self) -> bool:

@@ -268,14 +268,20 @@ def _rate_sweep(sweep: _Sweep, index: int, phase: str) -> None:
 
 
 def slo_rules(options: SweepOptions, loaded: LoadedScenario) -> list[Rule]:
-    """--slo, else the scenario's ``slo:`` block; one of them is needed."""
-    if options.slo:
-        return parse_slo_text(options.slo)
-    rules = parse_slo(loaded.scenario.slo)
+    """--slo, else the scenario's ``slo:`` block; one of them is needed. TTFT, TPOT and ITL
+    rules need a streamed request (they would fail every level for want of data)."""
+    rules = parse_slo_text(options.slo) if options.slo else parse_slo(loaded.scenario.slo)
     if not rules:
         raise UsageError(
             "--find-max needs an SLO: give --slo 'p99<=200ms,error_rate<=1%' or an `slo:` "
             "block in the scenario"
+        )
+    streamed = [r.metric for r in rules if r.metric.startswith(("ttft", "tpot", "itl"))]
+    if streamed and not loaded.scenario.request.streams:
+        raise UsageError(
+            f"--find-max: the SLO on {', '.join(streamed)} needs streamed answers; "
+            "request.api is http",
+            hint="set request.api: openai-chat, openai-completions or text-stream",
         )
     return rules
 

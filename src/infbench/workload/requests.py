@@ -1,4 +1,4 @@
-"""Request templates + payload datasets -> concrete requests (DESIGN §3).
+"""Request templates + payload datasets (or synthetic prompts) -> concrete requests (DESIGN §3).
 
 Everything costly happens once, in ``RequestFactory.from_scenario``: the dataset is read, every
 row is rendered into a ``PreparedRequest`` (placeholders filled, body encoded, headers final),
@@ -27,7 +27,8 @@ import numpy as np
 from infbench.errors import InputError
 from infbench.scenario.request import Dataset, Request
 from infbench.wire import PreparedRequest
-from infbench.workload.llm import openai_body
+from infbench.workload.llm import RowError, openai_body
+from infbench.workload.prompts import synthetic_rows
 
 __all__ = ["RequestFactory", "encode_path", "load_rows"]
 
@@ -42,6 +43,7 @@ _PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
 _CHUNK = 8192  # random-order indices drawn per batch: amortises the generator's call cost
 _STREAM = 0x1F_DA7A  # mixed into the seed so row sampling never shares a stream with arrivals
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
+_SYNTHETIC = "request.prompts.synthetic"  # the source of generated rows, in messages
 
 
 class RequestFactory:
@@ -68,14 +70,17 @@ class RequestFactory:
 
     @classmethod
     def from_scenario(cls, request: Request, base_dir: Path, seed: int) -> RequestFactory:
-        """Read the dataset (if any) and pre-render one request per row."""
-        if request.dataset is None:
+        """Read the dataset or generate the prompts (if any); pre-render one request per row."""
+        if request.prompts is not None:
+            synthetic = request.prompts.synthetic
+            rows, source, order = synthetic_rows(synthetic, seed), _SYNTHETIC, synthetic.order
+        elif request.dataset is not None:
+            rows = load_rows(request.dataset, base_dir)
+            source, order = str(_dataset_path(request.dataset, base_dir)), request.dataset.order
+        else:
             return cls([_render(request, {}, None, 0, seed)])
-        dataset = request.dataset
-        source = _dataset_path(dataset, base_dir)
-        rows = load_rows(dataset, base_dir)
         rendered = [_render(request, row, source, i, seed) for i, row in enumerate(rows)]
-        return cls(rendered, dataset.order, seed)
+        return cls(rendered, order, seed)
 
     def __len__(self) -> int:
         """Number of distinct pre-rendered requests (dataset rows, or 1)."""
@@ -177,7 +182,7 @@ class _MissingField(Exception):
 
 
 def _render(
-    request: Request, row: Row, source: Path | None, index: int, seed: int = 0
+    request: Request, row: Row, source: str | None, index: int, seed: int = 0
 ) -> PreparedRequest:
     where = "request.path"
     try:
@@ -185,7 +190,7 @@ def _render(
         where = "request.headers"
         headers = [(name, _fill_text(value, row)) for name, value in request.headers.items()]
         if request.api.startswith("openai-"):
-            where = "request.prompt" if request.messages is None else "request.messages"
+            where = _openai_where(request)
             payload = openai_body(request, row, index, seed, lambda v: _fill(v, row))
         else:
             where = "request.body"
@@ -193,13 +198,30 @@ def _render(
         body, content_type = _encode_body(payload)
     except _MissingField as exc:
         raise _missing_field_error(where, exc.field, row, source, index) from None
+    except RowError as exc:
+        message = f"{exc.key or where}: {_row_name(source, index)} {exc}"
+        raise InputError(message, hint=exc.hint) from None
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
     return PreparedRequest(request.method, path, tuple(headers), body)
 
 
+def _openai_where(request: Request) -> str:
+    if request.messages is not None:
+        return "request.messages"
+    if request.prompt is not None:
+        return "request.prompt"
+    return 'request.prompt (unset, so "{{prompt}}")'
+
+
+def _row_name(source: str | None, index: int) -> str:
+    if source == _SYNTHETIC:
+        return f"synthetic prompt {index + 1}"
+    return f"row {index + 1} of {source}"
+
+
 def _missing_field_error(
-    where: str, field: str, row: Row, source: Path | None, index: int
+    where: str, field: str, row: Row, source: str | None, index: int
 ) -> InputError:
     if source is None:
         return InputError(
@@ -207,10 +229,15 @@ def _missing_field_error(
             hint="add request.dataset with a file that has this field, or remove the placeholder",
         )
     available = ", ".join(map(str, row)) or "(none)"
+    hint = "fix the placeholder's name" + (
+        " or add the field to every row" if source != _SYNTHETIC else ""
+    )
+    if "unset" in where:
+        hint = 'set request.prompt (e.g. "{{text}}") or request.messages'
     return InputError(
-        f"{where} uses the placeholder {{{{{field}}}}}, but row {index + 1} of {source} "
+        f"{where} uses the placeholder {{{{{field}}}}}, but {_row_name(source, index)} "
         f"has no field {field!r}; available fields: {available}",
-        hint="fix the placeholder's name or add the field to every row",
+        hint=hint,
     )
 
 
