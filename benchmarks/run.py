@@ -1,8 +1,9 @@
-"""infbench's own benchmark suite: the generator next to wrk, Locust and a bare generator.
+"""infbench's own benchmark suite: the generator next to wrk, Locust, bare generator and reader.
 
-    .venv/bin/python benchmarks/run.py                 # ~20-25 minutes; updates docs/performance.md
+    .venv/bin/python benchmarks/run.py                 # ~25-30 minutes; updates docs/performance.md
     .venv/bin/python benchmarks/run.py --ten-million   # adds the 10M-request memory run (~15 min)
-    .venv/bin/python benchmarks/run.py --quick --no-write   # a ~6-minute smoke run, doc untouched
+    .venv/bin/python benchmarks/run.py --quick --no-write   # a ~8-minute smoke run, doc untouched
+    .venv/bin/python benchmarks/run.py --sections streams   # streaming only (~7 minutes)
 
 See benchmarks/README.md for what is measured and how; docs/performance.md for the results.
 """
@@ -10,6 +11,7 @@ See benchmarks/README.md for what is measured and how; docs/performance.md for t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import signal
@@ -39,10 +41,12 @@ from suite_runs import (
     run_wrk,
     time_analysis,
 )
-from suite_tables import render, update_doc
+from suite_streams import StreamSettings, streams_section
+from suite_tables import BEGIN, END, STREAMS_BEGIN, STREAMS_END, render, render_streams, update_doc
 
 SENDERS = ("aiohttp", "httpx", "fast")
-SECTIONS = ("closed", "open", "memory")
+TARGET_SECTIONS = ("closed", "open", "memory")  # these measure against nginx (or the sink)
+SECTIONS = (*TARGET_SECTIONS, "streams")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -72,7 +76,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--precision", type=float, default=0.10, help="bisect until within this fraction"
     )
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="closed,open,memory")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="closed,open,memory,streams")
+    parser.add_argument(
+        "--stream-chunks", type=int, default=100, help="content chunks per streamed answer"
+    )
+    parser.add_argument(
+        "--stream-gap-ms", type=float, default=10.0, help="between content chunks (the sink's tick)"
+    )
+    parser.add_argument(
+        "--stream-concurrency",
+        type=int,
+        default=128,
+        help="streams for the CPU-per-chunk figures, and the search's first level",
+    )
+    parser.add_argument(
+        "--stream-seconds", type=float, help="per streaming level (default 5; quick 2)"
+    )
+    parser.add_argument(
+        "--stream-budget", type=float, help="seconds of search per streaming reader (90; quick 20)"
+    )
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc alone")
     parser.add_argument(
@@ -148,11 +170,31 @@ def _target_kind(choice: str, tools: Tools) -> str:
     return "nginx" if choice == "nginx" or (choice == "auto" and tools.nginx) else "sink"
 
 
+def _streams(layout: Layout, args: argparse.Namespace) -> dict[str, Any]:
+    settings = StreamSettings(
+        chunks=args.stream_chunks,
+        gap_ms=args.stream_gap_ms,
+        seconds=args.stream_seconds,
+        concurrency=args.stream_concurrency,
+        budget_s=args.stream_budget,
+        precision=args.precision,
+    )
+    return streams_section(layout, settings, _say)
+
+
 def _publish(results: dict[str, Any], args: argparse.Namespace) -> None:
-    block = render(results)
-    print(block)
-    if not args.no_write:
-        update_doc(args.doc, block)
+    """The main block when a section against the target ran, the streaming block when it ran;
+    each replaces only its own markers' block."""
+    blocks = []
+    if "target" in results:
+        blocks.append((render(results), (BEGIN, END)))
+    if "streams" in results:
+        blocks.append((render_streams(results), (STREAMS_BEGIN, STREAMS_END)))
+    for block, (begin, end) in blocks:
+        print(block)
+        if not args.no_write:
+            update_doc(args.doc, block, begin, end)
+    if blocks and not args.no_write:
         _say(f"updated {args.doc}")
 
 
@@ -169,12 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     args.closed_seconds = args.closed_seconds or (3.0 if args.quick else 10.0)
     args.open_seconds = args.open_seconds or (1.0 if args.quick else 3.0)
     args.open_budget = args.open_budget or (20.0 if args.quick else 150.0)
+    args.stream_seconds = args.stream_seconds or (2.0 if args.quick else 5.0)
+    args.stream_budget = args.stream_budget or (20.0 if args.quick else 90.0)
     sections = set(args.sections.split(","))
+    if unknown := sections - set(SECTIONS):
+        sys.exit(f"unknown --sections {','.join(sorted(unknown))}; known: {','.join(SECTIONS)}")
     tools = find_tools()
     for name in tools.missing():
         _say(f"missing: {name} (not measured); install: {INSTALL_HINTS[name]}")
     layout = cpu_layout(tools)
-    kind = _target_kind(args.target, tools)
+    kind = _target_kind(args.target, tools) if sections & set(TARGET_SECTIONS) else None
     command = (
         "python benchmarks/run.py"
         + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip()
@@ -183,25 +229,31 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(tools),
         "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                      "closed_s": args.closed_seconds, "open_s": args.open_seconds,
-                     "open_budget_s": args.open_budget,
+                     "open_budget_s": args.open_budget, "stream_s": args.stream_seconds,
+                     "stream_budget_s": args.stream_budget,
                      "command": command},
         "layout": layout.describe(),
         "missing": tools.missing(),
     }  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="infbench-bench-keep-") as keep,
-        Target(kind, tools, layout) as target,
+        Target(kind, tools, layout) if kind else contextlib.nullcontext() as target,
     ):
-        results["target"] = target.describe() + f" on {target.url}"
-        _say(f"target: {results['target']}; {layout.describe()}")
+        url = ""  # no section against the target: none was started
+        if target is not None:
+            url = target.url
+            results["target"] = target.describe() + f" on {url}"
+            _say(f"target: {results['target']}; {layout.describe()}")
         if "closed" in sections:
-            results["closed"] = _closed(tools, layout, target.url, args)
+            results["closed"] = _closed(tools, layout, url, args)
         if "open" in sections:
-            results["open"] = _open(layout, target.url, args)
+            results["open"] = _open(layout, url, args)
         if "memory" in sections:
             closed = results.get("closed", [])
-            memory = _memory(layout, target.url, args, Path(keep), closed)
+            memory = _memory(layout, url, args, Path(keep), closed)
             results["memory"], results["analysis"] = memory
+        if "streams" in sections:
+            results["streams"] = _streams(layout, args)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     raw = ROOT / "benchmarks" / "results" / f"{stamp}.json"
     raw.parent.mkdir(parents=True, exist_ok=True)

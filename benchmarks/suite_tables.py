@@ -8,6 +8,11 @@ from typing import Any
 
 BEGIN = "<!-- benchmarks:begin (written by benchmarks/run.py; edits inside are overwritten) -->"
 END = "<!-- benchmarks:end -->"
+STREAMS_BEGIN = (
+    "<!-- benchmarks-streams:begin (written by benchmarks/run.py --sections streams; "
+    "edits inside are overwritten) -->"
+)
+STREAMS_END = "<!-- benchmarks-streams:end -->"
 
 TARGETS = {
     "default_vs_bare": 0.6,
@@ -15,6 +20,7 @@ TARGETS = {
     "fast_vs_locust": 5.0,
     "rss_growth_mb": 50.0,
     "compare_s": 5.0,
+    "stream_cpu_us_per_chunk": 10.0,
 }
 
 
@@ -235,14 +241,21 @@ def _or_not_run(lines: list[str], results: dict[str, Any], section: str) -> list
     return [f"Not run this time (`--sections` left out {section})."]
 
 
-def render(results: dict[str, Any]) -> str:
-    machine, settings = results["machine"], results["settings"]
-    closed, ratios = _closed_table(results)
+def _measured_on(results: dict[str, Any]) -> str:
+    machine = results["machine"]
     load = ", ".join(f"{x:g}" for x in machine["load_average_at_start"])
-    lines = [
+    return (
         f"Measured {machine['date_utc']} on {machine['cpu_model']}, {machine['cores']} cores "
         f"(host `{machine['host']}`, Linux {machine['kernel']}, Python {machine['python']}, "
-        f"infbench {machine['infbench_git'] or '?'}); load average at start {load}.",
+        f"infbench {machine['infbench_git'] or '?'}); load average at start {load}."
+    )
+
+
+def render(results: dict[str, Any]) -> str:
+    settings = results["settings"]
+    closed, ratios = _closed_table(results)
+    lines = [
+        _measured_on(results),
         f"Target: {results['target']}. {results['layout'].capitalize()}.",
         f"Command: `{settings['command']}`.",
         "",
@@ -274,14 +287,148 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_doc(path: Path, block: str) -> None:
+def update_doc(path: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace what lies between the markers (appending them at the end the first time)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    fresh = f"{BEGIN}\n{block}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    fresh = f"{begin}\n{block}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + fresh + tail
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + fresh + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+# --- streaming (benchmarks/suite_streams.py) ------------------------------------------------------
+
+
+def _reader_name(row: dict[str, Any]) -> str:
+    if row["generator"] == "bare":
+        return "bare aiohttp reader"
+    used = row.get("sender")
+    via = f" ({used})" if used and used != row["generator"] else ""
+    return f"infbench {row['generator']}{via}"
+
+
+def _stream_cpu_table(streams: dict[str, Any]) -> list[str]:
+    rows = streams.get("cpu", [])
+    bare: dict[str, Any] = next(
+        (r for r in rows if r["generator"] == "bare" and "error" not in r), {}
+    )
+    lines = [
+        "| reader | chunks/s | CPU µs/chunk | ÷ bare | recorder process µs/chunk | ITL p50 ms "
+        "| ITL p99 ms | kept up | sink µs/chunk | sink load | sink ticks late |",
+        "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|",
+    ]
+    for row in rows:
+        name = _reader_name(row)
+        if "error" in row:
+            lines.append(f"| {name} | not measured: {_one_line(row['error'])} | | | | | | | | | |")
+            continue
+        cpu, base = row["cpu_us_per_chunk"], bare.get("cpu_us_per_chunk")
+        ratio = cpu / base if cpu and base else None
+        recorder = row.get("recorder_us_per_chunk")
+        kept = "yes" if row["held"] else "**no**"
+        if row["errors"]:
+            kept += f" ({row['errors']} failed)"
+        lines.append(
+            f"| {name} | {_num(row['chunks_per_s'])} | {_num(cpu, 1)} | {_num(ratio, 2)} "
+            f"| {_num(recorder, 1) if row['generator'] != 'bare' else 'none'} "
+            f"| {_num(row['itl_p50_ms'], 2)} | {_num(row['itl_p99_ms'], 2)} | {kept} "
+            f"| {_num(row['sink_cpu_us_per_chunk'], 1)} | {_num(row['sink_load'], 2)} "
+            f"| {row['sink_late_ticks']} |"
+        )
+    return lines
+
+
+def _stream_levels_text(levels: list[dict[str, Any]]) -> str:
+    marks = (
+        f"{r['concurrency']}"
+        + ("✓" if r["held"] else "✗")
+        + ("ˢ" if r.get("sink_bound") else "")
+        + ("²" if r.get("attempts", 1) > 1 else "")
+        for r in levels
+    )
+    broken = [r["error"] for r in levels if "error" in r]
+    why = f" ({len(broken)} did not run: {_one_line(broken[-1])[:120]})" if broken else ""
+    return " ".join(marks) + why
+
+
+def _stream_ceiling_table(streams: dict[str, Any]) -> list[str]:
+    rows = streams.get("ceilings", [])
+    bare_row: dict[str, Any] = next((r for r in rows if r["generator"] == "bare"), {})
+    bare = bare_row.get("most_streams")
+    lines = [
+        "| reader | most streams | chunks/s there | ÷ bare | CPU µs/chunk there "
+        "| ITL p99 ms there | fewest failed | search | levels (✓ held, ✗ failed, ˢ sink-bound, "
+        "² 2nd try) |",
+        "|---|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for row in rows:
+        most, at = row["most_streams"], row["at_most"]
+        ratio = (most or 0) / bare if bare else None
+        # a search the sink ended found a lower bound; a ratio to one is an upper bound
+        low, low_bare = row["end"] == "sink", bare_row.get("end") == "sink"
+        bound = "" if row is bare_row or low == low_bare else ("≥ " if low else "≤ ")
+        shown = (("≥ " if low else "") + _num(most)) if most else "none held"
+        used = next((r.get("sender") for r in row["levels"] if r.get("sender")), None)
+        lines.append(
+            f"| {_reader_name({**row, 'sender': used})} | {shown} | {_num(at['chunks_per_s'])} "
+            f"| {bound if ratio is not None else ''}{_num(ratio, 2)} "
+            f"| {_num(at['cpu_us_per_chunk'], 1)} "
+            f"| {_num(at['itl_p99_ms'], 2)} | {_num(row['fewest_failed'])} "
+            f"| {row['end']}, {len(row['levels'])} levels, {row['seconds']:.0f} s "
+            f"| {_stream_levels_text(row['levels'])} |"
+        )
+    return lines
+
+
+def stream_target(streams: dict[str, Any]) -> tuple[str, str, str]:
+    """(target, measured, verdict): CPU per received chunk on the default sender (auto)."""
+    target = "streaming: generator CPU per received chunk ≤ 10 µs on the default sender (auto)"
+    row = next((r for r in streams.get("cpu", []) if r["generator"] == "auto"), None)
+    if row is None or "error" in row or row["cpu_us_per_chunk"] is None:
+        return target, "not measured", "not measured"
+    cpu, recorder = row["cpu_us_per_chunk"], row.get("recorder_us_per_chunk")
+    measured = (
+        f"{cpu:.1f} µs in the generator process ({row.get('sender', 'auto')}, "
+        f"{row['concurrency']} streams)"
+    )
+    if recorder is not None:
+        measured += f"; {recorder:.1f} µs more in the recorder process"
+    ceilings = streams.get("ceilings", [])
+    ceiling: dict[str, Any] = next((r for r in ceilings if r["generator"] == "auto"), {})
+    at_most = (ceiling.get("at_most") or {}).get("cpu_us_per_chunk")
+    if at_most is not None:
+        measured += f"; {at_most:.1f} µs at its most streams held ({ceiling['most_streams']})"
+    return target, measured, _verdict(cpu, TARGETS["stream_cpu_us_per_chunk"], higher=False)
+
+
+def render_streams(results: dict[str, Any]) -> str:
+    streams, settings = results["streams"], results["streams"]["settings"]
+    concurrency, seconds = settings["concurrency"], settings["seconds"]
+    lines = [
+        _measured_on(results),
+        f"Sink: {streams['sink']}. {results['layout'].capitalize()}.",
+        f"Command: `{results['settings']['command']}`.",
+        "",
+        f"**CPU per received chunk** ({concurrency} concurrent streams, closed loop, "
+        f"{seconds:g} s; one token per content chunk; ÷ bare = CPU per chunk ÷ the bare "
+        "reader's, lower is better):",
+        "",
+        *_stream_cpu_table(streams),
+        "",
+        f"**Most concurrent streams one core holds** (ITL p99 ≤ {settings['itl_bound_ms']:g} ms, "
+        f"≥ 90 % of the sink's pace of streams × {1000 / settings['gap_ms']:g} chunks/s, no "
+        f"failed stream; levels of {seconds:g} s doubling from {concurrency}, then bisecting to "
+        f"within {settings['precision']:.0%}, ≤ {settings['budget_s']:.0f} s per reader; "
+        "÷ bare = most streams ÷ the bare reader's):",
+        "",
+        *_stream_ceiling_table(streams),
+        "",
+        "| target (docs/design.md §12) | measured | |",
+        "|---|---|---|",
+        "| {} | {} | {} |".format(*stream_target(streams)),
+    ]
+    return "\n".join(lines) + "\n"
