@@ -1,7 +1,7 @@
 """The report of a streamed run (DESIGN §5b): the tokens table, TTFT and ITL by percentile,
-output tokens per second, and TTFT base vs candidate on the comparison page. One small
-streamed run against the fake streaming server is shared by the module; a plain run's pages
-having none of this is checked in test_report.py.
+output tokens per second, TTFT base vs candidate on the comparison page, and TTFT against
+offered load in a sweep. One small streamed run against the fake streaming server is shared by
+the module; a plain run's pages having none of this is checked in test_report.py.
 """
 
 from __future__ import annotations
@@ -153,3 +153,19 @@ def test_compare_html_says_when_only_one_run_streamed(run_dir: Path, tmp_path: P
     assert "compare-ttft-percentiles" not in Page(text).figures
     assert "TTFT distributions: nothing both runs measured" in text
 
+
+def test_sweep_of_streamed_levels_plots_ttft_against_load(tmp_path: Path) -> None:
+    with StreamServer(**KNOBS) as server:
+        path = streamed_scenario(tmp_path, server.url)
+        args = ["sweep", str(path), "--out", str(tmp_path / "out"), "--rates", "8"]
+        result = runner.invoke(app, [*args, "--duration", "1s"])
+    assert result.exit_code == 0, result.output
+    (directory,) = (tmp_path / "out").iterdir()
+    doc = json.loads((directory / "sweep.json").read_text())
+    for level in doc["levels"]:
+        run = json.loads((Path(level["result_dir"]) / "run.json").read_text())
+        ttft = run["phases"][0]["ttft_ms"]
+        assert (level["ttft_p50_ms"], level["ttft_p99_ms"]) == (ttft["p50"], ttft["p99"])
+    png = (directory / "latency-vs-load.png").read_bytes()
+    width = int.from_bytes(png[16:20], "big")
+    assert width == int(16.5 * 110)  # three panels: latency, TTFT, throughput
