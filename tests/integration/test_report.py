@@ -5,14 +5,11 @@ One small run (report_run.py) is shared by the module; each test reads its repor
 
 from __future__ import annotations
 
-import base64
 import csv
 import gzip
 import json
 import re
 import shutil
-import struct
-from html.parser import HTMLParser
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from infbench.compare.warnings import CompareWarning
 from infbench.errors import ResultFormatError
 from infbench.report.html import write_compare_html, write_run_html, write_run_html_quietly
 from infbench.results.rundir import SUMMARY_COLUMNS, load_run
+from report_page import Page, png_size
 from report_run import make_run_dir
 
 runner = CliRunner()
@@ -45,72 +43,6 @@ RUN_PLOTS = {
     "errors-over-time",
     "lag",
 }
-
-
-class Page(HTMLParser):
-    """Figures (id -> img attributes, caption), tables (id -> header titles, headers, rows),
-    and every src/href attribute of the page."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.figures: dict[str, dict[str, Any]] = {}
-        self.tables: dict[str, dict[str, list[Any]]] = {}
-        self.links: list[str] = []
-        self.tags: list[str] = []
-        self._figure: str | None = None
-        self._table: str | None = None
-        self._text: list[str] | None = None
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        self.tags.append(tag)
-        self.links += [a[k] for k in ("src", "href") if k in a]
-        if tag == "figure":
-            self._figure = a["id"]
-            self.figures[a["id"]] = {"caption": ""}
-        elif tag == "img" and self._figure:
-            self.figures[self._figure]["img"] = a
-        elif tag == "table":
-            self._table = a["id"]
-            self.tables[a["id"]] = {"titles": [], "headers": [], "rows": []}
-        elif tag == "tr" and self._table:
-            self.tables[self._table]["rows"].append([])
-        elif tag in ("th", "td", "figcaption"):
-            self._text = []
-            if tag == "th" and self._table:
-                self.tables[self._table]["titles"].append(a.get("title", ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        text = "".join(self._text or [])
-        if tag == "figure":
-            self._figure = None
-        elif tag == "table":
-            self._table = None
-        elif tag == "figcaption" and self._figure:
-            self.figures[self._figure]["caption"] = text
-        elif tag == "th" and self._table:
-            self.tables[self._table]["headers"].append(text)
-        elif tag == "td" and self._table:
-            self.tables[self._table]["rows"][-1].append(text)
-        if tag in ("th", "td", "figcaption"):
-            self._text = None
-
-    def handle_data(self, data: str) -> None:
-        if self._text is not None:
-            self._text.append(data)
-
-    def body_rows(self, table: str) -> list[list[str]]:
-        return [row for row in self.tables[table]["rows"] if row]
-
-
-def png_size(data_uri: str) -> tuple[int, int]:
-    prefix = "data:image/png;base64,"
-    assert data_uri.startswith(prefix)
-    png = base64.b64decode(data_uri[len(prefix) :])
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
-    return width, height
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +81,17 @@ def test_every_plot_is_an_inline_png_with_alt_title_and_caption(run_dir: Path) -
         assert found["caption"].startswith(img["title"]), key
         width, height = png_size(img["src"])
         assert width >= 800 and height >= 250, key
+
+
+def test_a_plain_run_has_no_token_views(run_dir: Path) -> None:
+    """The tokens table and plots (token_plots.py) are for streamed runs only."""
+    text, page = page_of(run_dir)
+    words = re.sub(r"data:image/png;base64,[^\"]*", "", text)  # base64 may spell anything
+    assert not {"ttft-percentiles", "itl-percentiles", "output-tokens-over-time"} & set(
+        page.figures
+    )
+    assert "tokens" not in page.tables and "<h3>Tokens</h3>" not in words
+    assert "TTFT" not in words and "ITL" not in words and "Output tokens" not in words
 
 
 def test_phase_table_has_the_numbers_of_summary_csv(run_dir: Path) -> None:

@@ -55,6 +55,7 @@ def test_rate_sweep_one_directory_per_level(tmp_path: Path, fake_server: FakeSer
         assert run["scenario"]["workload"]["phases"][0]["arrival"]["rate"] == level["rate"]
         assert Path(level["result_dir"]).parent == directory / level["label"]
         assert level["achieved_rps"] > 0 and level["p99_ms"] > 1.5 and level["error_rate"] == 0
+        assert "ttft_p50_ms" not in level  # only levels that streamed have TTFT figures
     assert (directory / "latency-vs-load.png").stat().st_size > 10_000
     assert doc["plot"] == "latency-vs-load.png"
     assert "| 40 |" in (directory / "summary.md").read_text()

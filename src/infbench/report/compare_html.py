@@ -72,12 +72,14 @@ def write_compare_html(
 ) -> Path:
     """Render the comparison page to ``out``; ResultFormatError when a run's files are damaged."""
     from infbench.report.compare_plots import compare_latency_over_time, compare_percentiles
+    from infbench.report.token_plots import compare_token_plots
 
     base_data = load_run_data(base, with_rows=False)
     cand_data = load_run_data(candidate, with_rows=False)
     phases = list(comparison.phases)
     plots = [
         ("Percentile distributions", compare_percentiles(base_data, cand_data, phases)),
+        *compare_token_plots(base_data, cand_data, phases),  # streamed runs only
         ("Latency over time", compare_latency_over_time(base_data, cand_data)),
     ]
     body = [

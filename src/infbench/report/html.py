@@ -16,6 +16,7 @@ from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.report.compare_html import write_compare_html
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.rundata import load_run_data
+from infbench.report.token_plots import tokens_section
 from infbench.results.records import Environment, GeneratorSummary, RunRecord, TargetSummary
 from infbench.results.rundir import (
     SERVER_COLUMNS,
@@ -67,7 +68,8 @@ def write_run_html(run_dir: Path, out: Path | None = None) -> Path:
 
     run = load_run(run_dir)
     data = load_run_data(run)
-    parts = [_header(run), _phase_section(run.record), "<h2>Plots</h2>"]
+    tables = _phase_section(run.record) + tokens_section(run.record)  # tokens: streamed only
+    parts = [_header(run), tables, "<h2>Plots</h2>"]
     parts += [f'<p class="absent">{escape(note)}</p>' for note in data.notes]
     for title, plot, note in run_plots(data):
         parts.append(figure(plot) if plot is not None else absent(title, note))

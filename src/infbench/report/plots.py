@@ -31,6 +31,7 @@ from infbench.report.figures import (
 )
 from infbench.report.health_plots import lag_distribution, resources
 from infbench.report.rundata import Distribution, FloatArray, RunData
+from infbench.report.token_plots import token_plots
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -227,6 +228,7 @@ def run_plots(data: RunData) -> list[tuple[str, Plot | None, str]]:
         ("Offered vs achieved rate", rate_over_time(data), why(series, "no per-second rows")),
         ("Percentile distribution", percentile_distribution(data), why(hlog, "no successes")),
         ("Latency histogram", latency_histogram(data), why(hlog, "no requests recorded")),
+        *token_plots(data, why),  # streamed runs only
         ("Errors over time", errors_over_time(data), why("requests.csv.gz", "no failed requests")),
         ("Resources", resources(data), why(series, "no CPU, memory or batch samples")),
         ("Send lag", lag_distribution(data), why(hlog, "no requests were sent")),

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from infbench.errors import ResultFormatError
 from infbench.recorder.percentile import bucket_percentiles
+from infbench.report.token_data import OutputTokens, read_output_tokens
 from infbench.results.hlog import (
     BucketGrid,
     MetricSeconds,
@@ -87,6 +88,7 @@ class RunData:
     errors: Mapping[str, IntArray]  # class -> failed requests per error second
     notes: tuple[str, ...] = field(default=())
     missing: tuple[str, ...] = field(default=())  # per-second files not in the directory
+    output_tokens: OutputTokens | None = None  # streamed runs (token_data.py)
 
     @property
     def phase_names(self) -> list[str]:
@@ -207,7 +209,7 @@ def _distributions(
 ) -> dict[str, dict[str, Distribution]]:
     """Each metric's whole histogram per phase, pooled over ``logs`` (repetitions)."""
     result: dict[str, dict[str, Distribution]] = {}
-    for metric in ("latency", "service", "lag", "failed"):
+    for metric in ("latency", "service", "lag", "failed", "ttft", "ttft_sent", "tpot", "itl"):
         per_phase: dict[str, Distribution] = {}
         for phase in phases:
             parts = [log[phase].metric(metric) for log in logs if phase in log]
@@ -261,6 +263,8 @@ def load_run_data(run: RunResult, *, with_rows: bool = True) -> RunData:
     errors = _read_or_empty(rows, missing, read_errors, no_errors) if with_rows else no_errors
     no_series = {c: np.zeros(0) for c in TIMESERIES_COLUMNS if c != "phase"}
     timeseries = _read_or_empty(first.path / "timeseries.csv", missing, read_timeseries, no_series)
+    streamed = with_rows and any(p.ttft_ms is not None for p in run.phases)
+    tokens = _read_or_empty(rows, missing, read_output_tokens, None) if streamed else None
     return RunData(
         run=run,
         windows=_windows(first),
@@ -272,4 +276,5 @@ def load_run_data(run: RunResult, *, with_rows: bool = True) -> RunData:
         errors=errors[1],
         notes=notes,
         missing=tuple(dict.fromkeys(missing)),
+        output_tokens=tokens,
     )

@@ -238,7 +238,15 @@ def level_entry(label: str, rate: float | None, run: RunRecord, phase: str) -> d
         "error_rate": entry.error_rate,
         "valid": run.valid,
         "invalid_reasons": list(run.invalid_reasons),
-    }
+    } | _ttft_entry(entry)
+
+
+def _ttft_entry(entry: PhaseSummary) -> dict[str, Any]:
+    """A streamed phase's TTFT (from the intended send), for the TTFT-vs-load panel."""
+    ttft = entry.ttft_ms
+    if ttft is None:
+        return {}
+    return {"ttft_p50_ms": ttft.p50, "ttft_p90_ms": ttft.p90, "ttft_p99_ms": ttft.p99}
 
 
 def _run_dir(run: RunRecord) -> Path:

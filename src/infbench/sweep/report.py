@@ -209,8 +209,11 @@ def _plot(directory: Path, doc: dict[str, Any]) -> str | None:
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
+    from infbench.report.token_plots import streamed_levels, ttft_against_load
+
     rates = [lv["rate"] for lv in levels]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    streamed = streamed_levels(levels)  # a TTFT panel in the middle when the levels streamed
+    fig, (left, *ttft, right) = plt.subplots(1, 2 + streamed, figsize=(11 + 5.5 * streamed, 4.2))
     for key, style in (("p50_ms", "o-"), ("p90_ms", "s--"), ("p99_ms", "^-")):
         values = [lv.get(key) or math.nan for lv in levels]
         left.plot(rates, values, style, label=key.removesuffix("_ms"))
@@ -231,11 +234,13 @@ def _plot(directory: Path, doc: dict[str, Any]) -> str | None:
     right.plot(rates, [lv.get("achieved_rps") or math.nan for lv in levels], "o-", label="achieved")
     right.plot(rates, rates, ":", color="gray", label="offered")
     if rates[-1] >= 8 * rates[0]:  # a geometric sweep reads best on a log axis
-        for axis in (left, right):
+        for axis in (left, *ttft, right):
             axis.set_xscale("log")
     right.set(xlabel="offered load (req/s)", ylabel="req/s", title="throughput")
     right.legend()
-    for axis in (left, right):
+    for ax in ttft:
+        ttft_against_load(ax, doc, levels)
+    for axis in (left, *ttft, right):
         axis.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(directory / PLOT_FILE, dpi=110)
