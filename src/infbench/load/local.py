@@ -79,16 +79,15 @@ def run_local(
     stride: tuple[int, int] = (0, 1),
     seq_bases: list[int] | None = None,
     sink: Connection | None = None,
-    rows_header: bool = True,
+    recorder: RecorderProcess | None = None,
 ) -> LoadResult:
     """Run ``schedule`` from ``t0_ns`` (default: once the sender is open) and return what it
     recorded. With ``sink`` (one of several generator processes) the stamps go there and the
-    caller's recorder holds the tallies; otherwise this run has a recorder process of its own.
-    """
+    caller's recorder holds the tallies; otherwise this run has a recorder process of its own,
+    ``recorder`` if it was started ahead (it is closed here), else one started now."""
     scenario = loaded.scenario
-    recorder = None
-    if sink is None:
-        recorder = start_recorder(scenario, schedule, out_dir, hooks, rows_header=rows_header)
+    if sink is None and recorder is None:
+        recorder = start_recorder(scenario, schedule, out_dir, hooks)
     connection = sink if sink is not None else recorder.inputs[0]  # type: ignore[union-attr]
     if recorder is not None:
         hooks = dataclasses.replace(hooks, on_start=recorder.start)

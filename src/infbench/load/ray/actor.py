@@ -11,11 +11,12 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from infbench.load.engine import EngineHooks
-from infbench.load.local import run_local
+from infbench.load.local import run_local, start_recorder
 from infbench.recorder.process import tally_to_wire
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.source import LoadedScenario
@@ -83,6 +84,13 @@ class Generator:
         self.tmp = Path(tempfile.mkdtemp(prefix="infbench-ray-"))
         self.loaded = _with_local_dataset(loaded, self.tmp, dataset)
         self.share, self.seq_bases, self.stride, self.base_url = share, seq_bases, stride, base_url
+        # The recorder process starts now, before the driver picks the common start: spawning
+        # it takes a second or more on a busy host, which would make the first arrivals late.
+        self._seconds: Callable[[IntervalStats, int, str], None] = lambda *_: None
+        hooks = EngineHooks(on_interval=lambda *args: self._seconds(*args))
+        self.recorder = start_recorder(
+            self.loaded.scenario, share, self.tmp, hooks, rows_header=False
+        )
 
     def node(self) -> dict[str, Any]:
         import ray
@@ -106,6 +114,8 @@ class Generator:
         def on_interval(stats: IntervalStats, in_flight: int, phase: str) -> None:
             feed.put((actor, stats, in_flight))
 
+        self._seconds = on_interval
+
         def on_phase(name: str, edge: str) -> None:
             stopper.arm()
 
@@ -119,11 +129,11 @@ class Generator:
                 self.share,
                 self.tmp,
                 self.base_url,
-                EngineHooks(on_interval=on_interval, on_phase=on_phase),
+                EngineHooks(on_phase=on_phase),
                 t0_ns=t0_ns,
                 stride=self.stride,
                 seq_bases=self.seq_bases,
-                rows_header=False,
+                recorder=self.recorder,
             )
         finally:
             stopper.disarm()
