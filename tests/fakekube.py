@@ -14,6 +14,7 @@ annotated ``infbench.dev/simulated: "true"``: figures measured through it are si
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -84,16 +85,12 @@ class Proxy:
 
     @staticmethod
     def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while data := a.recv(65536):
                 b.sendall(data)
-        except OSError:
-            pass
         for s in (a, b):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.sock.close()

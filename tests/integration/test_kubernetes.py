@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 pytest.importorskip("kubernetes", reason="the kubernetes client: pip install 'infbench[k8s]'")
 
-from infbench.cli import app  # noqa: E402
+from infbench.cli import app
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from fakekube import FakeKube  # noqa: E402
+from fakekube import FakeKube
 
 ROOT = Path(__file__).parents[2]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "sentiment.yaml"

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from infbench.scenario.common import LocalPath, Model, PositiveDuration
+from infbench.scenario.common import Model, PositiveDuration
 
 __all__ = ["KUBE_EXTRA", "KubeReadiness", "KubernetesTarget"]
 
@@ -40,7 +40,9 @@ class KubernetesTarget(Model):
     namespace: Annotated[str, Field(pattern=DNS_LABEL)] = "default"
     service: Annotated[str, Field(pattern=DNS_LABEL)] | None = None
     selector: dict[str, str] = Field(default_factory=dict)  # the Service's labels
-    manifests: list[LocalPath] = Field(default_factory=list)
+    # Plain paths (``../deploy/...`` allowed, unlike LocalPath): a manifest is parsed as
+    # Kubernetes objects of a few kinds, never sent anywhere as a request body.
+    manifests: list[str] = Field(default_factory=list)
     replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
     url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     port_forward: bool = False
