@@ -237,3 +237,38 @@ def test_manifest_mistakes(tmp_path: Path, doc: str, message: str) -> None:
     (tmp_path / "m.yaml").write_text(doc)
     with pytest.raises(ScenarioError, match=message):
         load_manifests(["m.yaml"], tmp_path, "default")
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def test_endpoint_events_are_drawn_on_the_time_plots() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from infbench.analysis.resilience import resilience_plot_data
+    from infbench.report.fault_marks import draw_faults
+    from infbench.results.records import Resilience
+
+    section = Resilience(
+        {
+            "faults": [{"action": "delete_pod", "time_s": 10.0}],
+            "restarts": [],
+            "events": [
+                {"time_s": -2.0, "event": "endpoint_added", "pod": "p1"},
+                {"time_s": 10.2, "event": "endpoint_removed", "pod": "p1"},
+                {"time_s": 10.3, "event": "pod_created", "pod": "p3"},
+                {"time_s": 12.1, "event": "endpoint_added", "pod": "p3"},
+            ],
+        }
+    )
+    plot = resilience_plot_data(section)
+    assert plot is not None
+    assert plot.events == ((10.2, "endpoint_removed"), (12.1, "endpoint_added"))
+    fig, ax = plt.subplots()
+    draw_faults(ax, plot)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "endpoint removed" in labels and "endpoint added" in labels
+    plt.close(fig)
