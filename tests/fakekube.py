@@ -97,8 +97,11 @@ class Proxy:
 
 
 class FakeKube:
-    def __init__(self, pod_start_s: float = 0.3, namespace: str = "default") -> None:
+    def __init__(
+        self, pod_start_s: float = 0.3, pod_delay_s: float = 0.05, namespace: str = "default"
+    ) -> None:
         self.pod_start_s, self.namespace = pod_start_s, namespace
+        self.pod_delay_s = pod_delay_s
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.version = 0
@@ -297,7 +300,15 @@ class FakeKube:
         if not pod["spec"].get("nodeName"):
             port = free_port()
             self.procs[name] = (
-                subprocess.Popen([sys.executable, FAKEPOD, str(port), str(self.pod_start_s)]),
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        FAKEPOD,
+                        str(port),
+                        str(self.pod_start_s),
+                        str(self.pod_delay_s),
+                    ]
+                ),
                 port,
             )
             pod["spec"]["nodeName"] = "fake-node"

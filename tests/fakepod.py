@@ -1,4 +1,4 @@
-"""One fake pod's server process: ``python tests/fakepod.py PORT [START_S]``.
+"""One fake pod's server process: ``python tests/fakepod.py PORT [START_S [DELAY_S]]``.
 
 HTTP/1.1 with keep-alive (like a real model server), ``/readyz`` and ``/livez`` 200 once
 ``START_S`` (a model load) has passed, any other path answers a small JSON body. SIGTERM ends
@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STARTED = time.monotonic()
 START_S = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+DELAY_S = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0  # per request: some are in flight
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -24,6 +25,8 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         loading = time.monotonic() - STARTED < START_S
         status = 503 if loading and self.path in ("/readyz", "/livez") else 200
+        if not loading and DELAY_S:
+            time.sleep(DELAY_S)
         body = b'{"label": "POSITIVE", "score": 0.99}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

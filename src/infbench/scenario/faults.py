@@ -6,9 +6,9 @@ faults do and what run.json gains from them: docs/reliability.md.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from infbench.scenario.common import Model
 from infbench.units import Duration
@@ -62,6 +62,16 @@ class Fault(Model):
             raise ValueError("`pick: named` goes with `pods: [NAME, ...]` (and only with it)")
         if self.pods and self.count is not None and self.count != len(self.pods):
             raise ValueError("`count` differs from the number of `pods` named")
+
+    @model_serializer(mode="wrap")
+    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """The kubernetes keys only where given: run.json's stored scenario stays as written."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("count", "pick", "pods", "grace_period", "replicas"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
     @property
     def on_cluster(self) -> bool:
