@@ -212,10 +212,16 @@ class FaultMarks:
     threshold_ms: float | None  # the recovery band's upper edge
 
 
+# A kubernetes target's events worth a line on the time plots: when the Service stopped and
+# started routing to a pod (what bounds the error window), and container restarts.
+PLOTTED_EVENTS = ("endpoint_removed", "endpoint_added", "container_restarted")
+
+
 @dataclass(frozen=True)
 class ResiliencePlot:
     faults: tuple[FaultMarks, ...]
     restarts: tuple[tuple[float, float | None], ...]  # (exit noticed, ready again or None)
+    events: tuple[tuple[float, str], ...] = ()  # (seconds from the run's start, event)
 
 
 def _num(value: Any) -> float | None:
@@ -256,4 +262,14 @@ def resilience_plot_data(section: Resilience | None) -> ResiliencePlot | None:
         for r in section.restarts
         if _num(r.get("time_s")) is not None
     )
-    return ResiliencePlot(tuple(marks), restarts)
+    events = tuple(
+        (float(e["time_s"]), str(e["event"]))
+        for e in _events(section)
+        if e.get("event") in PLOTTED_EVENTS and (_num(e.get("time_s")) or -1.0) >= 0
+    )
+    return ResiliencePlot(tuple(marks), restarts, events)
+
+
+def _events(section: Resilience) -> list[Mapping[str, Any]]:
+    raw = section.data.get("events")
+    return [e for e in raw if isinstance(e, Mapping)] if isinstance(raw, list) else []

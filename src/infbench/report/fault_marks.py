@@ -3,7 +3,10 @@
 On every plot whose x axis is seconds since the run started: a purple line where each fault was
 injected (named at the top), a purple band over the error window, a green line where latency had
 recovered, a grey band from each supervised restart to the server's readiness; on the latency
-plot also the recovery threshold (pre-fault p50 + 10 %) from the fault to the recovery. The
+plot also the recovery threshold (pre-fault p50 + 10 %) from the fault to the recovery. For a
+kubernetes target, thin dashed lines where the Service removed a pod's endpoint (red) and added
+one (green), and where a container restarted (grey): what the cluster did, next to what the
+load saw. The
 reader then sees the effect of a fault where it happened instead of reading it off a table.
 """
 
@@ -21,6 +24,11 @@ __all__ = ["draw_faults"]
 FAULT_COLOR = "#6a3d9a"  # purple: the latency p99 line is already red
 RECOVERED_COLOR = "#1a9850"
 RESTART_COLOR = "#636363"
+EVENT_STYLE = {
+    "endpoint_removed": ("#d73027", "endpoint removed"),
+    "endpoint_added": ("#1a9850", "endpoint added"),
+    "container_restarted": ("#636363", "container restarted"),
+}
 
 
 class _Legend:
@@ -125,3 +133,6 @@ def draw_faults(ax: Axes, plot: ResiliencePlot | None, latency_axis: bool = Fals
             _threshold(ax, fault, label)
     for exited_s, ready_s in plot.restarts:
         _restart(ax, exited_s, ready_s, label)
+    for time_s, event in plot.events:
+        color, name = EVENT_STYLE.get(event, (RESTART_COLOR, event))
+        ax.axvline(time_s, color=color, ls="--", lw=0.9, alpha=0.8, zorder=2, label=label(name))

@@ -75,7 +75,10 @@ def _measure(
     """One run with a freshly started target, stopped again whatever happens."""
     log, pid_file = results.file("server.log"), results.file(PID_FILE)
     spec = loaded.scenario.target
-    target = open_target(spec, loaded.base_dir, log, url, pid_file, progress=waiting.update)
+    seed = loaded.scenario.workload.seed
+    target = open_target(
+        spec, loaded.base_dir, log, url, pid_file, progress=waiting.update, seed=seed
+    )
     try:
         with waiting:
             info = target.start()

@@ -7,6 +7,7 @@ directory is finalized with a status, so nothing already recorded is lost.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from infbench import __version__
+from infbench.analysis.cluster_events import explain_faults
 from infbench.analysis.lag import diagnose_lag
 from infbench.analysis.resilience import read_rows, resilience_section
 from infbench.analysis.slo import RuleResult, check_run, parse_slo
@@ -40,8 +42,8 @@ from infbench.results.rundir import ResultDir, environment_record
 from infbench.scenario.secrets import redact_argv, redact_url
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
-from infbench.target.base import TargetInfo
-from infbench.target.faults import FaultInjector, first_measured_phase
+from infbench.target.base import Supervising, TargetInfo
+from infbench.target.faults import ClusterActions, FaultInjector, first_measured_phase
 from infbench.target.supervise import Supervisor
 
 __all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_records"]
@@ -135,19 +137,38 @@ def _resilience(
     results: ResultDir,
     report: EngineReport,
     injector: FaultInjector | None,
-    supervisor: Supervisor | None,
+    supervisor: Supervising | None,
 ) -> Resilience | None:
-    """run.json's ``resilience`` when faults were injected or the server exited during the run."""
+    """run.json's ``resilience`` when faults were injected or the server exited during the run;
+    a kubernetes target's events also go to events.jsonl and explain each fault."""
     restarts = [r.to_json(report.t0_ns) for r in supervisor.restarts] if supervisor else []
+    events = _cluster_events(results, report, supervisor)
     if injector is None and not restarts:
         return None
     faults = [event.to_json(report.t0_ns) for event in injector.events] if injector else []
+    extra = {"events": events} if events is not None else {}
     try:
         rows = read_rows(results.file("requests.csv.gz"))
     except ResultFormatError as exc:  # never lose run.json over the analysis
-        return Resilience({"faults": faults, "restarts": restarts, "error": str(exc)})
+        return Resilience({"faults": faults, "restarts": restarts, "error": str(exc), **extra})
     end_s = (report.end_ns - report.t0_ns) / 1e9
-    return Resilience(resilience_section(faults, restarts, rows, end_s, report.phase_windows))
+    section = resilience_section(faults, restarts, rows, end_s, report.phase_windows)
+    if events is not None:
+        explain_faults(section["faults"], events, end_s)
+    return Resilience({**section, **extra})
+
+
+def _cluster_events(
+    results: ResultDir, report: EngineReport, supervisor: Supervising | None
+) -> list[dict[str, Any]] | None:
+    """The cluster's events on the run's clock, written to events.jsonl; None: not a cluster."""
+    events = getattr(supervisor, "events", None)
+    if events is None:
+        return None
+    stamped = [event.to_json(report.t0_ns) for event in events()]
+    with results.file("events.jsonl").open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(event) + "\n" for event in stamped)
+    return stamped
 
 
 def _target_summary(target: TargetInfo) -> TargetSummary:
@@ -211,7 +232,7 @@ def _measure(
     results: ResultDir,
     target: TargetInfo,
     hooks: _Hooks,
-    supervisor: Supervisor | None,
+    supervisor: Supervising | None,
 ) -> _Measured:
     """Observers and supervisor on, the load, then everything stopped whatever happened."""
     observer, injector = hooks.observer, hooks.injector
@@ -240,12 +261,12 @@ def execute(
     observer: Observing | None = None,
     display: Callable[[IntervalStats, int, str], None] | None = None,
     *,
-    supervisor: Supervisor | None = None,
+    supervisor: Supervising | None = None,
     warnings: list[str] | None = None,
 ) -> RunOutcome:
     """Run the load (with the scenario's faults when a supervisor is given), then finalize."""
     injector = None
-    if loaded.scenario.faults and supervisor is not None:
+    if loaded.scenario.faults and isinstance(supervisor, Supervisor | ClusterActions):
         injector = FaultInjector(loaded.scenario.faults, supervisor, first_measured_phase(schedule))
     hooks = _Hooks(results, observer, display, injector)
     measured = _measure(loaded, schedule, results, target, hooks, supervisor)

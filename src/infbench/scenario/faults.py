@@ -6,9 +6,9 @@ faults do and what run.json gains from them: docs/reliability.md.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from infbench.scenario.common import Model
 from infbench.units import Duration
@@ -30,8 +30,16 @@ class Fault(Model):
     """
 
     at: Duration
-    action: Literal["kill_worker", "kill_server", "pause", "restart"]
+    action: Literal["kill_worker", "kill_server", "pause", "restart", "delete_pod", "scale"]
     duration: Annotated[Duration, Field(gt=0)] | None = None
+    # kubernetes targets (docs/kubernetes.md): delete_pod deletes `count` pods chosen by `pick`
+    # (random: seeded by workload.seed), with `grace_period` seconds (0: at once); scale sets
+    # the workload's replicas to `replicas`.
+    count: Annotated[int, Field(ge=1, le=1000)] | None = None
+    pick: Literal["random", "oldest", "named"] | None = None
+    pods: list[str] | None = None
+    grace_period: Annotated[int, Field(ge=0)] | None = None
+    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
 
     @model_validator(mode="after")
     def _duration_for_pause_only(self) -> Fault:
@@ -39,7 +47,40 @@ class Fault(Model):
             raise ValueError("a pause needs `duration` (how long the server stays stopped)")
         if self.action != "pause" and self.duration is not None:
             raise ValueError(f"`duration` applies to pause only, not to {self.action}")
+        self._check_kube_keys()
         return self
+
+    def _check_kube_keys(self) -> None:
+        pod_keys = {"count", "pick", "pods", "grace_period"} & self.model_fields_set
+        if self.action != "delete_pod" and pod_keys:
+            raise ValueError(f"{', '.join(sorted(pod_keys))}: apply to delete_pod only")
+        if self.action != "scale" and self.replicas is not None:
+            raise ValueError("`replicas` applies to scale only")
+        if self.action == "scale" and self.replicas is None:
+            raise ValueError("a scale needs `replicas` (the number to scale to)")
+        if self.action == "delete_pod" and (self.pick == "named") != bool(self.pods):
+            raise ValueError("`pick: named` goes with `pods: [NAME, ...]` (and only with it)")
+        if self.pods and self.count is not None and self.count != len(self.pods):
+            raise ValueError("`count` differs from the number of `pods` named")
+
+    @model_serializer(mode="wrap")
+    def _without_unused_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """The kubernetes keys only where given: run.json's stored scenario stays as written."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("count", "pick", "pods", "grace_period", "replicas"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
+
+    @property
+    def on_cluster(self) -> bool:
+        """Done through the Kubernetes API, not to a process infbench launched."""
+        return self.action in ("delete_pod", "scale")
+
+    @property
+    def pod_count(self) -> int:
+        return len(self.pods) if self.pods else (self.count or 1)
 
     @property
     def end_s(self) -> float:

@@ -20,6 +20,7 @@ from infbench.scenario.common import (
     PositiveRate,
 )
 from infbench.scenario.faults import Fault, RestartPolicy
+from infbench.scenario.kubernetes import KubernetesTarget
 from infbench.scenario.request import Client, Request
 from infbench.units import Duration, Rate
 
@@ -30,6 +31,7 @@ __all__ = [
     "CommandTarget",
     "ConstantArrival",
     "GammaArrival",
+    "KubernetesTarget",
     "OnOffArrival",
     "Phase",
     "PoissonArrival",
@@ -296,7 +298,9 @@ class CommandTarget(Model):
     restart: RestartPolicy = "never"
 
 
-Target = Annotated[BentomlTarget | UrlTarget | CommandTarget, Field(discriminator="kind")]
+Target = Annotated[
+    BentomlTarget | UrlTarget | CommandTarget | KubernetesTarget, Field(discriminator="kind")
+]
 
 
 # --- the scenario -------------------------------------------------------------------------------
@@ -317,7 +321,7 @@ class Scenario(Model):
     def _consistent(self) -> Scenario:
         if self.client.http2 and self.client.sender not in ("httpx", "auto"):
             raise ValueError("client.http2 needs `client.sender: httpx`")
-        url = getattr(self.target, "url", "")
+        url = getattr(self.target, "url", "") or ""
         if self.client.sender == "fast" and url.startswith("https://"):
             raise ValueError(
                 "client.sender: fast speaks plain HTTP/1.1 and target.url is https; "
@@ -328,6 +332,8 @@ class Scenario(Model):
                 "faults need a server infbench launches (target.kind bentoml or command); "
                 "a server attached by URL is never signalled"
             )
+        for index, fault in enumerate(self.faults):
+            _check_fault_target(index, fault, self.target)
         measured = self.measured_duration_s
         for index, fault in enumerate(self.faults):
             if measured is not None and fault.end_s >= measured:
@@ -342,3 +348,25 @@ class Scenario(Model):
         """Sum of the measured phases' durations; None while a trace phase's length is unknown."""
         durations = [phase.duration_s for phase in self.workload.phases]
         return None if None in durations else sum(d or 0.0 for d in durations)
+
+
+def _check_fault_target(index: int, fault: Fault, target: Target) -> None:
+    """Process faults act on a launched process tree, cluster faults through the API server."""
+    kube = isinstance(target, KubernetesTarget)
+    if fault.on_cluster and not kube:
+        raise ValueError(
+            f"faults[{index}]: {fault.action} needs `target.kind: kubernetes` (it is done "
+            "through the Kubernetes API)"
+        )
+    if kube and not fault.on_cluster:
+        raise ValueError(
+            f"faults[{index}]: {fault.action} signals a process infbench launched; on a "
+            "kubernetes target use delete_pod or scale"
+        )
+    if kube and getattr(target, "port_forward", False):
+        raise ValueError(
+            f"faults[{index}]: {fault.action} with `port_forward: true`: a port-forward "
+            "tunnels to one pod through the API server, so deleting or scaling pods breaks "
+            "the tunnel itself and measures kubectl, not the Service; give `url` (a NodePort, "
+            "LoadBalancer or ingress) instead"
+        )

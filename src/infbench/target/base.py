@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["TargetHandle", "TargetInfo"]
+__all__ = ["Supervising", "TargetHandle", "TargetInfo"]
 
 
 @dataclass
@@ -34,3 +34,16 @@ class TargetHandle(Protocol):
     def alive(self) -> bool: ...
 
     def stop(self) -> None: ...
+
+
+class Supervising(Protocol):
+    """What the runner needs of a target's supervisor while the load runs: a launched server's
+    (target/supervise.Supervisor) or a cluster's (target/kube/handle.ClusterFaults)."""
+
+    @property
+    def restarts(self) -> list[Any]:  # each with ``to_json(t0_ns)``
+        ...
+
+    def watch(self) -> None: ...
+    def unwatch(self) -> None: ...
+    def resume(self) -> None: ...

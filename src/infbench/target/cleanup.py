@@ -77,5 +77,15 @@ def _clean(path: Path) -> Leftover | None:
 
 
 def clean_leftovers(root: Path) -> list[Leftover]:
-    """Act on every pid file under ``root`` whose infbench is gone; runs in progress are skipped."""
-    return [found for path in find_pid_files(root) if (found := _clean(path)) is not None]
+    """Act on every pid file under ``root`` whose infbench is gone; runs in progress are skipped.
+
+    Kubernetes objects a killed infbench created (``target.k8s.json``) are deleted too.
+    """
+    found = [found for path in find_pid_files(root) if (found := _clean(path)) is not None]
+    if (root.is_dir() and any(root.glob("*/target.k8s.json"))) or any(
+        root.glob("*/*/target.k8s.json")
+    ):
+        from infbench.target.kube.cleanup import clean_kube_leftovers  # lazily: yaml, the client
+
+        found += clean_kube_leftovers(root)
+    return found

@@ -7,7 +7,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from infbench.errors import UsageError
-from infbench.scenario.model import BentomlTarget, CommandTarget, Target, UrlTarget
+from infbench.scenario.model import (
+    BentomlTarget,
+    CommandTarget,
+    KubernetesTarget,
+    Readiness,
+    Target,
+    UrlTarget,
+)
 from infbench.target.base import TargetHandle
 from infbench.target.bentoml import BentomlHandle
 from infbench.target.command import CommandHandle
@@ -24,6 +31,7 @@ def open_target(
     url_override: str | None = None,
     pid_file: Path | None = None,
     progress: WaitProgress | None = None,
+    seed: int = 0,
 ) -> TargetHandle:
     """A handle for ``spec``; nothing starts until ``start()``.
 
@@ -31,8 +39,15 @@ def open_target(
     the target's readiness probe and metrics path: the same scenario then measures a server
     started by hand, for example on another host. ``pid_file`` lets a later infbench stop a
     launched server that outlived a SIGKILLed infbench (``target/pidfile.py``). ``progress``
-    hears how each readiness wait goes (``target/ready.py``).
+    hears how each readiness wait goes (``target/ready.py``). ``seed`` picks the pods a
+    kubernetes target's ``delete_pod: random`` deletes.
     """
+    if isinstance(spec, KubernetesTarget):
+        from infbench.target.kube.handle import KubernetesHandle  # the optional client, lazily
+
+        if url_override is not None:
+            spec = spec.model_copy(update={"url": url_override.rstrip("/"), "port_forward": False})
+        return KubernetesHandle(spec, base_dir, log_path.parent, seed, progress=progress)
     grace = refusal_grace(spec)
     if url_override is not None:
         return UrlHandle(_as_url(spec, url_override), refused_grace_s=grace, progress=progress)
@@ -47,6 +62,7 @@ def _as_url(spec: Target, url: str) -> UrlTarget:
     try:
         if isinstance(spec, UrlTarget):
             return spec.model_copy(update={"url": UrlTarget(kind="url", url=url).url})
-        return UrlTarget(kind="url", url=url, ready=spec.ready, metrics_path=spec.metrics_path)
+        ready = Readiness.model_validate(spec.ready.model_dump())
+        return UrlTarget(kind="url", url=url, ready=ready, metrics_path=spec.metrics_path)
     except ValidationError as exc:
         raise UsageError(f"--url: expected http://host:port or https://..., got {url!r}") from exc

@@ -6,7 +6,8 @@ instant it was actually done, in seconds from the run's start (the axis of times
 ``timings.phase_windows_s``). The injector is a thread the runner arms before the load and
 that anchors itself when the engine reports the first measured phase's start, so it works the
 same with one load-generating process or many. Faults are done one after another in time
-order; a restart blocks the next fault until the server is ready again.
+order; a restart blocks the next fault until the server is ready again. A kubernetes target's
+faults (delete_pod, scale) go to its :class:`ClusterActions` instead, through the API server.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from infbench.errors import ScenarioError, UsageError
 from infbench.scenario.faults import Fault
@@ -23,7 +24,22 @@ from infbench.scenario.model import Scenario
 from infbench.schedule.arrivals import Schedule
 from infbench.target.supervise import Supervisor
 
-__all__ = ["FaultEvent", "FaultInjector", "check_faults", "first_measured_phase"]
+__all__ = [
+    "ClusterActions",
+    "FaultEvent",
+    "FaultInjector",
+    "check_faults",
+    "first_measured_phase",
+]
+
+
+@runtime_checkable
+class ClusterActions(Protocol):
+    """What a kubernetes target does for its faults (target/kube/handle.ClusterFaults)."""
+
+    def delete_pods(self, fault: Fault, index: int) -> tuple[list[str], str | None]: ...
+    def scale(self, replicas: int) -> str | None: ...
+    def resume(self) -> None: ...
 
 
 @dataclass
@@ -37,6 +53,7 @@ class FaultEvent:
     time_ns: int | None = None
     end_ns: int | None = None  # pause: resumed; restart: ready again
     pids: list[int] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)  # kubernetes: the pods deleted
     error: str | None = None
 
     def to_json(self, t0_ns: int) -> dict[str, Any]:
@@ -51,6 +68,7 @@ class FaultEvent:
             "time_s": seconds(self.time_ns),
             "end_s": seconds(self.end_ns),
             "pids": self.pids,
+            "pods": self.pods,
             "error": self.error,
         }
 
@@ -81,7 +99,9 @@ def check_faults(scenario: Scenario, schedule: Schedule, url_override: str | Non
 class FaultInjector:
     """Arm before the load; ``phase_started`` (an engine hook) fires the timeline."""
 
-    def __init__(self, faults: Sequence[Fault], supervisor: Supervisor, first_phase: str) -> None:
+    def __init__(
+        self, faults: Sequence[Fault], supervisor: Supervisor | ClusterActions, first_phase: str
+    ) -> None:
         self.supervisor = supervisor
         self.first_phase = first_phase
         self.events = [FaultEvent(i, f.action, f.at, f.duration) for i, f in enumerate(faults)]
@@ -120,6 +140,9 @@ class FaultInjector:
     def _do(self, event: FaultEvent) -> None:
         supervisor = self.supervisor
         event.time_ns = time.monotonic_ns()
+        if not isinstance(supervisor, Supervisor):
+            self._do_on_cluster(event, supervisor)
+            return
         if event.action == "kill_worker":
             event.pids = supervisor.kill_worker()
             if not event.pids:
@@ -133,6 +156,13 @@ class FaultInjector:
             event.end_ns, event.error = record.ready_ns, record.error
         if event.action != "restart" and not event.pids and event.error is None:
             event.error = "the server was not running"
+
+    def _do_on_cluster(self, event: FaultEvent, cluster: ClusterActions) -> None:
+        fault = self._faults[event.index]
+        if fault.action == "delete_pod":
+            event.pods, event.error = cluster.delete_pods(fault, event.index)
+        elif fault.replicas is not None:
+            event.error = cluster.scale(fault.replicas)
 
     def stop(self) -> None:
         """End the timeline (the load is over or interrupted); a paused server is resumed."""
