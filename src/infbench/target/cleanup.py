@@ -11,40 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from infbench.target.pidfile import PID_FILE, PidFile, read_pid_file
+from infbench.target.pidfile import PID_FILE, Leftover, PidFile, read_pid_file
 from infbench.target.proctree import stop_tree
 
 __all__ = ["Leftover", "clean_leftovers", "find_pid_files"]
 
 TERM_WAIT_S = 5.0
-
-
-@dataclass
-class Leftover:
-    """One pid file found, and what was done about it."""
-
-    pid_file: Path
-    owner_pid: int | None
-    stopped: list[int] = field(default_factory=list)
-    skipped: str | None = None  # why nothing was done
-
-    @property
-    def run_dir(self) -> Path:
-        return self.pid_file.parent
-
-    def describe(self) -> str:
-        if self.skipped:
-            return f"{self.run_dir}: left alone, {self.skipped}"
-        if not self.stopped:
-            return f"{self.run_dir}: removed a stale pid file (its servers had already exited)"
-        pids = ", ".join(map(str, self.stopped))
-        return (
-            f"{self.run_dir}: stopped {len(self.stopped)} server process(es) left running by "
-            f"infbench pid {self.owner_pid} that was killed: {pids}"
-        )
 
 
 def find_pid_files(root: Path) -> list[Path]:

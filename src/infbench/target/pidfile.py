@@ -19,13 +19,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-__all__ = ["PID_FILE", "PidFile", "ProcessId", "read_pid_file", "write_pid_file"]
+__all__ = [
+    "PID_FILE",
+    "Leftover",
+    "PidFile",
+    "ProcessId",
+    "read_pid_file",
+    "write_pid_file",
+]
 
 PID_FILE = "target.pid"
 VERSION = 1
@@ -123,3 +130,28 @@ def read_pid_file(path: Path) -> PidFile | None:
         argv0=str(data.get("argv0") or ""),
         port=port if isinstance(port, int) else None,
     )
+
+
+@dataclass
+class Leftover:
+    """One pid file found, and what was done about it."""
+
+    pid_file: Path
+    owner_pid: int | None
+    stopped: list[int] = field(default_factory=list)
+    skipped: str | None = None  # why nothing was done
+
+    @property
+    def run_dir(self) -> Path:
+        return self.pid_file.parent
+
+    def describe(self) -> str:
+        if self.skipped:
+            return f"{self.run_dir}: left alone, {self.skipped}"
+        if not self.stopped:
+            return f"{self.run_dir}: removed a stale pid file (its servers had already exited)"
+        pids = ", ".join(map(str, self.stopped))
+        return (
+            f"{self.run_dir}: stopped {len(self.stopped)} server process(es) left running by "
+            f"infbench pid {self.owner_pid} that was killed: {pids}"
+        )

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from infbench.errors import TargetError
 from infbench.scenario.kubernetes import KUBE_EXTRA
-from infbench.target.cleanup import Leftover
 from infbench.target.kube.manifests import KUBE_FILE, delete_object, read_kube_file
+from infbench.target.pidfile import Leftover
 
 __all__ = ["KubeLeftover", "clean_kube_leftovers"]
 
