@@ -37,7 +37,9 @@ __all__ = [
     "tally_to_wire",
 ]
 
-_FINISH_TIMEOUT_S = 120.0  # the last batches, the last seconds and the files' close
+_FINISH_TIMEOUT_S = 120.0
+# Below the generator's priority: it catches up in the pauses, and its batches wait in the pipe.
+_NICENESS = 10  # the last batches, the last seconds and the files' close
 
 
 _MORE_COUNTS = (
@@ -169,9 +171,12 @@ class RecorderProcess:
 
 
 def _widen_affinity() -> None:
-    """Run on any core: the generator may be pinned to one, and recording must not take it."""
+    """Run on any core, yielding to the generator: it may be pinned to one core, and
+    recording must not take it (nor make its wake-ups wait for one)."""
     with contextlib.suppress(AttributeError, OSError, ValueError):
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)
 
 
 def _main(settings: RecorderSettings, control: Connection, inputs: list[Connection]) -> None:
