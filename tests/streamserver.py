@@ -81,6 +81,11 @@ class StreamServer:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Answers still streaming (a stall) end with the server, not after its loop is gone.
+        current = asyncio.current_task()
+        for task in asyncio.all_tasks():
+            if task is not current:
+                task.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -149,3 +149,32 @@ workload:
     prompts = [b["messages"][0]["content"] for b in bodies]
     assert len({" ".join(p.split()[:6]) for p in prompts}) == 2  # two groups' prefixes
     assert 2 < len(set(prompts)) <= 20
+
+
+def test_a_local_tokenizer_counts_when_the_server_sends_no_usage(tmp_path: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers", reason="request.tokenizer needs tokenizers")
+    words = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    words.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    words.save(str(tmp_path / "tokenizer.json"))
+    with StreamServer(ttft_s=0.01, itl_s=0.005, chunks=4, tokens_per_chunk=3, usage=False) as srv:
+        path = scenario(tmp_path, srv.url, "fast")
+        text = path.read_text().replace("timeout: 5s}", "timeout: 5s, tokenizer: tokenizer.json}")
+        path.write_text(text)
+        result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code in (0, 1, 4), result.output
+    (run_dir,) = (tmp_path / "out").iterdir()
+    (phase,) = json.loads((run_dir / "run.json").read_text())["phases"]
+    assert phase["tokens_source"] == "tokenizer"
+    assert phase["output_tokens"] == 12 * phase["ok"] > 0  # 4 chunks of 3 words, no usage
+    assert phase["input_tokens"] == 0
+
+
+def test_a_stream_that_stalls_past_the_timeout_is_a_timeout(tmp_path: Path) -> None:
+    with StreamServer(ttft_s=0.01, itl_s=0.005, stall_at=2) as server:
+        path = scenario(tmp_path, server.url, "fast", requests=2)
+        path.write_text(path.read_text().replace("timeout: 5s", "timeout: 1s"))
+        result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 1, result.output  # no answer met the SLO
+    (run_dir,) = (tmp_path / "out").iterdir()
+    (phase,) = json.loads((run_dir / "run.json").read_text())["phases"]
+    assert phase["errors"] == {"timeout": phase["completed"]} and phase["completed"] > 0

@@ -27,6 +27,7 @@ from infbench.schedule.arrivals import Schedule
 from infbench.senders import make_sender
 from infbench.senders.base import Sender, SenderOptions
 from infbench.workload.requests import RequestFactory
+from infbench.workload.tokenizer import load_token_counter
 
 __all__ = [
     "LoadResult",
@@ -93,7 +94,7 @@ def run_local(
         hooks = dataclasses.replace(hooks, on_start=recorder.start)
     engine = Engine(
         schedule,
-        _new_sender(scenario, base_url),
+        _new_sender(scenario, base_url, loaded.base_dir),
         RequestFactory.from_scenario(scenario.request, loaded.base_dir, scenario.workload.seed),
         StampBuffer(PipeSink(connection)),
         connections=scenario.client.connections,
@@ -154,7 +155,8 @@ def finish_recorder(
         return [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
 
 
-def _new_sender(scenario: Scenario, base_url: str) -> Sender:
+def _new_sender(scenario: Scenario, base_url: str, base_dir: Path) -> Sender:
+    tokenizer = scenario.request.tokenizer
     options = SenderOptions(
         base_url=base_url,
         connections=scenario.client.connections,
@@ -164,6 +166,9 @@ def _new_sender(scenario: Scenario, base_url: str) -> Sender:
         verify_tls=not scenario.client.insecure,
         preopen=True,
         stream=scenario.request.api if scenario.request.streams else "",
+        count_tokens=load_token_counter(base_dir / Path(tokenizer).expanduser())
+        if tokenizer
+        else None,
     )
     return make_sender(scenario.client.sender, options)
 

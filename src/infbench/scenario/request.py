@@ -127,6 +127,9 @@ class Request(Model):
     max_tokens: Annotated[int, Field(ge=1)] | TokenCount | None = None
     fixed_output: bool = False  # every answer exactly max_tokens long (min_tokens, ignore_eos)
     params: dict[str, Any] = Field(default_factory=dict)
+    # A streamed answer's output tokens when the server sends no usage: a Hugging Face
+    # tokenizer.json counts its text (needs the `tokenizers` package); else its chunks count.
+    tokenizer: LocalPath | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -152,6 +155,8 @@ class Request(Model):
             raise ValueError("`path` must start with / (the target's URL gives scheme and host)")
         if self.dataset is not None and self.prompts is not None:
             raise ValueError("rows come from `dataset` or from `prompts`: give one of them")
+        if self.tokenizer is not None:
+            self._check_tokenizer()
         if self.api.startswith("openai-"):
             self._check_openai()
         elif self.model or self.prompt or self.messages or self.max_tokens or self.params:
@@ -167,6 +172,15 @@ class Request(Model):
                 'body: {prompt: "{{prompt}}"} (or set `api: openai-*`)'
             )
         return self
+
+    def _check_tokenizer(self) -> None:
+        if self.api == "http":
+            raise ValueError("`tokenizer` counts a streamed answer's tokens: set `api` too")
+        if importlib.util.find_spec("tokenizers") is None:
+            raise ValueError(
+                "`tokenizer` needs the tokenizers package, which is not installed: "
+                "pip install tokenizers"
+            )
 
     def _check_openai(self) -> None:
         if self.body is not None:

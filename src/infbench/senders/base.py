@@ -8,6 +8,7 @@ carry a body, and the User-Agent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
@@ -48,6 +49,8 @@ class SenderOptions:
     # request.api of a streamed answer (openai-chat, openai-completions, text-stream): the
     # body is read chunk by chunk and its tokens stamped (DESIGN §5b); "" for plain HTTP.
     stream: str = ""
+    # Counts a streamed answer's output tokens when the server sends no usage (a tokenizer).
+    count_tokens: Callable[[str], int] | None = None
 
 
 class Sender(Protocol):
@@ -76,8 +79,8 @@ def new_reader(options: SenderOptions) -> StreamReader | None:
     if not options.stream:
         return None
     if options.stream == "text-stream":
-        return TextStreamReader()
-    return SseReader(options.stream)  # type: ignore[arg-type]
+        return TextStreamReader(options.count_tokens)
+    return SseReader(options.stream, options.count_tokens)  # type: ignore[arg-type]
 
 
 def streamed_outcome(
