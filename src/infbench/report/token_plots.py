@@ -32,6 +32,7 @@ from infbench.report.figures import (
 from infbench.report.page import table
 from infbench.report.rundata import RunData
 from infbench.results.records import PhaseSummary, RunRecord
+from infbench.results.rundir import format_cell
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,15 +52,6 @@ _WARMUP_COLOR = "#9a9a9a"
 
 
 # --- the tokens table ----------------------------------------------------------------------------
-
-
-def _fmt(value: object) -> str:
-    """As summary.csv writes numbers: three decimals at most, no trailing zeros."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    return str(value)
 
 
 # header shown -> the phase entry's run.json key (shown on hover, and read with it)
@@ -98,7 +90,7 @@ def tokens_section(run: RunRecord) -> str:
         "most answers' token counts came from. The figures of run.json (hover a header for "
         "its key).</p>"
     )
-    rows = [[_fmt(_value(p, key)) for _, key in _COLUMNS] for p in streamed]
+    rows = [[format_cell(_value(p, key)) for _, key in _COLUMNS] for p in streamed]
     headers, keys = [c[0] for c in _COLUMNS], [c[1] for c in _COLUMNS]
     return "<h3>Tokens</h3>" + intro + table(headers, rows, table_id="tokens", titles=keys)
 

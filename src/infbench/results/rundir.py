@@ -41,6 +41,7 @@ __all__ = [
     "RunResult",
     "check_free_space",
     "environment_record",
+    "format_cell",
     "free_space_warning",
     "load_run",
     "new_run_dir",
@@ -193,7 +194,8 @@ def environment_record(scenario_dir: Path) -> Environment:
     )
 
 
-def _fmt(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """A figure as summary.csv writes it: three decimals at most, no trailing zeros."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -222,7 +224,7 @@ def summary_rows(phases: Sequence[PhaseSummary], server: ServerSummary | None) -
             srv = server.phases.get(phase.name, ServerPhase())
             row += [srv.duration_p50_ms, srv.duration_p99_ms, srv.mean_batch_size]
             row += [srv.cpu_pct_mean, srv.rss_mb_max]
-        rows.append([_fmt(v) for v in row])
+        rows.append([format_cell(v) for v in row])
     return rows
 
 
@@ -242,7 +244,9 @@ class ResultDir:
             self._timeseries = open(self.file("timeseries.csv"), "w", newline="")  # noqa: SIM115
             self._timeseries_csv = csv.writer(self._timeseries)
             self._timeseries_csv.writerow(TIMESERIES_COLUMNS)
-        self._timeseries_csv.writerow([_fmt(row.get(column)) for column in TIMESERIES_COLUMNS])
+        self._timeseries_csv.writerow(
+            [format_cell(row.get(column)) for column in TIMESERIES_COLUMNS]
+        )
         self._timeseries.flush()
 
     def write_json(self, name: str, data: Any) -> None:
