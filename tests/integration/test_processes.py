@@ -56,6 +56,7 @@ workload:
     (run_dir,) = (tmp_path / "r").iterdir()
     run = json.loads((run_dir / "run.json").read_text())
     assert run["generator"]["processes"] == 2 and len(run["generator"]["per_process"]) == 2
+    assert run["generator"]["priority"] in {"realtime", "normal"}  # as the processes applied it
     steady, loop = run["phases"]
     schedule = build_schedule(Workload.model_validate(run["scenario"]["workload"]), tmp_path)
     assert steady["scheduled"] == schedule.phases[1].scheduled == steady["completed"]

@@ -53,6 +53,9 @@ class VirtualClock:
         if due_ns > self.ns:
             await asyncio.sleep((due_ns - self.ns) / 1e9)
 
+    def close(self) -> None:
+        pass
+
 
 class _VirtualSelector(selectors.DefaultSelector):
     """Never blocks for a timer: it moves the clock to it. Loop timers are float seconds; the gap

@@ -23,6 +23,7 @@ import numpy as np
 
 from infbench.load.clock import Clock, MonotonicClock
 from infbench.load.loop import cancel, quiet_interpreter, restore_signal_handlers, stop_on_signals
+from infbench.load.priority import Priority, dispatch_priority
 from infbench.load.slots import Slots
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.stamps import StampBuffer
@@ -74,6 +75,7 @@ class EngineReport:
     abandoned: int = 0
     sent_by_phase: list[int] = field(default_factory=list)
     recorder_lost: str | None = None  # why stamps could no longer be handed over
+    priority: str = "normal"  # the dispatching thread's, as applied (load/priority.py)
 
 
 def phase_at(schedule: Schedule, offset_s: float) -> str:
@@ -110,6 +112,7 @@ class Engine:
         clock: Clock | None = None,
         stride: tuple[int, int] = (0, 1),
         seq_bases: list[int] | None = None,
+        priority: Priority = "normal",
     ) -> None:
         self.schedule = schedule
         self.sender = sender
@@ -117,6 +120,7 @@ class Engine:
         self.stamps = stamps
         self.connections = connections
         self.timeout_ns = int(timeout_s * 1e9)
+        self.priority = priority
         self.hooks = hooks or EngineHooks()
         # Real time unless given; its spin_ns is reported as this run's polling time.
         self.clock = clock if clock is not None else MonotonicClock()
@@ -383,7 +387,8 @@ class Engine:
         try:
             # Quiet first: its full collection takes ~0.1 s, which must not make the first
             # arrivals late, so the start instant is fixed after it.
-            with quiet_interpreter():
+            with quiet_interpreter(), dispatch_priority(self.priority) as applied:
+                self.report.priority = applied
                 self._fix_start()
                 ticker = loop.create_task(self._ticker())
                 await self._dispatch()
@@ -394,6 +399,7 @@ class Engine:
             self._hand_over()
             self.report.spin_s = self.clock.spin_ns / 1e9
             await self.sender.close()
+            self.clock.close()
             self._hook_thread.shutdown(wait=True)
             restore_signal_handlers(loop, previous_handlers)
         return self.report

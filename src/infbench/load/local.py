@@ -103,11 +103,15 @@ def run_local(
         hooks=hooks,
         stride=stride,
         seq_bases=seq_bases,
+        priority=scenario.client.priority,
     )
     usage = _ProcessUsage.now()
     try:
         report: EngineReport = run_async(engine.run())
-        figures = usage.generator_figures(report.spin_s) | {"sender": engine.sender.name}
+        figures = usage.generator_figures(report.spin_s) | {
+            "sender": engine.sender.name,
+            "priority": report.priority,
+        }
         ceiling = highest_us(scenario.request.timeout)
         tallies = finish_recorder(recorder, report, schedule, ceiling) if recorder else []
     finally:

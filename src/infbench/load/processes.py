@@ -156,6 +156,7 @@ def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -
         abandoned=sum(r.abandoned for r in reports),
         sent_by_phase=[sum(n) for n in zip(*(r.sent_by_phase for r in reports), strict=True)],
         recorder_lost=next((r.recorder_lost for r in reports if r.recorder_lost), None),
+        priority=min(r.priority for r in reports),  # "normal" if any process had to do without
     )
 
 
@@ -168,6 +169,7 @@ def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_mb": round(sum(g["rss_mb"] for g in per_process), 1),
         "processes": len(per_process),
         "sender": per_process[0].get("sender"),
+        "priority": min(g.get("priority", "normal") for g in per_process),
         "per_process": per_process,
     }
 

@@ -307,6 +307,7 @@ class GeneratorSummary(_Record):
     engine: str | None = field(default=None, metadata=_OMIT_NONE)
     nodes: int | None = field(default=None, metadata=_OMIT_NONE)
     sender: str | None = field(default=None, metadata=_OMIT_NONE)  # the one used (auto resolved)
+    priority: str | None = field(default=None, metadata=_OMIT_NONE)  # dispatcher: realtime|normal
 
 
 @dataclass(frozen=True)

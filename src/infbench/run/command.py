@@ -8,6 +8,7 @@ from rich.console import Console
 
 from infbench.analysis.slo import parse_slo
 from infbench.load.calibrate import warn_if_over_capacity
+from infbench.load.priority import require_priority
 from infbench.report.console import LiveView, WaitView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience
@@ -45,6 +46,7 @@ def run_scenario(
     schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
     warn_if_over_capacity(loaded.scenario, schedule, console)
     check_faults(loaded.scenario, schedule, url)
+    require_priority(loaded.scenario.client.priority)
     for leftover in clean_leftovers(out_root):  # servers of an infbench that was SIGKILLed
         console.print(f"cleanup: {leftover.describe()}", style="yellow", markup=False)
     run_dir = new_run_dir(out_root, loaded.scenario.name)

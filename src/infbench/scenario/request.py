@@ -242,6 +242,8 @@ class Client(Model):
     insecure: bool = False  # skip TLS certificate verification (recorded as a warning)
     engine: Literal["local", "ray"] = "local"
     ray: RaySettings = RaySettings()
+    # The dispatching thread's scheduling (load/priority.py): auto = real-time where allowed.
+    priority: Literal["auto", "normal", "realtime"] = "auto"
 
     @model_validator(mode="after")
     def _ray_installed(self) -> Client:
