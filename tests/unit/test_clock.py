@@ -86,8 +86,8 @@ def test_a_clock_can_serve_one_loop_after_another() -> None:
 
 def test_normal_priority_changes_nothing() -> None:
     before = os.sched_getscheduler(0)
-    with dispatch_priority("normal") as applied:
-        assert applied == "normal"
+    with dispatch_priority("normal") as priority:
+        assert priority.applied == "normal" and not priority.realtime
         assert os.sched_getscheduler(0) == before
 
 
@@ -95,14 +95,50 @@ def test_normal_priority_changes_nothing() -> None:
 def test_realtime_is_the_dispatching_threads_alone_and_undone_after() -> None:
     before = os.sched_getscheduler(0)
     seen: dict[str, int] = {}
-    with dispatch_priority("auto") as applied:
-        assert applied == "realtime"
+    with dispatch_priority("auto") as priority:
+        assert priority.applied == "realtime"
         assert os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
         started = threading.Thread(target=lambda: seen.update(policy=os.sched_getscheduler(0)))
         started.start()
         started.join()
     assert seen["policy"] == os.SCHED_OTHER  # a thread the loop starts is ordinary again
     assert os.sched_getscheduler(0) == before
+
+
+class FakeScheduler:
+    """os.sched_* for a thread that may take real-time: records the policy it is given."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.policy = os.SCHED_OTHER
+        monkeypatch.setattr(os, "sched_getscheduler", lambda pid: self.policy)
+        monkeypatch.setattr(os, "sched_getparam", lambda pid: os.sched_param(0))
+        monkeypatch.setattr(os, "sched_setscheduler", self.set)
+
+    def set(self, pid: int, policy: int, param: os.sched_param) -> None:
+        self.policy = policy & ~os.SCHED_RESET_ON_FORK
+
+    def burn(self, seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+
+def test_priority_follows_the_threads_cpu_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = FakeScheduler(monkeypatch)
+    with dispatch_priority("auto") as priority:
+        assert scheduler.policy == os.SCHED_FIFO and priority.realtime
+        time.sleep(0.03)
+        priority.check()  # asleep nearly all the time: stays
+        assert priority.realtime
+        scheduler.burn(0.05)
+        priority.check()  # busy nearly all the time (> BUSY_HIGH): down to normal
+        assert scheduler.policy == os.SCHED_OTHER and not priority.realtime
+        time.sleep(0.05)
+        priority.check()  # idle again (< BUSY_LOW): back up
+        assert scheduler.policy == os.SCHED_FIFO
+    assert scheduler.policy == os.SCHED_OTHER
+    assert priority.applied == "realtime"
+    assert 0 < priority.realtime_ns < 10**9
 
 
 def test_realtime_refused_is_named_with_the_fix_and_auto_runs_without(
@@ -118,5 +154,7 @@ def test_realtime_refused_is_named_with_the_fix_and_auto_runs_without(
     message = str(caught.value)
     assert "client.priority" in message and "auto" in message and "ulimit -r" in message
     require_priority("auto")  # auto never refuses: it runs at normal priority
-    with dispatch_priority("auto") as applied:
-        assert applied == "normal"
+    with dispatch_priority("auto") as priority:
+        assert priority.applied == "normal"
+        priority.check()  # nothing to follow
+        assert not priority.realtime

@@ -23,7 +23,7 @@ import numpy as np
 
 from infbench.load.clock import Clock, MonotonicClock
 from infbench.load.loop import cancel, quiet_interpreter, restore_signal_handlers, stop_on_signals
-from infbench.load.priority import Priority, dispatch_priority
+from infbench.load.priority import DispatchPriority, Priority, dispatch_priority
 from infbench.load.slots import Slots
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.stamps import StampBuffer
@@ -75,7 +75,8 @@ class EngineReport:
     abandoned: int = 0
     sent_by_phase: list[int] = field(default_factory=list)
     recorder_lost: str | None = None  # why stamps could no longer be handed over
-    priority: str = "normal"  # the dispatching thread's, as applied (load/priority.py)
+    priority: str = "normal"  # "realtime" when the OS allowed it (load/priority.py)
+    realtime_s: float = 0.0  # of the measured window, at real-time priority
 
 
 def phase_at(schedule: Schedule, offset_s: float) -> str:
@@ -345,15 +346,17 @@ class Engine:
         if pending:
             await asyncio.wait(pending)
 
-    async def _ticker(self) -> None:
+    async def _ticker(self, priority: DispatchPriority) -> None:
         """Hand the stamps over every ``HAND_OVER_NS``, on boundaries counted from the start,
-        so that one hand-over falls right after each second's end."""
+        so that one hand-over falls right after each second's end; the dispatcher's priority
+        follows its CPU use at the same pace."""
         t0, count = self.report.t0_ns, 1
         while True:
             boundary = t0 + count * HAND_OVER_NS
             # A plain loop timer, not clock.sleep_until: a hand-over is worth no polling.
             await asyncio.sleep(max(boundary - self._now(), 0) / 1e9)
             self._hand_over()
+            priority.check()
             count = max(count + 1, (self._now() - t0) // HAND_OVER_NS + 1)
 
     def _hand_over(self) -> None:
@@ -387,11 +390,12 @@ class Engine:
         try:
             # Quiet first: its full collection takes ~0.1 s, which must not make the first
             # arrivals late, so the start instant is fixed after it.
-            with quiet_interpreter(), dispatch_priority(self.priority) as applied:
-                self.report.priority = applied
+            with quiet_interpreter(), dispatch_priority(self.priority) as priority:
                 self._fix_start()
-                ticker = loop.create_task(self._ticker())
+                ticker = loop.create_task(self._ticker(priority))
                 await self._dispatch()
+            self.report.priority = priority.applied
+            self.report.realtime_s = priority.realtime_ns / 1e9
         finally:
             if ticker is not None:
                 await cancel(ticker)

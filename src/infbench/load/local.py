@@ -111,6 +111,7 @@ def run_local(
         figures = usage.generator_figures(report.spin_s) | {
             "sender": engine.sender.name,
             "priority": report.priority,
+            "realtime_s": round(report.realtime_s, 3),
         }
         ceiling = highest_us(scenario.request.timeout)
         tallies = finish_recorder(recorder, report, schedule, ceiling) if recorder else []

@@ -2,27 +2,42 @@
 
 On a small machine the server under test shares cores with the generator, and the generator's
 own write wakes the server, often onto the generator's core: the next arrival of a burst then
-waits for the server's whole service time. Measured on the quickstart (2 cores, docs/
-performance.md): with ordinary priority the second request of a burst left 1-4 ms late and no
-run was valid; with the dispatching thread on SCHED_FIFO at the lowest real-time priority, lag
-p99 was 0.3-0.4 ms in every phase. Nothing else gets the priority: threads the loop starts go
-back to normal (SCHED_RESET_ON_FORK), and the kernel keeps a share of each core for ordinary
-tasks even if the generator never sleeps.
+waits out the server's whole service time. Measured on the quickstart (2 cores, docs/
+performance.md): at ordinary priority the second request of a burst left 1-4 ms late and no run
+was valid; with the dispatching thread on SCHED_FIFO at the lowest real-time priority, lag p99
+was 0.1-0.5 ms in every phase.
+
+Real-time is only safe while the thread sleeps most of the time: one that never sleeps keeps
+ordinary tasks off its core until the kernel takes the core back for them, 50 ms at a time
+(measured: send lag p99 45 ms at 16,000/s). So the priority follows the thread's own CPU use,
+checked at every hand-over: above ``BUSY_HIGH`` of its core it drops to normal, below
+``BUSY_LOW`` it is raised again. Threads the loop starts are ordinary (SCHED_RESET_ON_FORK).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Literal
 
 from infbench.errors import ScenarioError
 
-__all__ = ["Priority", "dispatch_priority", "realtime_refused", "require_priority"]
+__all__ = [
+    "BUSY_HIGH",
+    "BUSY_LOW",
+    "DispatchPriority",
+    "Priority",
+    "dispatch_priority",
+    "realtime_refused",
+    "require_priority",
+]
 
 Priority = Literal["auto", "normal", "realtime"]
 _REALTIME_PRIORITY = 1  # the lowest: kernel threads with real-time work still come first
+BUSY_HIGH = 0.5  # share of its core above which the thread gives up real-time
+BUSY_LOW = 0.25  # and below which it takes it back
 
 
 def _raise_to_realtime() -> tuple[int, int] | None:
@@ -63,14 +78,63 @@ def require_priority(setting: Priority) -> None:
         )
 
 
+class DispatchPriority:
+    """The calling thread's priority over a measured window, following its CPU use."""
+
+    def __init__(self, setting: Priority) -> None:
+        self.setting = setting
+        self.allowed = False  # the OS let the thread take real-time at least once
+        self._previous: tuple[int, int] | None = None  # set while at real-time
+        self._since_ns = 0  # when the current stretch at real-time began
+        self.realtime_ns = 0
+        self._mark = (0, 0)  # (monotonic, thread CPU) at the last check
+
+    @property
+    def realtime(self) -> bool:
+        return self._previous is not None
+
+    def start(self) -> None:
+        self._mark = (time.monotonic_ns(), time.thread_time_ns())
+        if self.setting != "normal":
+            self._up(self._mark[0])
+            self.allowed = self.realtime
+
+    def check(self) -> None:
+        """Compare the thread's CPU since the last check with the bounds; move if it crossed."""
+        if not self.allowed:
+            return
+        now, cpu = time.monotonic_ns(), time.thread_time_ns()
+        busy = (cpu - self._mark[1]) / max(now - self._mark[0], 1)
+        self._mark = (now, cpu)
+        if self.realtime and busy > BUSY_HIGH:
+            self._down(now)
+        elif not self.realtime and busy < BUSY_LOW:
+            self._up(now)
+
+    def stop(self) -> None:
+        self._down(time.monotonic_ns())
+
+    @property
+    def applied(self) -> Literal["normal", "realtime"]:
+        return "realtime" if self.allowed else "normal"
+
+    def _up(self, now: int) -> None:
+        self._previous = _raise_to_realtime()
+        self._since_ns = now
+
+    def _down(self, now: int) -> None:
+        if self._previous is not None:
+            _restore(self._previous)
+            self._previous = None
+            self.realtime_ns += now - self._since_ns
+
+
 @contextlib.contextmanager
-def dispatch_priority(setting: Priority) -> Iterator[Literal["normal", "realtime"]]:
-    """Run the block at the priority asked for (``auto``: real-time if allowed); yield which."""
-    previous = None if setting == "normal" else _raise_to_realtime()
-    if previous is None:
-        yield "normal"
-        return
+def dispatch_priority(setting: Priority) -> Iterator[DispatchPriority]:
+    """The block runs at the priority asked for (``auto``: real-time where allowed)."""
+    priority = DispatchPriority(setting)
+    priority.start()
     try:
-        yield "realtime"
+        yield priority
     finally:
-        _restore(previous)
+        priority.stop()

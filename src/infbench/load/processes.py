@@ -157,6 +157,7 @@ def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -
         sent_by_phase=[sum(n) for n in zip(*(r.sent_by_phase for r in reports), strict=True)],
         recorder_lost=next((r.recorder_lost for r in reports if r.recorder_lost), None),
         priority=min(r.priority for r in reports),  # "normal" if any process had to do without
+        realtime_s=sum(r.realtime_s for r in reports),
     )
 
 
@@ -170,6 +171,7 @@ def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
         "processes": len(per_process),
         "sender": per_process[0].get("sender"),
         "priority": min(g.get("priority", "normal") for g in per_process),
+        "realtime_s": round(sum(g.get("realtime_s", 0.0) for g in per_process), 3),
         "per_process": per_process,
     }
 

@@ -308,6 +308,7 @@ class GeneratorSummary(_Record):
     nodes: int | None = field(default=None, metadata=_OMIT_NONE)
     sender: str | None = field(default=None, metadata=_OMIT_NONE)  # the one used (auto resolved)
     priority: str | None = field(default=None, metadata=_OMIT_NONE)  # dispatcher: realtime|normal
+    realtime_s: float | None = field(default=None, metadata=_OMIT_NONE)  # time it held real-time
 
 
 @dataclass(frozen=True)
