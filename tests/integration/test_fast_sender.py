@@ -22,6 +22,7 @@ from fakeserver import FakeServer
 from infbench.errors import UsageError
 from infbench.senders import http1, make_sender
 from infbench.senders.base import SenderOptions
+from infbench.senders.fast_sender import sweep_interval
 from infbench.wire import Outcome, PreparedRequest
 
 GET = PreparedRequest("GET", "/x")
@@ -277,6 +278,43 @@ def test_timeout_closes_the_connection_and_the_next_request_works(
     assert (slow.error, slow.status) == ("timeout", 0)
     assert fast.ok and fast.bytes_in == 2
     assert fake_server.connections_opened == 2  # the timed-out one was not reused
+
+
+def test_a_request_written_at_once_times_out_by_the_sweep(fake_server: FakeServer) -> None:
+    """send_now has no timer of its own: the sender's sweep ends it, late by at most one
+    sweep interval, and only it (its neighbour, answered, is untouched)."""
+    fake_server.route("/slow", delay_s=5.0)
+    timeout_s = 0.3
+
+    async def scenario() -> tuple[list[Outcome], int]:
+        sender = make_sender(
+            "fast",
+            SenderOptions(
+                base_url=fake_server.url, timeout_s=timeout_s, connections=2, preopen=True
+            ),
+        )
+        await sender.open()
+        outcomes: list[Outcome] = []
+        done = asyncio.Event()
+
+        def on_done(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            if len(outcomes) == 2:
+                done.set()
+
+        try:
+            start = time.monotonic_ns()
+            assert sender.send_now(PreparedRequest("GET", "/slow"), on_done)  # type: ignore[attr-defined]
+            assert sender.send_now(GET, on_done)  # type: ignore[attr-defined]
+            await asyncio.wait_for(done.wait(), 5.0)
+            return outcomes, start
+        finally:
+            await sender.close()
+
+    (fast, slow), start = run(scenario())
+    assert fast.ok and slow.error == "timeout"
+    waited_s = (slow.done_ns - start) / 1e9
+    assert timeout_s <= waited_s < timeout_s + sweep_interval(timeout_s) + 0.5
 
 
 def test_cancelled_request_closes_its_connection(fake_server: FakeServer) -> None:

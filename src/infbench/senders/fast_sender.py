@@ -2,7 +2,8 @@
 
 aiohttp and httpx spend most of each request in general-purpose machinery; a load generator
 needs little of it. Here a request is one ``transport.write`` of bytes encoded once per
-distinct ``PreparedRequest`` (``http1.py``) and one ``call_at`` timer for the deadline. With a
+distinct ``PreparedRequest`` (``http1.py``); deadlines are checked by one sweep over the
+connections every ``sweep_interval(timeout)`` (a loop timer per request cost 5 µs). With a
 connection idle, ``send_now`` writes at once and the protocol's callbacks hand the outcome to
 the caller (no task, no future): a burst leaves at the pace of socket writes. Otherwise
 ``send`` queues for a connection and awaits one future. Responses are parsed by ``httptools``
@@ -43,6 +44,12 @@ __all__ = ["FastSender"]
 _PREOPEN_S = 5.0  # the most open() waits for the connections it opens ahead of the run
 
 
+def sweep_interval(timeout_s: float) -> float:
+    """How often deadlines are checked: a timeout fires at most this late (a twentieth of it,
+    10-100 ms), and a sweep costs one look at every connection."""
+    return min(max(timeout_s / 20, 0.01), 0.1)
+
+
 class FastSender:
     name = "fast"
 
@@ -63,11 +70,15 @@ class FastSender:
         self._idle: list[Http1Connection] = []
         self._waiters: deque[asyncio.Future[Http1Connection | Outcome | None]] = deque()
         self._all: set[Http1Connection] = set()
+        self._sweep_s = sweep_interval(self._timeout_s)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def open(self) -> None:
         """Open the connections before the run, as wrk does: a burst at the start must find
         them ready (best effort; what fails to open now is opened on demand)."""
         self._loop = loop = asyncio.get_running_loop()
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_s, self._sweep)
         if not self.options.preopen:
             return
         deadline = loop.time() + min(self._timeout_s, _PREOPEN_S)
@@ -92,9 +103,19 @@ class FastSender:
         connection.idle = False
         data, rest, head = self._encoder.encode(request)
         direct = _Direct(self, connection, request, on_done)
-        connection.send(direct, data, rest, head, new_reader(self.options))
-        direct.timer = loop.call_at(loop.time() + self._timeout_s, connection.expire)
+        deadline = loop.time() + self._timeout_s
+        connection.send(direct, data, rest, head, deadline, new_reader(self.options))
         return True
+
+    def _sweep(self) -> None:
+        """Expire the requests past their deadline; again in ``_sweep_s`` while open."""
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        for connection in [c for c in self._all if c.future is not None and c.deadline <= now]:
+            connection.expire()
+        self._sweeper = loop.call_later(self._sweep_s, self._sweep)
 
     def _direct_done(self, direct: _Direct, outcome: Outcome | None) -> None:
         if outcome is None:  # refused on a stale connection: again on a new one, in a task
@@ -108,6 +129,9 @@ class FastSender:
 
     async def close(self) -> None:
         self._loop = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._limit = 0  # nothing opens after this
         for connection in list(self._all):
             connection.close()  # a request still in flight ends as "reset"
@@ -135,15 +159,12 @@ class FastSender:
                     return got
                 connection = got
             future: asyncio.Future[Outcome | None] = loop.create_future()
-            connection.send(future, data, rest, head, new_reader(self.options))
-            timer = loop.call_at(deadline, connection.expire)
+            connection.send(future, data, rest, head, deadline, new_reader(self.options))
             try:
                 outcome = await future
             except asyncio.CancelledError:
                 connection.cancel()
                 raise
-            finally:
-                timer.cancel()
             if outcome is not None:
                 if not connection.closed:
                     self._release(connection)
@@ -259,7 +280,7 @@ class FastSender:
 class _Direct:
     """The settlement of a request written by ``send_now``: a callback, not a future."""
 
-    __slots__ = ("connection", "on_done", "pool", "request", "settled", "timer")
+    __slots__ = ("connection", "on_done", "pool", "request", "settled")
 
     def __init__(
         self,
@@ -270,15 +291,12 @@ class _Direct:
     ) -> None:
         self.pool, self.connection, self.request, self.on_done = pool, connection, request, on_done
         self.settled = False
-        self.timer: asyncio.TimerHandle | None = None
 
     def done(self) -> bool:
         return self.settled
 
     def set_result(self, outcome: Outcome | None) -> None:
         self.settled = True
-        if self.timer is not None:
-            self.timer.cancel()
         self.pool._direct_done(self, outcome)
 
 

@@ -129,6 +129,7 @@ class Http1Connection(asyncio.Protocol):
         "chunked",
         "closed",
         "counted",
+        "deadline",
         "declared",
         "first_byte_ns",
         "future",
@@ -155,6 +156,7 @@ class Http1Connection(asyncio.Protocol):
         self.reader: StreamReader | None = None  # a streamed answer's, while it is read
         self.closed = self.counted = self.idle = False
         self.used = 0  # requests answered on this connection
+        self.deadline = 0.0  # the loop time at which the request it carries times out
         self._reset_request(False)
 
     def _reset_request(self, head: bool) -> None:
@@ -171,9 +173,11 @@ class Http1Connection(asyncio.Protocol):
         data: bytes,
         rest: bytes | None,
         head: bool,
+        deadline: float,
         reader: StreamReader | None = None,
     ) -> None:
         self.future = future
+        self.deadline = deadline
         self.reader = reader
         self._reset_request(head)
         transport = self.transport
