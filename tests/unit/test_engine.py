@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from infbench.load.clock import SPIN_NS, Clock, MonotonicClock
-from infbench.load.engine import Engine, EngineHooks, EngineReport
+from infbench.load.engine import CATCH_UP_RUN, Engine, EngineHooks, EngineReport
 from infbench.load.local import highest_us
 from infbench.recorder.recorder import IntervalStats, PhaseTally
 from infbench.scenario.model import ClosedArrival
@@ -394,6 +394,26 @@ def test_a_burst_on_idle_connections_is_written_at_once_without_tasks(tmp_path: 
     run = run_engine(tmp_path, case, engine_out=engines, direct=True)
     assert [row[2] for row in run.rows] == [5.0] * 20  # all sent at their due time
     assert engines[0].sender.written_at_once == 20  # type: ignore[attr-defined]
+
+
+def test_a_late_dispatcher_yields_to_the_loop_between_runs_of_sends(tmp_path: Path) -> None:
+    """40 arrivals overdue at once: the dispatcher hands the loop back after every
+    CATCH_UP_RUN sends, so answers are read (and connections freed) while it catches up,
+    instead of after the whole backlog."""
+    case = Case("", [open_phase("a", [5.0] * 40, 50)], [], service_ms=1, connections=40)
+    engines: list[Engine] = []
+    seen: list[int] = []
+
+    async def watch() -> None:
+        await engines[0].clock.sleep_until(T0 + 5 * MS)
+        for _ in range(3 * 40 // CATCH_UP_RUN):
+            await asyncio.sleep(0)
+            seen.append(engines[0]._offered)
+
+    run = run_engine(tmp_path, case, [watch()], engine_out=engines, direct=True)
+    assert len(run.rows) == 40 and all(row[4] == "" for row in run.rows)
+    between = sorted({n for n in seen if 0 < n < 40})
+    assert between == [8, 16, 24, 32] == list(range(CATCH_UP_RUN, 40, CATCH_UP_RUN))
 
 
 def test_phase_windows_and_the_end_of_the_run(tmp_path: Path) -> None:
