@@ -39,6 +39,10 @@ def test_a_frozen_process_is_a_stall(tmp_path: Path) -> None:
     assert cause.late == 10  # even the last, due at 109 ms, left at 110.09 ms
     assert cause.worst_ms == pytest.approx(10.0, abs=0.01)
     assert "did not run for up to 10.0 ms" in cause.advice
+    assert "real-time" not in cause.advice  # it had the priority: the hint would not help
+    normal = diagnose_lag(tmp_path / "r.csv.gz", "p", 1.0, realtime=False)
+    assert normal is not None and "client.priority: auto" in normal.advice
+    assert "ulimit -r 1" in normal.advice
 
 
 def test_arrivals_due_together_and_sent_one_by_one_are_burst_serialisation(

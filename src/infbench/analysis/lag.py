@@ -53,11 +53,18 @@ _ADVICE: dict[Cause, str] = {
 }
 
 
+_PRIORITY_HINT = (
+    ", or let its dispatcher take real-time priority (client.priority: auto, which needs root, "
+    "CAP_SYS_NICE or `ulimit -r 1`)"
+)
+
+
 @dataclass(frozen=True)
 class LagCause:
     cause: Cause
     late: int  # requests over the limit
     worst_ms: float  # the longest wait of a stalled request, or the largest lag
+    realtime: bool = True  # whether the dispatcher had real-time priority (load/priority.py)
 
     @property
     def advice(self) -> str:
@@ -65,11 +72,15 @@ class LagCause:
 
 
 def advice(cause: LagCause) -> str:
-    return _ADVICE[cause.cause].format(worst=cause.worst_ms)
+    text = _ADVICE[cause.cause].format(worst=cause.worst_ms)
+    return text + _PRIORITY_HINT if cause.cause == "stall" and not cause.realtime else text
 
 
-def diagnose_lag(rows_path: Path, phase: str, limit_ms: float) -> LagCause | None:
-    """The cause of the phase's late requests; None when none was late (or no rows)."""
+def diagnose_lag(
+    rows_path: Path, phase: str, limit_ms: float, *, realtime: bool = True
+) -> LagCause | None:
+    """The cause of the phase's late requests; None when none was late (or no rows).
+    ``realtime``: whether the dispatcher ran at real-time priority (else the advice says how)."""
     counts: Counter[Cause] = Counter()
     worst_ns = {"stall": 0.0, "burst": 0.0, "saturation": 0.0}
     columns = {"phase": "str", "intended_ns": "float64", "sent_ns": "float64"}
@@ -84,7 +95,7 @@ def diagnose_lag(rows_path: Path, phase: str, limit_ms: float) -> LagCause | Non
     if not counts:
         return None
     cause = max(counts, key=lambda c: counts[c])
-    return LagCause(cause, sum(counts.values()), worst_ns[cause] / 1e6)
+    return LagCause(cause, sum(counts.values()), worst_ns[cause] / 1e6, realtime)
 
 
 def _classify(intended: FloatArray, sent: FloatArray, limit_ns: float) -> dict[Cause, FloatArray]:
