@@ -12,7 +12,12 @@ import pytest
 
 from infbench.errors import ScenarioError
 from infbench.load.clock import COARSE_SPIN_NS, SPIN_NS, MonotonicClock
-from infbench.load.priority import dispatch_priority, realtime_refused, require_priority
+from infbench.load.priority import (
+    DispatchPriority,
+    dispatch_priority,
+    realtime_refused,
+    require_priority,
+)
 from infbench.load.timerfd import TimerFd
 
 MS = 1_000_000
@@ -117,28 +122,37 @@ class FakeScheduler:
     def set(self, pid: int, policy: int, param: os.sched_param) -> None:
         self.policy = policy & ~os.SCHED_RESET_ON_FORK
 
-    def burn(self, seconds: float) -> None:
-        end = time.thread_time() + seconds
-        while time.thread_time() < end:
-            pass
 
-
-def test_priority_follows_the_threads_cpu_use(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("work_ms", "polling_ms", "realtime_after"),
+    [
+        (5, 0, True),  # asleep nearly all the 50 ms: stays
+        (30, 0, False),  # working 60 % of its core (> WORK_HIGH): down to normal
+        (5, 25, True),  # 60 % of its core, but mostly polling before due times: stays
+        (2, 46, False),  # never leaving the core (> CPU_HIGH), even if only polling: down
+    ],
+)
+def test_priority_follows_the_threads_work_and_cpu(
+    monkeypatch: pytest.MonkeyPatch, work_ms: int, polling_ms: int, realtime_after: bool
+) -> None:
     scheduler = FakeScheduler(monkeypatch)
-    with dispatch_priority("auto") as priority:
-        assert scheduler.policy == os.SCHED_FIFO and priority.realtime
-        time.sleep(0.03)
-        priority.check()  # asleep nearly all the time: stays
-        assert priority.realtime
-        scheduler.burn(0.05)
-        priority.check()  # busy nearly all the time (> BUSY_HIGH): down to normal
-        assert scheduler.policy == os.SCHED_OTHER and not priority.realtime
-        time.sleep(0.05)
-        priority.check()  # idle again (< BUSY_LOW): back up
+    clock = {"now": 0, "cpu": 0}
+    priority = DispatchPriority("auto", lambda: clock["now"], lambda: clock["cpu"])
+    priority.start()
+    assert scheduler.policy == os.SCHED_FIFO and priority.realtime
+    clock["now"] += 50 * MS  # one hand-over interval
+    clock["cpu"] += (work_ms + polling_ms) * MS
+    priority.check(spin_ns=polling_ms * MS)
+    assert priority.realtime is realtime_after
+    assert scheduler.policy == (os.SCHED_FIFO if realtime_after else os.SCHED_OTHER)
+    if not realtime_after:
+        clock["now"] += 50 * MS  # idle again (< WORK_LOW, < CPU_LOW): back up
+        clock["cpu"] += 5 * MS
+        priority.check(spin_ns=polling_ms * MS)
         assert scheduler.policy == os.SCHED_FIFO
-    assert scheduler.policy == os.SCHED_OTHER
-    assert priority.applied == "realtime"
-    assert 0 < priority.realtime_ns < 10**9
+        assert priority.realtime_ns == 50 * MS  # the stretch at normal is not counted
+    priority.stop()
+    assert scheduler.policy == os.SCHED_OTHER and priority.applied == "realtime"
 
 
 def test_realtime_refused_is_named_with_the_fix_and_auto_runs_without(
@@ -156,5 +170,5 @@ def test_realtime_refused_is_named_with_the_fix_and_auto_runs_without(
     require_priority("auto")  # auto never refuses: it runs at normal priority
     with dispatch_priority("auto") as priority:
         assert priority.applied == "normal"
-        priority.check()  # nothing to follow
+        priority.check(spin_ns=0)  # nothing to follow
         assert not priority.realtime

@@ -365,7 +365,7 @@ class Engine:
             # A plain loop timer, not clock.sleep_until: a hand-over is worth no polling.
             await asyncio.sleep(max(boundary - self._now(), 0) / 1e9)
             self._hand_over()
-            priority.check()
+            priority.check(self.clock.spin_ns)
             count = max(count + 1, (self._now() - t0) // HAND_OVER_NS + 1)
 
     def _hand_over(self) -> None:
