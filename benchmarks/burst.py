@@ -79,7 +79,8 @@ def main() -> None:
     tools = find_tools()
     layout = cpu_layout(tools)
     rows = []
-    with Target("auto", tools, layout) as target, tempfile.TemporaryDirectory() as tmp:
+    kind = "nginx" if tools.nginx else "sink"  # Target takes a resolved kind, never "auto"
+    with Target(kind, tools, layout) as target, tempfile.TemporaryDirectory() as tmp:
         url = target.start()
         for sender in args.senders.split(","):
             folder = Path(tmp) / sender
