@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from infbench.load.clock import SPIN_NS, Clock, MonotonicClock
-from infbench.load.engine import CATCH_UP_RUN, Engine, EngineHooks, EngineReport
+from infbench.load.engine import CATCH_UP_LATE_NS, CATCH_UP_RUN, Engine, EngineHooks, EngineReport
 from infbench.load.local import highest_us
 from infbench.recorder.recorder import IntervalStats, PhaseTally
 from infbench.scenario.model import ClosedArrival
@@ -396,11 +396,18 @@ def test_a_burst_on_idle_connections_is_written_at_once_without_tasks(tmp_path: 
     assert engines[0].sender.written_at_once == 20  # type: ignore[attr-defined]
 
 
-def test_a_late_dispatcher_yields_to_the_loop_between_runs_of_sends(tmp_path: Path) -> None:
-    """40 arrivals overdue at once: the dispatcher hands the loop back after every
-    CATCH_UP_RUN sends, so answers are read (and connections freed) while it catches up,
-    instead of after the whole backlog."""
-    case = Case("", [open_phase("a", [5.0] * 40, 50)], [], service_ms=1, connections=40)
+@pytest.mark.parametrize("late", [True, False])
+def test_a_late_dispatcher_yields_to_the_loop_between_runs_of_sends(
+    tmp_path: Path, late: bool
+) -> None:
+    """40 arrivals due at once. Overdue by more than CATCH_UP_LATE_NS (the process froze from
+    4 to 7 ms), the dispatcher hands the loop back after every CATCH_UP_RUN sends, so answers
+    are read (and connections freed) while it catches up. On time, the burst is written
+    through without a break."""
+    stall = (4.0, 3.0) if late else None
+    case = Case(
+        "", [open_phase("a", [5.0] * 40, 50)], [], service_ms=1, connections=40, stall_ms=stall
+    )
     engines: list[Engine] = []
     seen: list[int] = []
 
@@ -413,7 +420,11 @@ def test_a_late_dispatcher_yields_to_the_loop_between_runs_of_sends(tmp_path: Pa
     run = run_engine(tmp_path, case, [watch()], engine_out=engines, direct=True)
     assert len(run.rows) == 40 and all(row[4] == "" for row in run.rows)
     between = sorted({n for n in seen if 0 < n < 40})
-    assert between == [8, 16, 24, 32] == list(range(CATCH_UP_RUN, 40, CATCH_UP_RUN))
+    if late:
+        assert between == [8, 16, 24, 32] == list(range(CATCH_UP_RUN, 40, CATCH_UP_RUN))
+        assert CATCH_UP_LATE_NS < 2 * MS  # the arrivals were 2 ms late
+    else:
+        assert between == []
 
 
 def test_phase_windows_and_the_end_of_the_run(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ START_LEAD_NS = 100_000_000  # time for several processes to set up before the f
 LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one process
 CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
 CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
-CATCH_UP_RUN = 8  # overdue arrivals sent before the dispatcher yields to the loop
+CATCH_UP_RUN = 8  # overdue arrivals sent before the dispatcher yields to the loop,
+CATCH_UP_LATE_NS = 1_000_000  # once it is this late (a burst due at one instant is not)
 
 
 class RequestSource(Protocol):
@@ -258,9 +259,10 @@ class Engine:
                 if self._now() < due_ns:
                     await self.clock.sleep_until(due_ns)
                     behind = 0
-                elif behind == CATCH_UP_RUN:
-                    # Late: let the loop read answers between runs of sends, so connections
-                    # come free for direct writes instead of every arrival queueing.
+                elif behind >= CATCH_UP_RUN and self._now() - due_ns > CATCH_UP_LATE_NS:
+                    # Fallen behind: let the loop read answers between runs of sends, so
+                    # connections come free for direct writes instead of every arrival queueing.
+                    # A burst on time is written through, at the pace of the socket.
                     await asyncio.sleep(0)
                     behind = 0
                 if self._stop.is_set():
