@@ -81,7 +81,7 @@ def main() -> None:
     rows = []
     kind = "nginx" if tools.nginx else "sink"  # Target takes a resolved kind, never "auto"
     with Target(kind, tools, layout) as target, tempfile.TemporaryDirectory() as tmp:
-        url = target.start()
+        url = target.url  # started by the with statement; a second start() would orphan it
         for sender in args.senders.split(","):
             folder = Path(tmp) / sender
             folder.mkdir()
