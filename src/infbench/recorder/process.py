@@ -37,9 +37,9 @@ __all__ = [
     "tally_to_wire",
 ]
 
-_FINISH_TIMEOUT_S = 120.0
+_FINISH_TIMEOUT_S = 120.0  # the last batches, the last seconds and the files' close
 # Below the generator's priority: it catches up in the pauses, and its batches wait in the pipe.
-_NICENESS = 10  # the last batches, the last seconds and the files' close
+_NICENESS = 10
 
 
 _MORE_COUNTS = (
@@ -170,7 +170,7 @@ class RecorderProcess:
         self._arrived.set()
 
 
-def _widen_affinity() -> None:
+def _step_aside() -> None:
     """Run on any core, yielding to the generator: it may be pinned to one core, and
     recording must not take it (nor make its wake-ups wait for one)."""
     with contextlib.suppress(AttributeError, OSError, ValueError):
@@ -183,7 +183,7 @@ def _main(settings: RecorderSettings, control: Connection, inputs: list[Connecti
     # Ctrl-C in a terminal signals the whole process group: the parent decides when the run
     # ends and then sends ``finish``; dying here would lose the last seconds.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _widen_affinity()
+    _step_aside()
     recorder = Recorder(
         settings.phases,
         settings.highest_us,
