@@ -4,18 +4,30 @@ Stamps are packed as the event loop packs them and handed over in batches, as in
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.hdr import new_histogram, record_values
 from infbench.recorder.percentile import value_at_percentile
-from infbench.recorder.recorder import IntervalStats, PhaseTally, Recorder, SourceMark
+from infbench.recorder.recorder import (
+    ROWS_PER_PIECE,
+    IntervalStats,
+    PhaseTally,
+    Recorder,
+    SourceMark,
+)
+from infbench.recorder.stamps import STAMP_DTYPE
 from infbench.results.records import PhaseSummary
 from infbench.results.rows import ROW_COLUMNS
 from infbench.wire import ERROR_CODES, ErrorKind
@@ -196,3 +208,62 @@ def test_seconds_wait_for_every_generator(tmp_path: Path) -> None:
     (second,) = recorder.ready_seconds()
     assert (second.start_s, second.offered, second.sent, second.in_flight) == (0.0, 15, 14, 1)
     recorder.close()
+
+
+def test_a_batch_is_recorded_in_pieces_with_pauses_between(tmp_path: Path) -> None:
+    """The recorder process yields its core between pieces of a batch (rows, tallies, the
+    seconds); the rows come out whole and in order all the same."""
+    pauses: list[int] = []
+    recorder = Recorder(["steady"], 10_000_000, tmp_path, pause=lambda: pauses.append(1))
+    recorder.start(T0, 1.7e9)
+    count = 2 * ROWS_PER_PIECE + 5
+    stamps = np.zeros(count, dtype=STAMP_DTYPE)
+    intended = T0 + np.arange(count, dtype=np.int64) * MS
+    stamps["seq"] = np.arange(count)
+    stamps["intended_ns"], stamps["sent_ns"] = intended, intended + 10_000
+    stamps["first_byte_ns"] = stamps["done_ns"] = intended + 2 * MS
+    stamps["status"] = 200
+    recorder.add(stamps)
+    assert len(pauses) == 3 + 2  # three pieces of rows, then the tally and the seconds
+    recorder.finish(T0 + count * MS + MS)
+    recorder.close()
+    with gzip.open(tmp_path / "requests.csv.gz", "rt") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["seq"]) for row in rows] == list(range(count))
+    assert recorder.tallies[0].ok == count
+
+
+_STEP_ASIDE_PROBE = """
+import multiprocessing as mp, os
+from infbench.recorder.process import _step_aside
+
+def probe(out):
+    _step_aside()
+    out.send((sorted(os.sched_getaffinity(0)), os.sched_getscheduler(0)))
+
+if __name__ == "__main__":
+    os.sched_setaffinity(0, {0})  # a generator pinned to core 0, as a benchmark pins it
+    ctx = mp.get_context("spawn")
+    read, write = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=probe, args=(write,))
+    child.start()
+    print(read.recv())
+    child.join()
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "SCHED_IDLE")
+    or len(os.sched_getaffinity(0)) < 2
+    or 0 not in os.sched_getaffinity(0),
+    reason="needs Linux scheduling calls and two cores, core 0 among them",
+)
+def test_recorder_process_keeps_off_a_pinned_generators_core(tmp_path: Path) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text(_STEP_ASIDE_PROBE)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    cores, policy = ast.literal_eval(done.stdout.strip())
+    assert 0 not in cores and cores
+    assert policy == os.SCHED_IDLE

@@ -36,7 +36,9 @@ __all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "sequence_bases"
 HAND_OVER_NS = 50_000_000  # stamps go to the recorder at least this often (DESIGN §1)
 START_LEAD_NS = 100_000_000  # time for several processes to set up before the first arrival
 LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one process
-CHUNK = 65_536  # due times are converted to Python ints in chunks, keeping memory flat
+# Due times become Python ints a chunk at a time: memory stays flat, and converting a chunk
+# (~70 µs for 1,024; 2.4 ms for 65,536, a stall every 2.6 s at 25,000/s) delays no arrival much.
+CHUNK = 1_024
 CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
 CATCH_UP_RUN = 8  # overdue arrivals sent before the dispatcher yields to the loop,
 CATCH_UP_LATE_NS = 1_000_000  # once it is this late (a burst due at one instant is not)
