@@ -56,6 +56,18 @@ def test_arrivals_due_together_and_sent_one_by_one_are_burst_serialisation(
     assert cause is not None and cause.cause == "burst"
     assert cause.late == 10 * 14  # the 7th to 20th of each burst are more than 1 ms late
     assert "client.sender: fast" in cause.advice
+    on_fast = diagnose_lag(tmp_path / "r.csv.gz", "p", 1.0, sender="fast")
+    assert on_fast is not None and on_fast.cause == "burst"
+    assert "client.sender" not in on_fast.advice  # it was fast already
+    assert "client.processes" in on_fast.advice
+
+
+def test_a_fast_constant_rate_is_not_a_burst(tmp_path: Path) -> None:
+    # 20,000/s (due every 0.05 ms, closer than BURST_NS), sent every 0.06 ms: the generator
+    # falls behind a rate; nothing was due at one instant.
+    requests = [(0.05 * i, 0.06 * i) for i in range(400)]
+    cause = diagnose_lag(write_rows(tmp_path / "r.csv.gz", requests), "p", 1.0)
+    assert cause is not None and cause.cause == "saturation"
 
 
 def test_a_generator_that_keeps_sending_but_falls_behind_is_saturated(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ of the late requests (lag over the limit):
   so the generator's process was not running (preempted by other work on the machine, a
   pause); the requests caught up after it count as stalled too;
 - **burst serialisation**: the generator was sending all along, and the late request was due
-  within ``BURST_NS`` of the one before it: arrivals due at one instant left one after another;
+  within ``BURST_NS`` of the one before it, and much closer than the phase's arrivals are on
+  average (``BURST_SHARE`` of the mean gap): arrivals due at one instant left one after another.
+  At 20,000/s a constant rate's arrivals are 50 µs apart, which is a rate, not a burst;
 - **saturation**: the generator was sending all along, spread over time: it could not keep up
   with the rate (its CPU says so too).
 
@@ -31,7 +33,8 @@ from infbench.results.rows import read_row_chunks
 
 __all__ = ["BURST_NS", "LagCause", "advice", "diagnose_lag"]
 
-BURST_NS = 100_000  # arrivals due within 0.1 ms of each other came as one burst
+BURST_NS = 100_000  # arrivals due within 0.1 ms of each other came as one burst,
+BURST_SHARE = 0.25  # when that is also under a quarter of the phase's mean gap
 _MOST_LATE = 20_000  # late requests examined per chunk of rows
 FloatArray = npt.NDArray[np.float64]
 Cause = Literal["stall", "burst", "saturation"]
@@ -43,14 +46,15 @@ _ADVICE: dict[Cause, str] = {
         "over more client.processes"
     ),
     "burst": (
-        "arrivals due at the same instant left one after another (burst serialisation): use "
-        "client.sender: fast (it writes a burst at socket speed), or more client.processes"
+        "arrivals due at the same instant left one after another (burst serialisation): "
+        "{fast}more client.processes"
     ),
     "saturation": (
         "the generator was busy sending the whole time and could not keep up with the rate: "
-        "lower the rate, use client.sender: fast, or more client.processes"
+        "lower the rate, {fast}more client.processes"
     ),
 }
+_FAST = "use client.sender: fast (it writes a burst at socket speed), or "
 
 
 _PRIORITY_HINT = (
@@ -65,6 +69,7 @@ class LagCause:
     late: int  # requests over the limit
     worst_ms: float  # the longest wait of a stalled request, or the largest lag
     realtime: bool = True  # whether the dispatcher had real-time priority (load/priority.py)
+    sender: str = ""  # the sender used (run.json generator.sender): advice never repeats it
 
     @property
     def advice(self) -> str:
@@ -72,15 +77,17 @@ class LagCause:
 
 
 def advice(cause: LagCause) -> str:
-    text = _ADVICE[cause.cause].format(worst=cause.worst_ms)
+    fast = "" if cause.sender == "fast" else _FAST
+    text = _ADVICE[cause.cause].format(worst=cause.worst_ms, fast=fast)
     return text + _PRIORITY_HINT if cause.cause == "stall" and not cause.realtime else text
 
 
 def diagnose_lag(
-    rows_path: Path, phase: str, limit_ms: float, *, realtime: bool = True
+    rows_path: Path, phase: str, limit_ms: float, *, realtime: bool = True, sender: str = ""
 ) -> LagCause | None:
     """The cause of the phase's late requests; None when none was late (or no rows).
-    ``realtime``: whether the dispatcher ran at real-time priority (else the advice says how)."""
+    ``realtime``: whether the dispatcher ran at real-time priority (else the advice says how);
+    ``sender``: the sender used (the advice suggests ``fast`` only when it was another)."""
     counts: Counter[Cause] = Counter()
     worst_ns = {"stall": 0.0, "burst": 0.0, "saturation": 0.0}
     columns = {"phase": "str", "intended_ns": "float64", "sent_ns": "float64"}
@@ -95,7 +102,7 @@ def diagnose_lag(
     if not counts:
         return None
     cause = max(counts, key=lambda c: counts[c])
-    return LagCause(cause, sum(counts.values()), worst_ns[cause] / 1e6, realtime)
+    return LagCause(cause, sum(counts.values()), worst_ns[cause] / 1e6, realtime, sender)
 
 
 def _classify(intended: FloatArray, sent: FloatArray, limit_ns: float) -> dict[Cause, FloatArray]:
@@ -113,7 +120,8 @@ def _classify(intended: FloatArray, sent: FloatArray, limit_ns: float) -> dict[C
     gap_before[by_due] = np.diff(intended[by_due], prepend=-np.inf)
     silence = np.array([_longest_silence(sends, intended[i], sent[i]) for i in late])
     stalled = silence > limit_ns
-    burst = ~stalled & (gap_before[late] < BURST_NS)
+    mean_gap = (intended.max() - intended.min()) / max(intended.size - 1, 1)
+    burst = ~stalled & (gap_before[late] < min(BURST_NS, BURST_SHARE * mean_gap))
     return {
         "stall": silence[stalled],
         "burst": lag[late][burst],

@@ -289,9 +289,8 @@ def _run_record(
     warnings = [*warnings, *generator_json.pop("warnings", [])]  # a Ray run's: actors, clocks
     generator = GeneratorSummary.from_json(generator_json)
     phases, warmup = _summaries(schedule, measured.load.tallies, report)
-    realtime = generator.priority == "realtime"
     valid, reasons = validity(
-        phases, generator.busy_cpu_pct, _lag_advice(results, phases, realtime)
+        phases, generator.busy_cpu_pct, _lag_advice(results, phases, generator)
     )
     if report.recorder_lost:
         valid, reasons = False, [_recorder_lost(report.recorder_lost), *reasons]
@@ -337,13 +336,22 @@ def _recorder_lost(why: str) -> str:
     )
 
 
-def _lag_advice(results: ResultDir, phases: list[PhaseSummary], realtime: bool) -> dict[str, str]:
+def _lag_advice(
+    results: ResultDir, phases: list[PhaseSummary], generator: GeneratorSummary
+) -> dict[str, str]:
     """What made each lagging phase late, from the raw stamps (read only for those)."""
+    realtime = generator.priority == "realtime"
     rows = results.path / "requests.csv.gz"
     advice = {}
     for phase in lagging(phases):
         try:
-            cause = diagnose_lag(rows, phase.name, lag_limit_ms(phase), realtime=realtime)
+            cause = diagnose_lag(
+                rows,
+                phase.name,
+                lag_limit_ms(phase),
+                realtime=realtime,
+                sender=generator.sender or "",
+            )
         except ResultFormatError:  # never lose run.json over a diagnosis
             continue
         if cause is not None:
