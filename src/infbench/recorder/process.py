@@ -171,38 +171,31 @@ class RecorderProcess:
 
 
 def _step_aside() -> None:
-    """Off the generator's cores, and never in the way of anything else.
+    """Off the generator's cores, and below everything else in priority.
 
     A generator pinned to some cores (taskset, a benchmark's layout) keeps them: woken by its
     pipe writes, the recorder would otherwise be placed on the writer's core, and behind a
     dispatcher at real-time priority it waits there until the kernel's reserve for ordinary
     tasks lets it run for milliseconds at once, stalling the dispatcher that long (measured:
     4 ms stalls every 50-100 ms at 20,000 requests/s). So it runs on the other cores when there
-    are any, on all of them when the generator may use every core.
-
-    Wherever it runs, it is SCHED_IDLE (else nice 10): an ordinary task that wakes takes the
-    core at once. A niced recorder kept its time slice once running, and the server next to it
-    (nginx on the other core) answered ~3 ms late every 100 ms, time in which 64 connections ran
-    out at 25,000 requests/s. Starved on a saturated machine, the recorder lets the pipe fill
-    and the generator waits on it: the stall shows in the stamps as lag, nothing is lost.
+    are any, on all of them when the generator may use every core. It is niced, and yields its
+    core between pieces of work (``_yield_core``); not SCHED_IDLE, which measured no better
+    with the yields and would starve it on a machine whose server keeps every core busy (a
+    thousandth of a core records a few hundred requests a second).
     """
-    # Where the cores named are outside this cgroup's set, what was inherited is kept.
     with contextlib.suppress(AttributeError, OSError, ValueError):
         every = set(range(os.cpu_count() or 1))
         others = every - os.sched_getaffinity(os.getppid())
         os.sched_setaffinity(0, others or every)
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        with contextlib.suppress(OSError):
-            os.nice(_NICENESS)
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)
 
 
 def _yield_core() -> None:
-    """Let a waiting task have the core (it may be the server's): a recorder woken by a
-    hand-over otherwise worked ~4 ms in one go, and nginx next to it answered that late every
-    100 ms even though it preempts an idle-policy task (measured: 25,000 requests/s on 64
-    connections, send lag p99 1.8-2.4 ms; with yields 0.2-0.9 ms)."""
+    """Let a waiting task have the core (it may be the server's). Woken by a hand-over, the
+    recorder otherwise worked ~4 ms in one go, and nginx next to it answered that late every
+    100 ms, time in which 64 connections ran out (measured at 25,000 requests/s: send lag p99
+    1.8-2.9 ms; yielding between ~0.3 ms pieces, 0.1-0.2 ms)."""
     with contextlib.suppress(AttributeError, OSError):
         os.sched_yield()
 
