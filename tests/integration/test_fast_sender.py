@@ -160,6 +160,34 @@ def test_body_delimited_by_the_end_of_the_connection(
     assert [(o.error, o.status, o.bytes_in) for o in outcomes] == [(None, 200, 12)] * 2
 
 
+def test_an_informational_answer_then_a_body_ended_by_the_connection(
+    raw_server: Callable[[Answer], RawServer],
+) -> None:
+    """The head is read in pieces, after a 100 Continue: the framing is the final answer's."""
+
+    def answer(sock: socket.socket, index: int) -> bool:
+        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n")
+        time.sleep(0.05)
+        sock.sendall(b"Content-Type: text/plain\r\n\r\nhello")
+        return False
+
+    server = raw_server(answer)
+    (outcome,) = sequential(server.url)
+    assert (outcome.error, outcome.status, outcome.bytes_in) == (None, 200, 5)
+
+
+def test_a_body_cut_short_of_its_length_is_a_reset(
+    raw_server: Callable[[Answer], RawServer],
+) -> None:
+    def answer(sock: socket.socket, index: int) -> bool:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+        return False  # closed after 5 of the 10 bytes
+
+    server = raw_server(answer)
+    (outcome,) = sequential(server.url)
+    assert (outcome.error, outcome.status, outcome.bytes_in) == ("reset", 200, 5)
+
+
 def test_connection_close_is_honoured(fake_server: FakeServer) -> None:
     fake_server.set(close=True)
     outcomes = sequential(fake_server.url, 5)
