@@ -188,6 +188,21 @@ def test_a_body_cut_short_of_its_length_is_a_reset(
     assert (outcome.error, outcome.status, outcome.bytes_in) == ("reset", 200, 5)
 
 
+def test_a_declared_length_over_the_cap_is_refused_without_reading_on(
+    raw_server: Callable[[Answer], RawServer],
+) -> None:
+    def answer(sock: socket.socket, index: int) -> bool:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n0123456789")
+        time.sleep(2.0)  # the rest never comes in time: only the header can tell
+        return False
+
+    server = raw_server(answer)
+    start = time.monotonic()
+    (outcome,) = sequential(server.url, max_response_bytes=1 << 20)
+    assert (outcome.error, outcome.status) == ("too_large", 200) and outcome.bytes_in <= 10
+    assert time.monotonic() - start < 1.5  # at the first read, not at the server's close
+
+
 def test_connection_close_is_honoured(fake_server: FakeServer) -> None:
     fake_server.set(close=True)
     outcomes = sequential(fake_server.url, 5)

@@ -143,6 +143,7 @@ class Http1Connection(asyncio.Protocol):
         "raw_head",
         "reader",
         "refused",
+        "sized",
         "status",
         "transport",
         "used",
@@ -164,7 +165,7 @@ class Http1Connection(asyncio.Protocol):
 
     def _reset_request(self, head: bool) -> None:
         self.first_byte_ns = self.status = self.bytes_in = 0
-        self.headers_done = self.refused = self.write_failed = False
+        self.headers_done = self.refused = self.write_failed = self.sized = False
         self.head = head
         self.raw_head = b""  # the answer's first bytes, for the rare reads of its framing
 
@@ -243,6 +244,17 @@ class Http1Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not isinstance(exc.__context__, _Stop):
                 self._fail("protocol")  # bad status line, headers, length or chunk framing
+        else:
+            if self.future is not None and self.headers_done and not self.sized:
+                self._check_size()
+
+    def _check_size(self) -> None:
+        """An answer still arriving after the read that completed its head: refused at once
+        when its declared length is over the cap. (One that came whole never gets here.)"""
+        self.sized = True
+        known = framing(self.raw_head)
+        if known is not None and known[0] > self.cap and self.status not in (204, 304):
+            self._fail("too_large")
 
     def eof_received(self) -> bool:
         if self.future is None:
