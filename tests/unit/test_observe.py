@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import pytest
 
 from infbench.target.observe import Observer
@@ -211,3 +213,30 @@ def test_observer_pids_callback_errors_are_swallowed() -> None:
     time.sleep(0.12)
     assert observer.latest()["server_cpu_pct"] is None
     assert observer.stop()["phases"] == {}
+
+
+def test_infbench_tree_is_scanned_seldom_and_its_started_processes_always(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scan of every process (psutil's children) runs once per CHILDREN_SCAN_S; a process
+    infbench started meanwhile (the recorder, a generator) is sampled from the next tick."""
+    scans: list[int] = []
+    real_children = psutil.Process.children
+
+    def counted(self: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
+        scans.append(1)
+        return real_children(self, recursive=recursive)
+
+    monkeypatch.setattr(psutil.Process, "children", counted)
+    observer = Observer(lambda: [], None, None)
+    assert observer._generator_pids([]) == [os.getpid()]
+    child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(5,))
+    child.start()
+    try:
+        for _ in range(5):
+            pids = observer._generator_pids([])
+        assert child.pid in pids and len(scans) == 1
+        assert child.pid not in observer._generator_pids([child.pid])  # the target's own
+    finally:
+        child.kill()
+        child.join()
