@@ -278,8 +278,9 @@ class Http1Connection(asyncio.Protocol):
 
     # --- httptools callbacks --------------------------------------------------------------------
     # No on_header: llhttp then hands over no header at all (nginx sends five, each a call
-    # and two bytes objects: 1 µs per answer). It frames the body itself; the two places that
-    # need the framing (a HEAD answer, a connection that ends mid-body) read the raw head.
+    # and two bytes objects: 1 µs per answer). It frames the body itself; what needs the
+    # framing (a HEAD answer, the size cap of an answer still arriving, a connection that ends
+    # mid-body) reads it from the raw head.
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
