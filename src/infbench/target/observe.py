@@ -323,8 +323,8 @@ class Observer:
                 self._children = [c.pid for c in psutil.Process().children(recursive=True)]
             except psutil.Error:
                 self._children = []
-        started = (child.pid for child in multiprocessing.active_children())
-        children = dict.fromkeys([*self._children, *(p for p in started if p is not None)])
+        started = [c.pid for c in multiprocessing.active_children() if c.pid is not None]
+        children = dict.fromkeys(self._children + started)  # each once, in order
         excluded = set(target)
         return [os.getpid(), *(pid for pid in children if pid not in excluded)]
 
