@@ -25,7 +25,6 @@ from infbench.recorder.stamps import StampBuffer
 from infbench.schedule.arrivals import Schedule
 from infbench.senders.base import SenderOptions
 from infbench.senders.fast_sender import FastSender
-from infbench.senders.http1 import Http1Connection
 from infbench.wire import PreparedRequest
 
 NGINX_ANSWER = (
@@ -67,7 +66,7 @@ async def infbench_path(requests: int) -> float:
     """Seconds per request of dispatch, send_now, the answer and the stamp."""
     sender = FastSender(SenderOptions(base_url="http://127.0.0.1:9", connections=1))
     sender._loop = asyncio.get_running_loop()
-    connection = Http1Connection(1 << 20, sender._forget)
+    connection = sender._new_connection()
     connection.connection_made(_DroppingTransport())  # type: ignore[arg-type]
     connection.counted = True
     sender._all.add(connection)

@@ -396,6 +396,18 @@ def test_a_burst_on_idle_connections_is_written_at_once_without_tasks(tmp_path: 
     assert engines[0].sender.written_at_once == 20  # type: ignore[attr-defined]
 
 
+def test_arrivals_queued_for_a_busy_connection_are_written_at_once_when_it_frees(
+    tmp_path: Path,
+) -> None:
+    """With every connection busy, arrivals wait in the engine's queue, not in tasks: each is
+    written by send_now on the connection the previous answer freed."""
+    case = Case("", [open_phase("a", [0, 1, 2, 3], 50)], [], service_ms=10, connections=1)
+    engines: list[Engine] = []
+    run = run_engine(tmp_path, case, engine_out=engines, direct=True)
+    assert [(row[1], row[2]) for row in run.rows] == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    assert engines[0].sender.written_at_once == 4  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("late", [True, False])
 def test_a_late_dispatcher_yields_to_the_loop_between_runs_of_sends(
     tmp_path: Path, late: bool

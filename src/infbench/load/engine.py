@@ -3,9 +3,10 @@
 Open loop: every arrival has an intended send time fixed by the schedule before the run. The
 dispatcher sleeps until each due time measured from one start instant — never "sleep one
 interval", which drifts — and when it wakes late it sends everything overdue at once (catch-up).
-Each request then waits for a free connection; one that gets none within the request timeout is
-counted as dropped. Latency is measured from the intended time, so a stall of the server or of
-the generator shows in it instead of silently thinning the load (coordinated omission).
+Each request then takes a free connection, or queues for one in a plain FIFO (no task per
+arrival, one timer for the oldest); one that gets none within the request timeout is counted as
+dropped. Latency is measured from the intended time, so a stall of the server or of the
+generator shows in it instead of silently thinning the load (coordinated omission).
 Time is read and waited for through a ``Clock`` (``clock.py``): real by default, virtual in tests.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -149,6 +151,8 @@ class Engine:
         # Senders that can write a request at once on an idle connection (the fast sender).
         self._send_now: SendNow | None = getattr(sender, "send_now", None)
         self._direct = 0  # requests written by send_now, not yet answered
+        self._backlog: deque[tuple[int, int, int]] = deque()  # (phase, seq, intended_ns)
+        self._expiry: asyncio.TimerHandle | None = None  # the backlog's oldest deadline
         self._abandoning = False
         self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
@@ -157,11 +161,22 @@ class Engine:
     # --- one request ----------------------------------------------------------------------------
 
     def _spawn(self, phase: int, seq: int, intended_ns: int) -> None:
-        """An arrival is due: written at once on an idle connection when the sender can (no
-        task, no future), else a task that queues for a connection."""
+        """An arrival is due: sent at once when a connection slot is free, else queued."""
         self._offered += 1
+        if self._slots.try_take():
+            self._start(phase, seq, intended_ns)
+            return
+        # Every connection is busy: the arrival waits in a plain queue (no task, no future, no
+        # timer of its own), so falling behind costs no more per request than keeping up.
+        self._backlog.append((phase, seq, intended_ns))
+        if self._expiry is None:
+            self._arm_expiry()
+
+    def _start(self, phase: int, seq: int, intended_ns: int) -> None:
+        """Send an arrival that holds a slot: written at once on an idle connection when the
+        sender can (no task, no future), else from a task."""
         request = self.requests.request(seq)
-        if self._send_now is not None and self._slots.try_take():
+        if self._send_now is not None:
             sent_ns = self._now()
             done = partial(self._direct_done, phase, seq, intended_ns, sent_ns, request)
             if self._send_now(request, done):
@@ -169,10 +184,44 @@ class Engine:
                 self._direct += 1
                 self._count_sent(phase)
                 return
-            self._slots.give()  # no connection idle: it queues like any other
-        task = asyncio.get_running_loop().create_task(self._send(phase, seq, intended_ns, request))
+        task = asyncio.get_running_loop().create_task(
+            self._send_held(phase, seq, intended_ns, request)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _give(self) -> None:
+        """A slot came free: to the oldest queued arrival still within its timeout, else back."""
+        backlog = self._backlog
+        while backlog and not self._abandoning:
+            phase, seq, intended_ns = backlog.popleft()
+            if self._now() - intended_ns >= self.timeout_ns:
+                self._drop(phase, seq, intended_ns)
+                continue
+            self._start(phase, seq, intended_ns)
+            return
+        self._slots.give()
+
+    def _arm_expiry(self) -> None:
+        """One timer, for the oldest queued arrival's deadline (its intended time + timeout)."""
+        deadline_ns = self._backlog[0][2] + self.timeout_ns
+        self._expiry = asyncio.get_running_loop().call_later(
+            max(deadline_ns - self._now(), 0) / 1e9, self._expire
+        )
+
+    def _expire(self) -> None:
+        """Queued arrivals that got no connection within the timeout are dropped."""
+        self._expiry = None
+        backlog = self._backlog
+        while backlog and self._now() - backlog[0][2] >= self.timeout_ns:
+            self._drop(*backlog.popleft())
+        if backlog:
+            self._arm_expiry()
+
+    def _drop(self, phase: int, seq: int, intended_ns: int) -> None:
+        dropped = ERROR_CODES["dropped"]
+        if self.stamps.add(seq, phase, intended_ns, 0, 0, self._now(), 0, dropped, 0, 0):
+            self._hand_over()
 
     def _direct_done(
         self,
@@ -188,24 +237,27 @@ class Engine:
             return  # given up on at the end of the drain; counted as abandoned
         self._in_flight -= 1
         self._direct -= 1
-        self._slots.give()
+        self._give()
         self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
 
-    async def _send(
-        self, phase: int, seq: int, intended_ns: int, request: PreparedRequest | None = None
-    ) -> None:
+    async def _send(self, phase: int, seq: int, intended_ns: int) -> None:
+        """A closed-loop request: waits for a slot, then is sent and answered."""
         if not self._slots.try_take() and not await self._wait_for_slot(phase, seq, intended_ns):
             return
+        await self._send_held(phase, seq, intended_ns, self.requests.request(seq))
+
+    async def _send_held(
+        self, phase: int, seq: int, intended_ns: int, request: PreparedRequest
+    ) -> None:
         self._in_flight += 1
         try:
-            request = request if request is not None else self.requests.request(seq)
             sent_ns = self._now()
             self._count_sent(phase)
             outcome = await self.sender.send(request)
             self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
         finally:
             self._in_flight -= 1
-            self._slots.give()
+            self._give()
 
     def _count_sent(self, phase: int) -> None:
         self._sent += 1
@@ -241,9 +293,7 @@ class Engine:
         remaining_s = (intended_ns + self.timeout_ns - self._now()) / 1e9
         if await self._slots.take(remaining_s):
             return True
-        dropped = ERROR_CODES["dropped"]
-        if self.stamps.add(seq, phase, intended_ns, 0, 0, self._now(), 0, dropped, 0, 0):
-            self._hand_over()
+        self._drop(phase, seq, intended_ns)
         return False
 
     # --- phases -------------------------------------------------------------------------------
@@ -343,19 +393,29 @@ class Engine:
             start_ns = end_ns
 
     async def _drain(self) -> None:
-        """Let requests in flight finish (bounded by their timeout), then give up on them."""
+        """Let requests in flight or queued finish (bounded by their timeout), then give up on
+        them."""
         grace = 2.0 if self._stop.is_set() else 2 * self.timeout_ns / 1e9 + 1.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        while self._direct and loop.time() < deadline:
-            await asyncio.sleep(0.005)  # answers to direct writes come through callbacks
+        while True:
+            if self._tasks:  # tasks started from the backlog meanwhile are awaited next round
+                timeout = max(deadline - loop.time(), 0.0)
+                if (await asyncio.wait(set(self._tasks), timeout=timeout))[1]:
+                    break  # the grace is over
+            elif (self._direct or self._backlog) and loop.time() < deadline:
+                await asyncio.sleep(0.005)  # answers to direct writes come through callbacks
+            else:
+                break
         pending = set(self._tasks)
+        self.report.abandoned = len(pending) + self._direct + len(self._backlog)
+        self._abandoning = True  # before the cancels: a freed slot starts nothing queued
+        self._backlog.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for task in pending:
             task.cancel()
-        self.report.abandoned = len(pending) + self._direct
-        self._abandoning = True
         if pending:
             await asyncio.wait(pending)
 

@@ -32,11 +32,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from time import monotonic_ns
 
 from infbench.errors import UsageError
-from infbench.senders.base import SenderOptions, new_reader
-from infbench.senders.http1 import Http1Connection, Http1Encoder
+from infbench.senders.base import SenderOptions, StreamReader, new_reader
+from infbench.senders.http1 import DIRECT, Http1Connection, Http1Encoder
 from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
 __all__ = ["FastSender"]
@@ -72,6 +73,10 @@ class FastSender:
         self._all: set[Http1Connection] = set()
         self._sweep_s = sweep_interval(self._timeout_s)
         self._sweeper: asyncio.TimerHandle | None = None
+        # A reader per streamed answer; plain HTTP needs none (and no call per request).
+        self._new_reader: Callable[[], StreamReader | None] = (
+            partial(new_reader, options) if options.stream else _no_reader
+        )
 
     async def open(self) -> None:
         """Open the connections before the run, as wrk does: a burst at the start must find
@@ -90,7 +95,7 @@ class FastSender:
     def _new_connection(self) -> Http1Connection:
         # Known to the pool (``_all``) only once connected: uvloop makes the protocol before
         # the connection exists, and one that never connects has no transport to close.
-        return Http1Connection(self._cap, self._forget)
+        return Http1Connection(self._cap, self._forget, self._direct_done)
 
     def send_now(self, request: PreparedRequest, on_done: Callable[[Outcome], None]) -> bool:
         """Write ``request`` on an idle connection at once, without a task, and call
@@ -102,9 +107,9 @@ class FastSender:
         connection = self._idle.pop()
         connection.idle = False
         data, rest, head = self._encoder.encode(request)
-        direct = _Direct(self, connection, request, on_done)
+        connection.request, connection.on_done = request, on_done
         deadline = loop.time() + self._timeout_s
-        connection.send(direct, data, rest, head, deadline, new_reader(self.options))
+        connection.send(DIRECT, data, rest, head, deadline, self._new_reader())
         return True
 
     def _sweep(self) -> None:
@@ -117,15 +122,19 @@ class FastSender:
             connection.expire()
         self._sweeper = loop.call_later(self._sweep_s, self._sweep)
 
-    def _direct_done(self, direct: _Direct, outcome: Outcome | None) -> None:
+    def _direct_done(self, connection: Http1Connection, outcome: Outcome | None) -> None:
+        """The outcome of a request written by ``send_now``, from the connection's callbacks."""
+        request, on_done = connection.request, connection.on_done
+        connection.request = connection.on_done = None
+        assert request is not None and on_done is not None
         if outcome is None:  # refused on a stale connection: again on a new one, in a task
             assert self._loop is not None
-            task = self._loop.create_task(self.send(direct.request))
-            task.add_done_callback(lambda t: direct.on_done(t.result()))
+            task = self._loop.create_task(self.send(request))
+            task.add_done_callback(lambda t: on_done(t.result()))
             return
-        if not direct.connection.closed:
-            self._release(direct.connection)
-        direct.on_done(outcome)
+        if not connection.closed:
+            self._release(connection)  # first: on_done may send on it again
+        on_done(outcome)
 
     async def close(self) -> None:
         self._loop = None
@@ -277,29 +286,10 @@ class FastSender:
                 return
 
 
-class _Direct:
-    """The settlement of a request written by ``send_now``: a callback, not a future."""
-
-    __slots__ = ("connection", "on_done", "pool", "request", "settled")
-
-    def __init__(
-        self,
-        pool: FastSender,
-        connection: Http1Connection,
-        request: PreparedRequest,
-        on_done: Callable[[Outcome], None],
-    ) -> None:
-        self.pool, self.connection, self.request, self.on_done = pool, connection, request, on_done
-        self.settled = False
-
-    def done(self) -> bool:
-        return self.settled
-
-    def set_result(self, outcome: Outcome | None) -> None:
-        self.settled = True
-        self.pool._direct_done(self, outcome)
-
-
 def _expire_waiter(waiter: asyncio.Future[Http1Connection | Outcome | None]) -> None:
     if not waiter.done():
         waiter.set_result(Outcome(monotonic_ns(), error="timeout"))
+
+
+def _no_reader() -> None:
+    return None

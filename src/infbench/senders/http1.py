@@ -25,7 +25,7 @@ from infbench.errors import UsageError
 from infbench.senders.base import USER_AGENT, StreamReader, check_base_url, streamed_outcome
 from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
-__all__ = ["Http1Connection", "Http1Encoder", "Settlement", "framing", "parse_base"]
+__all__ = ["DIRECT", "Http1Connection", "Http1Encoder", "Settlement", "framing", "parse_base"]
 
 if sys.platform == "linux":
     import fcntl
@@ -120,6 +120,20 @@ class Settlement(Protocol):
     def set_result(self, outcome: Outcome | None) -> None: ...
 
 
+class _Direct:
+    """The settlement of a request sent without a future: the pool's ``on_direct`` callback
+    gets the outcome (the connection holds the rest)."""
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, outcome: Outcome | None) -> None:
+        raise AssertionError("a DIRECT request is settled through on_direct")
+
+
+DIRECT: Settlement = _Direct()
+
+
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing once the request has been settled."""
 
@@ -139,10 +153,13 @@ class Http1Connection(asyncio.Protocol):
         "headers_done",
         "idle",
         "on_closed",
+        "on_direct",
+        "on_done",
         "parser",
         "raw_head",
         "reader",
         "refused",
+        "request",
         "sized",
         "status",
         "transport",
@@ -152,21 +169,27 @@ class Http1Connection(asyncio.Protocol):
 
     transport: asyncio.Transport
 
-    def __init__(self, cap: int, on_closed: Callable[[Http1Connection], None]) -> None:
+    def __init__(
+        self,
+        cap: int,
+        on_closed: Callable[[Http1Connection], None],
+        on_direct: Callable[[Http1Connection, Outcome | None], None],
+    ) -> None:
         self.on_closed = on_closed
+        self.on_direct = on_direct  # the pool's, for requests sent with DIRECT
         self.cap = cap
         self.parser = httptools.HttpResponseParser(self)
         self.future: Settlement | None = None
+        # What the pool keeps with a DIRECT request: the request itself (sent again when it
+        # met a stale connection) and the caller's callback.
+        self.request: PreparedRequest | None = None
+        self.on_done: Callable[[Outcome], None] | None = None
         self.reader: StreamReader | None = None  # a streamed answer's, while it is read
         self.closed = self.counted = self.idle = False
         self.used = 0  # requests answered on this connection
         self.deadline = 0.0  # the loop time at which the request it carries times out
-        self._reset_request(False)
-
-    def _reset_request(self, head: bool) -> None:
         self.first_byte_ns = self.status = self.bytes_in = 0
-        self.headers_done = self.refused = self.write_failed = self.sized = False
-        self.head = head
+        self.headers_done = self.refused = self.write_failed = self.sized = self.head = False
         self.raw_head = b""  # the answer's first bytes, for the rare reads of its framing
 
     # --- driven by the sender -------------------------------------------------------------------
@@ -180,10 +203,16 @@ class Http1Connection(asyncio.Protocol):
         deadline: float,
         reader: StreamReader | None = None,
     ) -> None:
+        """Write a request; its outcome goes to ``future``, or to ``on_direct`` when that is
+        ``DIRECT`` (no future, no settlement object: the connection is the request's state)."""
         self.future = future
         self.deadline = deadline
         self.reader = reader
-        self._reset_request(head)
+        # The previous answer's state, reset here rather than by a call: this runs per request.
+        self.first_byte_ns = self.status = self.bytes_in = 0
+        self.headers_done = self.refused = self.write_failed = self.sized = False
+        self.head = head
+        self.raw_head = b""
         transport = self.transport
         transport.write(data)
         if rest is not None:
@@ -215,7 +244,9 @@ class Http1Connection(asyncio.Protocol):
         future = self.future
         if future is not None:
             self.future = None
-            if not future.done():  # it is cancelled when the request's task was
+            if future is DIRECT:
+                self.on_direct(self, outcome)
+            elif not future.done():  # it is cancelled when the request's task was
                 future.set_result(outcome)
 
     def _fail(self, kind: ErrorKind) -> None:
