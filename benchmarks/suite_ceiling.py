@@ -10,8 +10,10 @@ every arrival completed) is run once more and the second try counts.
 The search: from ``start`` (1,000/s) the rate doubles until a level fails (halves while none
 has held, down to ``floor``), then bisects (geometric mean) between the highest rate held and the
 lowest that failed until they are within ``precision`` (10 %), ``top`` is reached, or the
-generator's ``budget_s`` of wall time is spent (checked before each level and before a second
-try, so a search may overrun it by one level).
+generator's ``budget_s`` is spent (the time of its own levels, checked after each level and
+before a second try, so a search may overrun it by one level). The searches of all generators
+take turns, a level each per round (``CeilingSearch``): the bare generator's levels and
+infbench's alternate, so drift of a shared machine over the run does not favour either.
 """
 
 from __future__ import annotations
@@ -156,49 +158,79 @@ def _level(
     return row
 
 
-def find_ceiling(
-    measure: Callable[[float], dict[str, Any]], search: Search, say: Callable[[str], None]
-) -> dict[str, Any]:
-    """Doubling, then bisection; returns the ceiling (None if no level held) and every level."""
-    began = time.monotonic()
-    levels: list[dict[str, Any]] = []
-    best: float | None = None  # highest rate held
-    fail: float | None = None  # lowest rate failed
-    rate, end = search.start, "budget"
-    while time.monotonic() - began < search.budget_s:
-        row = _level(measure, rate, began + search.budget_s)
-        levels.append(row)
+class CeilingSearch:
+    """One generator's search, a level at a time (doubling, then bisection), so that several
+    searches can take turns: levels of the bare generator and of infbench then alternate and
+    meet the same machine, not one quiet quarter of an hour and another busy one.
+
+    ``budget_s`` counts the time of this search's own levels."""
+
+    def __init__(self, search: Search) -> None:
+        self.search = search
+        self.levels: list[dict[str, Any]] = []
+        self.best: float | None = None  # highest rate held
+        self.fail: float | None = None  # lowest rate failed
+        self.rate: float | None = search.start  # the next level; None once the search ended
+        self.end = "budget"
+        self.spent_s = 0.0
+
+    def step(self, measure: Callable[[float], dict[str, Any]], say: Callable[[str], None]) -> None:
+        """Run the next level and choose the one after it (or end the search)."""
+        rate, search = self.rate, self.search
+        assert rate is not None
+        began = time.monotonic()
+        row = _level(measure, rate, began + search.budget_s - self.spent_s)
+        self.spent_s += time.monotonic() - began
+        self.levels.append(row)
         figure = f"error: {row['error']}" if "error" in row else f"lag p99 {row['lag_p99_ms']} ms"
         say(f"  {rate:>10,.0f}/s: {figure}, {'held' if row['held'] else 'failed'} "
             f"(try {row['attempts']})")  # fmt: skip
         if row["held"]:
-            best = rate if best is None else max(best, rate)
+            self.best = rate if self.best is None else max(self.best, rate)
         else:
-            fail = rate if fail is None else min(fail, rate)
+            self.fail = rate if self.fail is None else min(self.fail, rate)
+        self.rate = self._next(rate)
+        if self.rate is not None and self.spent_s >= search.budget_s:
+            self.rate, self.end = None, "budget"
+
+    def _next(self, rate: float) -> float | None:
+        search, best, fail = self.search, self.best, self.fail
         if fail is None:
             if rate * 2 > search.top:
-                end = "top"
-                break
-            rate *= 2
-        elif best is None:
+                self.end = "top"
+                return None
+            return rate * 2
+        if best is None:
             if rate / 2 < search.floor:
-                end = "floor"
-                break
-            rate /= 2
-        else:
-            rate = float(round(math.sqrt(best * fail), -1))
-            if fail / best <= 1 + search.precision or rate in (best, fail):
-                end = "precision"
-                break
-    at_best = next((r for r in levels if r["held"] and r["rate"] == best), {})
-    return {
-        "ceiling": best,
-        "lowest_failed": fail,
-        "lag_p99_ms": at_best.get("lag_p99_ms"),
-        "end": end,
-        "seconds": round(time.monotonic() - began, 1),
-        "levels": levels,
-    }
+                self.end = "floor"
+                return None
+            return rate / 2
+        following = float(round(math.sqrt(best * fail), -1))
+        if fail / best <= 1 + search.precision or following in (best, fail):
+            self.end = "precision"
+            return None
+        return following
+
+    def result(self) -> dict[str, Any]:
+        at_best = next((r for r in self.levels if r["held"] and r["rate"] == self.best), {})
+        return {
+            "ceiling": self.best,
+            "lowest_failed": self.fail,
+            "lag_p99_ms": at_best.get("lag_p99_ms"),
+            "end": self.end,
+            "seconds": round(self.spent_s, 1),
+            "levels": self.levels,
+        }
+
+
+def find_ceiling(
+    measure: Callable[[float], dict[str, Any]], search: Search, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """One search on its own; returns the ceiling (None if no level held) and every level."""
+    ceiling = CeilingSearch(search)
+    while ceiling.rate is not None:
+        ceiling.step(measure, say)
+    return ceiling.result()
 
 
 def _measure(
@@ -214,17 +246,28 @@ def _measure(
 def open_ceilings(
     layout: Layout, url: str, search: Search, say: Callable[[str], None]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every generator's ceiling at 1 and 2 processes; also the senders this infbench accepts."""
+    """Every generator's ceiling at 1 and 2 processes; also the senders this infbench accepts.
+    The searches take turns, one level each per round, so the ratios to the bare generator
+    compare levels run minutes apart at most."""
     senders = [s for s in OPEN_SENDERS if s != "auto" or accepts_sender("auto", url)]
-    rows: list[dict[str, Any]] = []
-    for generator in ("bare", *senders):
-        for processes in (1, 2):
+    searches = []
+    for processes in (1, 2):
+        for generator in ("bare", *senders):
             name = "bare generator" if generator == "bare" else f"infbench {generator}"
-            say(f"open-loop ceiling: {name} ×{processes}")
             measure = partial(_measure, layout, url, search, generator, processes)
-            found = find_ceiling(measure, search, say)
-            rows.append(
-                {"generator": generator, "processes": processes,
-                 "cores": layout.cores(processes), **found}
-            )  # fmt: skip
+            searches.append((generator, processes, name, measure, CeilingSearch(search)))
+    round_ = 0
+    while any(ceiling.rate is not None for *_, ceiling in searches):
+        round_ += 1
+        for _, processes, name, measure, ceiling in searches:
+            if ceiling.rate is not None:
+                say(f"open-loop ceiling, round {round_}: {name} ×{processes}")
+                ceiling.step(measure, say)
+    rows = [
+        {"generator": generator, "processes": processes, "cores": layout.cores(processes),
+         **ceiling.result()}
+        for generator, processes, _, _, ceiling in searches
+    ]  # fmt: skip
+    order = ["bare", *senders]  # the table's order: by generator, then processes
+    rows.sort(key=lambda row: (order.index(row["generator"]), row["processes"]))
     return rows, senders

@@ -44,6 +44,7 @@ CHUNK = 1_024
 CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
 CATCH_UP_RUN = 8  # overdue arrivals sent before the dispatcher yields to the loop,
 CATCH_UP_LATE_NS = 1_000_000  # once it is this late (a burst due at one instant is not)
+_NOT_STREAMED = (0, 0, 0, 0, 0, 0)  # a plain answer's stream fields in its stamp
 
 
 class RequestSource(Protocol):
@@ -273,12 +274,14 @@ class Engine:
         outcome: Outcome,
     ) -> None:
         body = request.body
-        stream = (
-            outcome.first_token_ns, outcome.last_token_ns, outcome.chunks, outcome.input_tokens,
-            outcome.output_tokens, outcome.tokens_source,
-        )  # fmt: skip
-        if outcome.gaps:
-            self.stamps.add_gaps(phase, outcome.done_ns, outcome.gaps)
+        stream = _NOT_STREAMED
+        if outcome.chunks or outcome.tokens_source:  # a streamed answer (DESIGN §5b)
+            stream = (
+                outcome.first_token_ns, outcome.last_token_ns, outcome.chunks,
+                outcome.input_tokens, outcome.output_tokens, outcome.tokens_source,
+            )  # fmt: skip
+            if outcome.gaps:
+                self.stamps.add_gaps(phase, outcome.done_ns, outcome.gaps)
         full = self.stamps.add(
             seq, phase, intended_ns, sent_ns, outcome.first_byte_ns, outcome.done_ns,
             outcome.status, ERROR_CODES[outcome.error], len(body) if body else 0,
