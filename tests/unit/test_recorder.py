@@ -10,6 +10,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from hdrh.log import HistogramLogReader
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.hdr import new_histogram, record_values
 from infbench.recorder.percentile import value_at_percentile
+from infbench.recorder.process import RecorderProcess, RecorderSettings
 from infbench.recorder.recorder import (
     ROWS_PER_PIECE,
     IntervalStats,
@@ -267,3 +269,29 @@ def test_recorder_process_keeps_off_a_pinned_generators_core(tmp_path: Path) -> 
     cores, niceness = ast.literal_eval(done.stdout.strip())
     assert 0 not in cores and cores
     assert niceness >= 10
+
+
+def test_recorder_process_says_when_it_reads_its_pipes(tmp_path: Path) -> None:
+    """A run starts only once the recorder reads (a new interpreter takes ~0.4 s to import
+    what it needs, in which the pipe would fill and block the generator)."""
+    settings = RecorderSettings(phases=["a"], highest_us=1_000_000, out_dir=tmp_path)
+    recorder = RecorderProcess(settings, lambda stats: None)
+    try:
+        assert recorder.wait_ready(timeout_s=60)
+        recorder.start(0, 0.0)
+        assert [tally.name for tally in recorder.finish(0, [0])] == ["a"]
+    finally:
+        recorder.close()
+
+
+def test_a_recorder_that_cannot_start_is_not_waited_for(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file-not-a-folder"
+    blocked.write_text("")
+    settings = RecorderSettings(phases=["a"], highest_us=1_000_000, out_dir=blocked)
+    recorder = RecorderProcess(settings, lambda stats: None)
+    began = time.monotonic()
+    try:
+        assert not recorder.wait_ready(timeout_s=120)
+        assert time.monotonic() - began < 100  # it died: no waiting out the whole timeout
+    finally:
+        recorder.close()

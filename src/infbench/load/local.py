@@ -105,6 +105,8 @@ def run_local(
         seq_bases=seq_bases,
         priority=scenario.client.priority,
     )
+    if recorder is not None:
+        recorder.wait_ready()  # stamps written before it reads would fill the pipe and block
     usage = _ProcessUsage.now()
     try:
         report: EngineReport = run_async(engine.run())

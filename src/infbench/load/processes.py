@@ -289,6 +289,7 @@ def _run_children(
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         _wait_ready(children, len(children.procs))
+        recorder.wait_ready()  # before the start instant: it must read from the first batch
         t0_ns = time.monotonic_ns() + START_LEAD_NS
         start_epoch = time.time() + START_LEAD_NS / 1e9
         recorder.start(t0_ns, start_epoch)
