@@ -20,9 +20,11 @@ import gc
 import time
 from typing import Any
 
+import numpy as np
+
 from infbench.load.engine import Engine
 from infbench.recorder.stamps import StampBuffer
-from infbench.schedule.arrivals import Schedule
+from infbench.schedule.arrivals import PhasePlan, Schedule
 from infbench.senders.base import SenderOptions
 from infbench.senders.fast_sender import FastSender
 from infbench.wire import PreparedRequest
@@ -71,10 +73,11 @@ async def infbench_path(requests: int) -> float:
     connection.counted = True
     sender._all.add(connection)
     sender._release(connection)
-    schedule = Schedule((), sha256="")
+    phase = PhasePlan("a", 0, False, "trace", 1.0, np.zeros(1), None, np.random.SeedSequence(0),
+                      None, 1.0)  # fmt: skip
+    schedule = Schedule((phase,), sha256="")
     engine = Engine(schedule, sender, _OneRequest(), StampBuffer(_NoRecorder()),  # type: ignore[arg-type]
                     connections=1, timeout_s=5.0)  # fmt: skip
-    engine.report.sent_by_phase = [0]
     start = time.perf_counter()
     for seq in range(requests):
         engine._spawn(0, seq, seq)

@@ -21,6 +21,11 @@ class Slots:
         self.free = count
         self._waiters: deque[asyncio.Future[bool]] = deque()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether anyone waits for a slot (a closed-loop worker, a request on another sender)."""
+        return bool(self._waiters)
+
     def try_take(self) -> bool:
         if self.free > 0:
             self.free -= 1

@@ -32,11 +32,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from time import monotonic_ns
 
 from infbench.errors import UsageError
-from infbench.senders.base import SenderOptions, StreamReader, new_reader
+from infbench.senders.base import SenderOptions, new_reader
 from infbench.senders.http1 import DIRECT, Http1Connection, Http1Encoder
 from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
@@ -73,10 +72,7 @@ class FastSender:
         self._all: set[Http1Connection] = set()
         self._sweep_s = sweep_interval(self._timeout_s)
         self._sweeper: asyncio.TimerHandle | None = None
-        # A reader per streamed answer; plain HTTP needs none (and no call per request).
-        self._new_reader: Callable[[], StreamReader | None] = (
-            partial(new_reader, options) if options.stream else _no_reader
-        )
+        self._streams = bool(options.stream)  # a reader per streamed answer; plain HTTP: none
 
     async def open(self) -> None:
         """Open the connections before the run, as wrk does: a burst at the start must find
@@ -109,7 +105,8 @@ class FastSender:
         data, rest, head = self._encoder.encode(request)
         connection.request, connection.on_done = request, on_done
         deadline = loop.time() + self._timeout_s
-        connection.send(DIRECT, data, rest, head, deadline, self._new_reader())
+        reader = new_reader(self.options) if self._streams else None
+        connection.send(DIRECT, data, rest, head, deadline, reader)
         return True
 
     def _sweep(self) -> None:
@@ -132,8 +129,12 @@ class FastSender:
             task = self._loop.create_task(self.send(request))
             task.add_done_callback(lambda t: on_done(t.result()))
             return
-        if not connection.closed:
-            self._release(connection)  # first: on_done may send on it again
+        if not connection.closed:  # first: on_done may send on it again
+            if self._waiters:
+                self._release(connection)
+            else:  # _release without its call: the common case, once per request
+                connection.idle = True
+                self._idle.append(connection)
         on_done(outcome)
 
     async def close(self) -> None:
@@ -289,7 +290,3 @@ class FastSender:
 def _expire_waiter(waiter: asyncio.Future[Http1Connection | Outcome | None]) -> None:
     if not waiter.done():
         waiter.set_result(Outcome(monotonic_ns(), error="timeout"))
-
-
-def _no_reader() -> None:
-    return None

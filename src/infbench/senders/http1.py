@@ -346,9 +346,8 @@ class Http1Connection(asyncio.Protocol):
                 self.reader, monotonic_ns(), self.first_byte_ns, status, self.bytes_in
             )
         else:
-            outcome = Outcome(
-                monotonic_ns(), self.first_byte_ns, status, classify_status(status), self.bytes_in
-            )
+            error = None if status < 400 else classify_status(status)  # a call saved per answer
+            outcome = Outcome(monotonic_ns(), self.first_byte_ns, status, error, self.bytes_in)
         self.used += 1
         if not keep_alive:
             self.close()  # Connection: close, HTTP/1.0, or a body that ran to the end
