@@ -105,10 +105,10 @@ def run_local(
         seq_bases=seq_bases,
         priority=scenario.client.priority,
     )
-    if recorder is not None:
-        recorder.wait_ready()  # stamps written before it reads would fill the pipe and block
-    usage = _ProcessUsage.now()
     try:
+        if recorder is not None:
+            recorder.wait_ready()  # stamps written before it reads would fill the pipe and block
+        usage = _ProcessUsage.now()
         report: EngineReport = run_async(engine.run())
         figures = usage.generator_figures(report.spin_s) | {
             "sender": engine.sender.name,
