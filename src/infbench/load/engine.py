@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,14 +25,14 @@ import numpy as np
 from infbench.load.clock import Clock, MonotonicClock
 from infbench.load.loop import cancel, quiet_interpreter, restore_signal_handlers, stop_on_signals
 from infbench.load.priority import DispatchPriority, Priority, dispatch_priority
-from infbench.load.slots import Slots
+from infbench.load.slots import ArrivalQueue, Slots
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.stamps import StampBuffer
-from infbench.schedule.arrivals import PhasePlan, Schedule, think_sampler
+from infbench.schedule.arrivals import PhasePlan, Schedule, sequence_bases, worker_think_sampler
 from infbench.senders.base import Sender
 from infbench.wire import ERROR_CODES, Outcome, PreparedRequest
 
-__all__ = ["Engine", "EngineHooks", "EngineReport", "phase_at", "sequence_bases"]
+__all__ = ["Engine", "EngineHooks", "EngineReport"]
 
 HAND_OVER_NS = 50_000_000  # stamps go to the recorder at least this often (DESIGN §1)
 START_LEAD_NS = 100_000_000  # time for several processes to set up before the first arrival
@@ -41,7 +40,6 @@ LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one pr
 # Due times become Python ints a chunk at a time: memory stays flat, and converting a chunk
 # (~70 µs for 1,024; 2.4 ms for 65,536, a stall every 2.6 s at 25,000/s) delays no arrival much.
 CHUNK = 1_024
-CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
 CATCH_UP_RUN = 8  # overdue arrivals sent before the dispatcher yields to the loop,
 CATCH_UP_LATE_NS = 1_000_000  # once it is this late (a burst due at one instant is not)
 _NOT_STREAMED = (0, 0, 0, 0, 0, 0)  # a plain answer's stream fields in its stamp
@@ -84,25 +82,6 @@ class EngineReport:
     recorder_lost: str | None = None  # why stamps could no longer be handed over
     priority: str = "normal"  # "realtime" when the OS allowed it (load/priority.py)
     realtime_s: float = 0.0  # of the measured window, at real-time priority
-
-
-def phase_at(schedule: Schedule, offset_s: float) -> str:
-    """The phase whose window holds this offset from the start (the last one past the end)."""
-    end = 0.0
-    for plan in schedule.phases:
-        end += plan.duration_s
-        if offset_s < end:
-            return plan.name
-    return schedule.phases[-1].name
-
-
-def sequence_bases(schedule: Schedule) -> list[int]:
-    """First request number of each phase; closed-loop phases reserve a large block."""
-    bases, next_base = [], 0
-    for plan in schedule.phases:
-        bases.append(next_base)
-        next_base += plan.scheduled if plan.closed is None else CLOSED_LOOP_BLOCK
-    return bases
 
 
 class Engine:
@@ -153,8 +132,7 @@ class Engine:
         # Senders that can write a request at once on an idle connection (the fast sender).
         self._send_now: SendNow | None = getattr(sender, "send_now", None)
         self._direct = 0  # requests written by send_now, not yet answered
-        self._backlog: deque[tuple[int, int, int]] = deque()  # (phase, seq, intended_ns)
-        self._expiry: asyncio.TimerHandle | None = None  # the backlog's oldest deadline
+        self._backlog = ArrivalQueue(self.timeout_ns, self._now, self._drop)
         self._abandoning = False
         self._phases_task: asyncio.Task[None] | None = None
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
@@ -167,12 +145,8 @@ class Engine:
         self._offered += 1
         if self._slots.try_take():
             self._start(phase, seq, intended_ns)
-            return
-        # Every connection is busy: the arrival waits in a plain queue (no task, no future, no
-        # timer of its own), so falling behind costs no more per request than keeping up.
-        self._backlog.append((phase, seq, intended_ns))
-        if self._expiry is None:
-            self._arm_expiry()
+        else:
+            self._backlog.add(phase, seq, intended_ns)
 
     def _start(self, phase: int, seq: int, intended_ns: int) -> None:
         """Send an arrival that holds a slot: written at once on an idle connection when the
@@ -195,31 +169,11 @@ class Engine:
 
     def _give(self) -> None:
         """A slot came free: to the oldest queued arrival still within its timeout, else back."""
-        backlog = self._backlog
-        while backlog and not self._abandoning:
-            phase, seq, intended_ns = backlog.popleft()
-            if self._now() - intended_ns >= self.timeout_ns:
-                self._drop(phase, seq, intended_ns)
-                continue
-            self._start(phase, seq, intended_ns)
-            return
-        self._slots.give()
-
-    def _arm_expiry(self) -> None:
-        """One timer, for the oldest queued arrival's deadline (its intended time + timeout)."""
-        deadline_ns = self._backlog[0][2] + self.timeout_ns
-        self._expiry = asyncio.get_running_loop().call_later(
-            max(deadline_ns - self._now(), 0) / 1e9, self._expire
-        )
-
-    def _expire(self) -> None:
-        """Queued arrivals that got no connection within the timeout are dropped."""
-        self._expiry = None
-        backlog = self._backlog
-        while backlog and self._now() - backlog[0][2] >= self.timeout_ns:
-            self._drop(*backlog.popleft())
-        if backlog:
-            self._arm_expiry()
+        arrival = None if self._abandoning else self._backlog.pop()
+        if arrival is None:
+            self._slots.give()
+        else:
+            self._start(*arrival)
 
     def _drop(self, phase: int, seq: int, intended_ns: int) -> None:
         dropped = ERROR_CODES["dropped"]
@@ -336,7 +290,7 @@ class Engine:
         budget: list[int],
     ) -> None:
         """Send, wait for the reply, think, send again; intended = free + think (DESIGN §5)."""
-        think = self._think_sampler(plan, worker)
+        think = worker_think_sampler(plan, self._stride[0], worker)
         start_ns, end_ns = window
         free_at = start_ns
         while not self._stop.is_set():
@@ -350,15 +304,6 @@ class Engine:
             self._offered += 1
             await self._send(phase, self._next_closed_seq(phase), intended_ns)
             free_at = self._now()
-
-    def _think_sampler(self, plan: PhasePlan, worker: int) -> Callable[[], float]:
-        """This worker's think times: a random stream of its own, keyed by process and worker."""
-        assert plan.closed is not None
-        parent = plan.seed_seq
-        stream = np.random.SeedSequence(
-            parent.entropy, spawn_key=(*parent.spawn_key, self._stride[0], worker)
-        )
-        return think_sampler(plan.closed, np.random.default_rng(stream))
 
     def _next_closed_seq(self, phase: int) -> int:
         first_of_process, processes = self._stride
@@ -416,9 +361,6 @@ class Engine:
         self.report.abandoned = len(pending) + self._direct + len(self._backlog)
         self._abandoning = True  # before the cancels: a freed slot starts nothing queued
         self._backlog.clear()
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
         for task in pending:
             task.cancel()
         if pending:
@@ -446,9 +388,6 @@ class Engine:
         except OSError as exc:
             self.report.recorder_lost = f"the recorder process is gone ({exc})"
             self._halt()  # a failed run, not an interrupted one
-
-    def _phase_at(self, offset_s: float) -> str:
-        return phase_at(self.schedule, offset_s)
 
     def stop(self) -> None:
         """Stop dispatching (SIGINT/SIGTERM); requests in flight get a short grace."""

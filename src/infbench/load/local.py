@@ -16,14 +16,14 @@ from typing import Any
 import psutil
 
 from infbench.analysis.slo import parse_slo
-from infbench.load.engine import Engine, EngineHooks, EngineReport, phase_at
+from infbench.load.engine import Engine, EngineHooks, EngineReport
 from infbench.load.loop import run_async
 from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
 from infbench.recorder.recorder import Goodput, IntervalStats, PhaseTally
 from infbench.recorder.stamps import PipeSink, StampBuffer
 from infbench.scenario.model import Scenario
 from infbench.scenario.source import LoadedScenario
-from infbench.schedule.arrivals import Schedule
+from infbench.schedule.arrivals import Schedule, phase_at
 from infbench.senders import make_sender
 from infbench.senders.base import Sender, SenderOptions
 from infbench.workload.requests import RequestFactory

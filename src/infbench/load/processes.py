@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from infbench.errors import InfbenchError
-from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport, sequence_bases
+from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport
 from infbench.load.local import LoadResult, finish_recorder, highest_us, run_local, start_recorder
 from infbench.recorder.process import RecorderProcess
 from infbench.scenario.source import LoadedScenario
-from infbench.schedule.arrivals import PhasePlan, Schedule, build_schedule
+from infbench.schedule.arrivals import PhasePlan, Schedule, build_schedule, sequence_bases
 from infbench.senders import make_sender
 from infbench.senders.base import SenderOptions
 

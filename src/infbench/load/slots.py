@@ -2,16 +2,21 @@
 
 An ``asyncio.Semaphore`` can only be taken by awaiting it, which costs every arrival a task.
 Here an arrival takes a free slot with one comparison and, when the sender has a connection
-idle, is written at once; only when every slot is taken does it queue, as a future with a
-deadline (the request timeout, counted from its intended time).
+idle, is written at once. Only when every slot is taken does it wait: an open-loop arrival in
+the ``ArrivalQueue`` (a plain FIFO, no task, future or timer of its own, so falling behind
+costs no more per request than keeping up), a closed-loop worker on a future. Either waits
+until its deadline, the request timeout counted from its intended time.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
-__all__ = ["Slots"]
+__all__ = ["ArrivalQueue", "Slots"]
+
+Arrival = tuple[int, int, int]  # (phase, request number, intended ns)
 
 
 class Slots:
@@ -61,3 +66,55 @@ class Slots:
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
+
+
+class ArrivalQueue:
+    """Open-loop arrivals waiting for a slot, oldest first, with one loop timer for the oldest
+    one's deadline (intended + timeout): past it, an arrival is handed to ``drop``."""
+
+    def __init__(
+        self, timeout_ns: int, now_ns: Callable[[], int], drop: Callable[[int, int, int], None]
+    ) -> None:
+        self._timeout_ns, self._now, self._drop = timeout_ns, now_ns, drop
+        self._waiting: deque[Arrival] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, phase: int, seq: int, intended_ns: int) -> None:
+        self._waiting.append((phase, seq, intended_ns))
+        if self._timer is None:
+            self._arm()
+
+    def pop(self) -> Arrival | None:
+        """The oldest arrival still within its deadline (those past it dropped), or None."""
+        waiting = self._waiting
+        while waiting:
+            arrival = waiting.popleft()
+            if self._now() - arrival[2] < self._timeout_ns:
+                return arrival
+            self._drop(*arrival)
+        return None
+
+    def clear(self) -> None:
+        """Forget every waiting arrival (they are counted as abandoned by the caller)."""
+        self._waiting.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        deadline_ns = self._waiting[0][2] + self._timeout_ns
+        self._timer = asyncio.get_running_loop().call_later(
+            max(deadline_ns - self._now(), 0) / 1e9, self._expire
+        )
+
+    def _expire(self) -> None:
+        # Armed for an arrival that may have been sent since: then it checks the next oldest.
+        self._timer = None
+        waiting = self._waiting
+        while waiting and self._now() - waiting[0][2] >= self._timeout_ns:
+            self._drop(*waiting.popleft())
+        if waiting:
+            self._arm()

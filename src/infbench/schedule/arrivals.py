@@ -45,6 +45,7 @@ from infbench.scenario.model import (
 from infbench.schedule.traces import bad_trace, load_trace, trace_offsets
 
 __all__ = [
+    "CLOSED_LOOP_BLOCK",
     "PhasePlan",
     "Schedule",
     "build_schedule",
@@ -52,11 +53,14 @@ __all__ = [
     "gamma_offsets",
     "load_trace",
     "onoff_offsets",
+    "phase_at",
     "poisson_offsets",
     "ramp_offsets",
+    "sequence_bases",
     "steps_offsets",
     "think_sampler",
     "trace_offsets",
+    "worker_think_sampler",
 ]
 
 Offsets = npt.NDArray[np.float64]
@@ -390,3 +394,34 @@ def think_sampler(closed: ClosedArrival, rng: np.random.Generator) -> Callable[[
         return buffer.pop()
 
     return sample
+
+
+def worker_think_sampler(plan: PhasePlan, process: int, worker: int) -> Callable[[], float]:
+    """One closed-loop worker's think times: a random stream of its own, keyed by generator
+    process and worker, so runs with the same seed think alike."""
+    assert plan.closed is not None
+    parent = plan.seed_seq
+    stream = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, process, worker))
+    return think_sampler(plan.closed, np.random.default_rng(stream))
+
+
+CLOSED_LOOP_BLOCK = 1 << 40  # request numbers reserved per closed-loop phase
+
+
+def phase_at(schedule: Schedule, offset_s: float) -> str:
+    """The phase whose window holds this offset from the start (the last one past the end)."""
+    end = 0.0
+    for plan in schedule.phases:
+        end += plan.duration_s
+        if offset_s < end:
+            return plan.name
+    return schedule.phases[-1].name
+
+
+def sequence_bases(schedule: Schedule) -> list[int]:
+    """First request number of each phase; closed-loop phases reserve a large block."""
+    bases, next_base = [], 0
+    for plan in schedule.phases:
+        bases.append(next_base)
+        next_base += plan.scheduled if plan.closed is None else CLOSED_LOOP_BLOCK
+    return bases

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from hdrh.histogram import HdrHistogram
 
 from infbench.errors import InfbenchError
-from infbench.load.engine import EngineHooks, sequence_bases
+from infbench.load.engine import EngineHooks
 from infbench.load.local import LoadResult, highest_us
 from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
 from infbench.load.ray.actor import Generator
@@ -26,7 +26,7 @@ from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.request import RaySettings
 from infbench.scenario.source import LoadedScenario
-from infbench.schedule.arrivals import Schedule
+from infbench.schedule.arrivals import Schedule, sequence_bases
 
 __all__ = ["run_ray"]
 

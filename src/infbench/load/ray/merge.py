@@ -13,13 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from infbench.load.engine import EngineHooks, EngineReport, phase_at
+from infbench.load.engine import EngineHooks, EngineReport
 from infbench.load.processes import merge_reports
 from infbench.recorder.process import tally_from_wire
 from infbench.recorder.recorder import IntervalStats, PhaseTally
 from infbench.results.hlog import merge_interval_logs
 from infbench.results.rows import merge_row_files
-from infbench.schedule.arrivals import Schedule
+from infbench.schedule.arrivals import Schedule, phase_at
 
 __all__ = ["hand_on_second", "merge_results", "merge_tallies"]
 
