@@ -223,16 +223,6 @@ class CeilingSearch:
         }
 
 
-def find_ceiling(
-    measure: Callable[[float], dict[str, Any]], search: Search, say: Callable[[str], None]
-) -> dict[str, Any]:
-    """One search on its own; returns the ceiling (None if no level held) and every level."""
-    ceiling = CeilingSearch(search)
-    while ceiling.rate is not None:
-        ceiling.step(measure, say)
-    return ceiling.result()
-
-
 def _measure(
     layout: Layout, url: str, search: Search, generator: str, processes: int, rate: float
 ) -> dict[str, Any]:

@@ -125,7 +125,6 @@ class Engine:
         self._offered = 0
         self._sent = 0
         self.report.sent_by_phase = [0] * len(schedule.phases)
-        self._sent_by_phase = self.report.sent_by_phase  # counted per request: one look-up less
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._slots = Slots(connections)
@@ -158,8 +157,7 @@ class Engine:
             if self._send_now(request, done):
                 self._in_flight += 1
                 self._direct += 1
-                self._sent += 1
-                self._sent_by_phase[phase] += 1
+                self._count_sent(phase)
                 return
         task = asyncio.get_running_loop().create_task(
             self._send_held(phase, seq, intended_ns, request)
@@ -194,10 +192,7 @@ class Engine:
             return  # given up on at the end of the drain; counted as abandoned
         self._in_flight -= 1
         self._direct -= 1
-        if self._backlog or self._slots.waiting:
-            self._give()
-        else:
-            self._slots.free += 1  # what _give comes to when nothing waits, without its calls
+        self._give()
         self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
 
     async def _send(self, phase: int, seq: int, intended_ns: int) -> None:
@@ -212,13 +207,16 @@ class Engine:
         self._in_flight += 1
         try:
             sent_ns = self._now()
-            self._sent += 1
-            self._sent_by_phase[phase] += 1
+            self._count_sent(phase)
             outcome = await self.sender.send(request)
             self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
         finally:
             self._in_flight -= 1
             self._give()
+
+    def _count_sent(self, phase: int) -> None:
+        self._sent += 1
+        self.report.sent_by_phase[phase] += 1
 
     def _stamp(
         self,

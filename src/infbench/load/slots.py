@@ -26,11 +26,6 @@ class Slots:
         self.free = count
         self._waiters: deque[asyncio.Future[bool]] = deque()
 
-    @property
-    def waiting(self) -> bool:
-        """Whether anyone waits for a slot (a closed-loop worker, a request on another sender)."""
-        return bool(self._waiters)
-
     def try_take(self) -> bool:
         if self.free > 0:
             self.free -= 1
@@ -89,13 +84,8 @@ class ArrivalQueue:
 
     def pop(self) -> Arrival | None:
         """The oldest arrival still within its deadline (those past it dropped), or None."""
-        waiting = self._waiting
-        while waiting:
-            arrival = waiting.popleft()
-            if self._now() - arrival[2] < self._timeout_ns:
-                return arrival
-            self._drop(*arrival)
-        return None
+        self._drop_expired()
+        return self._waiting.popleft() if self._waiting else None
 
     def clear(self) -> None:
         """Forget every waiting arrival (they are counted as abandoned by the caller)."""
@@ -113,8 +103,11 @@ class ArrivalQueue:
     def _expire(self) -> None:
         # Armed for an arrival that may have been sent since: then it checks the next oldest.
         self._timer = None
+        self._drop_expired()
+        if self._waiting:
+            self._arm()
+
+    def _drop_expired(self) -> None:
         waiting = self._waiting
         while waiting and self._now() - waiting[0][2] >= self._timeout_ns:
             self._drop(*waiting.popleft())
-        if waiting:
-            self._arm()

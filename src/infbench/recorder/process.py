@@ -20,7 +20,6 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,12 +133,7 @@ class RecorderProcess:
     def wait_ready(self, timeout_s: float = _READY_TIMEOUT_S) -> bool:
         """Wait until the recorder reads its pipes; False if it ended or did not get there in
         time (the run then finds it gone at its first hand-over and fails, saying why)."""
-        deadline = time.monotonic() + timeout_s
-        while not self._ready.is_set() and not self._arrived.is_set():
-            if time.monotonic() >= deadline:
-                return False
-            self._ready.wait(0.05)
-        return self._ready.is_set() and not self._arrived.is_set()
+        return self._ready.wait(timeout_s) and not self._arrived.is_set()
 
     def start(self, t0_ns: int, start_epoch_s: float) -> None:
         self._send(("start", t0_ns, start_epoch_s))
@@ -186,6 +180,7 @@ class RecorderProcess:
             code = self._process.exitcode
             self._outcome = ("failed", f"the recorder process died (exit code {code})")
         self._arrived.set()
+        self._ready.set()  # ended: a wait for it to be ready ends too (and says it is not)
 
 
 def _step_aside() -> None:

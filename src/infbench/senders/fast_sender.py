@@ -72,7 +72,6 @@ class FastSender:
         self._all: set[Http1Connection] = set()
         self._sweep_s = sweep_interval(self._timeout_s)
         self._sweeper: asyncio.TimerHandle | None = None
-        self._streams = bool(options.stream)  # a reader per streamed answer; plain HTTP: none
 
     async def open(self) -> None:
         """Open the connections before the run, as wrk does: a burst at the start must find
@@ -105,8 +104,7 @@ class FastSender:
         data, rest, head = self._encoder.encode(request)
         connection.request, connection.on_done = request, on_done
         deadline = loop.time() + self._timeout_s
-        reader = new_reader(self.options) if self._streams else None
-        connection.send(DIRECT, data, rest, head, deadline, reader)
+        connection.send(DIRECT, data, rest, head, deadline, new_reader(self.options))
         return True
 
     def _sweep(self) -> None:
@@ -129,12 +127,8 @@ class FastSender:
             task = self._loop.create_task(self.send(request))
             task.add_done_callback(lambda t: on_done(t.result()))
             return
-        if not connection.closed:  # first: on_done may send on it again
-            if self._waiters:
-                self._release(connection)
-            else:  # _release without its call: the common case, once per request
-                connection.idle = True
-                self._idle.append(connection)
+        if not connection.closed:
+            self._release(connection)  # first: on_done may send on it again
         on_done(outcome)
 
     async def close(self) -> None:

@@ -188,8 +188,12 @@ class Http1Connection(asyncio.Protocol):
         self.closed = self.counted = self.idle = False
         self.used = 0  # requests answered on this connection
         self.deadline = 0.0  # the loop time at which the request it carries times out
+        self._reset_request(False)
+
+    def _reset_request(self, head: bool) -> None:
         self.first_byte_ns = self.status = self.bytes_in = 0
-        self.headers_done = self.refused = self.write_failed = self.sized = self.head = False
+        self.headers_done = self.refused = self.write_failed = self.sized = False
+        self.head = head
         self.raw_head = b""  # the answer's first bytes, for the rare reads of its framing
 
     # --- driven by the sender -------------------------------------------------------------------
@@ -208,11 +212,7 @@ class Http1Connection(asyncio.Protocol):
         self.future = future
         self.deadline = deadline
         self.reader = reader
-        # The previous answer's state, reset here rather than by a call: this runs per request.
-        self.first_byte_ns = self.status = self.bytes_in = 0
-        self.headers_done = self.refused = self.write_failed = self.sized = False
-        self.head = head
-        self.raw_head = b""
+        self._reset_request(head)
         transport = self.transport
         transport.write(data)
         if rest is not None:
@@ -346,8 +346,9 @@ class Http1Connection(asyncio.Protocol):
                 self.reader, monotonic_ns(), self.first_byte_ns, status, self.bytes_in
             )
         else:
-            error = None if status < 400 else classify_status(status)  # a call saved per answer
-            outcome = Outcome(monotonic_ns(), self.first_byte_ns, status, error, self.bytes_in)
+            outcome = Outcome(
+                monotonic_ns(), self.first_byte_ns, status, classify_status(status), self.bytes_in
+            )
         self.used += 1
         if not keep_alive:
             self.close()  # Connection: close, HTTP/1.0, or a body that ran to the end
