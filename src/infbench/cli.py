@@ -111,7 +111,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario: start the target, drive the load, write a result directory."""
-    from infbench.run.command import run_scenario
+    from infbench.commands.run import run_scenario
 
     overrides = (set_ or []) + (["client.engine=ray", f"client.ray.address={ray}"] if ray else [])
 
@@ -158,7 +158,7 @@ def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
     from infbench.analysis.slo import parse_slo
     from infbench.scenario.source import load_scenario
     from infbench.schedule.arrivals import build_schedule
-    from infbench.target.faults import check_faults
+    from infbench.targets.faults import check_faults
     from infbench.units import format_duration
 
     try:
@@ -223,7 +223,7 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 1,
 ) -> None:
     """Compare two result directories with statistics; exit 1 when a gate rule fails."""
-    from infbench.compare.command import run_compare
+    from infbench.commands.compare import run_compare
 
     try:
         run_compare(
@@ -291,7 +291,7 @@ def calibrate(
     ] = None,
 ) -> None:
     """Measure this machine's load-generation capacity per sender; `run` warns above it."""
-    from infbench.load.calibrate import run_calibration
+    from infbench.commands.calibrate import run_calibration
 
     try:
         run_calibration(
@@ -316,7 +316,7 @@ def cleanup(
     ] = Path("results"),
 ) -> None:
     """Stop servers left running by an infbench that was killed (found by their pid files)."""
-    from infbench.target.cleanup import clean_leftovers
+    from infbench.targets.cleanup import clean_leftovers
 
     found = clean_leftovers(root)
     console = _console()
@@ -398,7 +398,7 @@ def sweep(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every run.")] = False,
 ) -> None:
     """Run a scenario at many rates or settings: a rate sweep, a capacity search, or a grid."""
-    from infbench.sweep.command import SweepOptions, run_sweep
+    from infbench.commands.sweep import SweepOptions, run_sweep
 
     signal.signal(signal.SIGTERM, _terminate)
     try:

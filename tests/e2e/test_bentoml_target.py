@@ -13,11 +13,11 @@ import psutil
 import pytest
 
 from infbench.errors import TargetError
+from infbench.observe.observer import Observer
 from infbench.scenario.model import BentomlTarget, Readiness
-from infbench.target.bentoml import BentomlHandle
-from infbench.target.factory import open_target
-from infbench.target.observe import Observer
-from infbench.target.process import port_is_free
+from infbench.targets.bentoml import BentomlHandle
+from infbench.targets.factory import open_target
+from infbench.targets.process import port_is_free
 from proctools import alive
 
 pytestmark = pytest.mark.e2e

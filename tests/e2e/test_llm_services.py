@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from infbench.scenario.model import BentomlTarget
-from infbench.target.factory import open_target
+from infbench.targets.factory import open_target
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from infbench.cli import app
-from infbench.run import command as run_command
-from infbench.target.process import port_is_free
+from infbench.commands import run as run_command
+from infbench.targets.process import port_is_free
 from proctools import alive, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from infbench.cli import app
-from infbench.compare.command import run_compare
+from infbench.commands.compare import run_compare
 from infbench.compare.comparison import compare
 from infbench.errors import GateFailed
 

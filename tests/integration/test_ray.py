@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 from infbench.cli import app
 from infbench.compare.comparison import compare
 from infbench.load.processes import slice_schedule
-from infbench.recorder.percentile import percentile_rank
+from infbench.results.percentile import percentile_rank
 from infbench.results.rundir import ResultDir, new_run_dir
 from infbench.run.measure import execute
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import Schedule, build_schedule
-from infbench.target.base import TargetInfo
+from infbench.targets.base import TargetInfo
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 

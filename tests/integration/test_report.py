@@ -212,7 +212,7 @@ def test_plot_failure_during_a_run_keeps_the_run(
 
 
 def test_errors_plot_counts_every_failed_request(run_dir: Path) -> None:
-    from infbench.report.rundata import load_run_data
+    from infbench.results.rundata import load_run_data
 
     data = load_run_data(load_run(run_dir))
     with gzip.open(run_dir / "requests.csv.gz", "rt") as handle:

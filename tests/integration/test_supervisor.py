@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from infbench.scenario.model import CommandTarget, Readiness
-from infbench.target.command import CommandHandle
-from infbench.target.process import port_is_free, stop_all_targets
+from infbench.targets.command import CommandHandle
+from infbench.targets.process import port_is_free, stop_all_targets
 from proctools import alive, wait_for
 
 PREFORK = str(Path(__file__).parents[1] / "servers" / "prefork.py")

@@ -19,18 +19,18 @@ import pytest
 
 from infbench.errors import InputError, ScenarioError, TargetError, UsageError
 from infbench.scenario.model import BentomlTarget, CommandTarget, Readiness, UrlTarget
-from infbench.target.bentoml import BentomlHandle, bentoml_config, resolve_service
-from infbench.target.command import CommandHandle
-from infbench.target.factory import open_target
-from infbench.target.process import (
+from infbench.targets.bentoml import BentomlHandle, bentoml_config, resolve_service
+from infbench.targets.command import CommandHandle
+from infbench.targets.factory import open_target
+from infbench.targets.process import (
     LaunchedProcess,
     free_port,
     port_is_free,
     stop_all_targets,
     wait_until_ready,
 )
-from infbench.target.ready import REFUSED_GRACE_S, WaitStatus
-from infbench.target.url import UrlHandle
+from infbench.targets.ready import REFUSED_GRACE_S, WaitStatus
+from infbench.targets.url import UrlHandle
 
 PY = sys.executable
 FAST = Readiness(path="/", timeout=20.0)
@@ -375,8 +375,8 @@ SIGNALLED = textwrap.dedent(
     import signal, sys
     from pathlib import Path
     from infbench.scenario.model import CommandTarget, Readiness
-    from infbench.target.command import CommandHandle
-    from infbench.target.process import stop_all_targets
+    from infbench.targets.command import CommandHandle
+    from infbench.targets.process import stop_all_targets
 
     def on_signal(signum, frame):
         stop_all_targets()  # what the CLI does from its handlers

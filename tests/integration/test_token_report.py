@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from infbench.cli import app
 from infbench.compare.comparison import compare
 from infbench.report.html import write_compare_html, write_run_html
-from infbench.report.rundata import load_run_data
+from infbench.results.rundata import load_run_data
 from infbench.results.rundir import load_run
 from report_page import Page, png_size
 from streamserver import StreamServer

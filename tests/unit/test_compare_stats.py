@@ -25,7 +25,6 @@ from infbench.analysis.stats import (
 from infbench.compare.comparison import CompareSettings, Comparison, Side, compare_sides
 from infbench.errors import ResultFormatError
 from infbench.recorder.hdr import new_histogram
-from infbench.recorder.percentile import value_at_percentile
 from infbench.results.hlog import (
     BucketGrid,
     IntervalLogWriter,
@@ -36,6 +35,7 @@ from infbench.results.hlog import (
     pool,
     read_interval_log,
 )
+from infbench.results.percentile import value_at_percentile
 from infbench.results.records import RunRecord
 from infbench.results.rundir import RunResult
 

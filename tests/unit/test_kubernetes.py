@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from infbench.analysis.cluster_events import explain_fault
 from infbench.cli import app
 from infbench.errors import ScenarioError
+from infbench.observe.cluster_watch import endpoint_changes, pod_changes, routable
 from infbench.scenario.faults import Fault
-from infbench.target.kube.events import endpoint_changes, pod_changes, routable
-from infbench.target.kube.manifests import load_manifests
-from infbench.target.kube.pick import pick_pods
+from infbench.targets.kube.manifests import load_manifests
+from infbench.targets.kube.pick import pick_pods
 
 ROOT = Path(__file__).parents[2]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from infbench.target.observe import Observer
-from infbench.target.prometheus import (
+from infbench.observe.observer import Observer
+from infbench.observe.prometheus import (
     duration_quantiles_ms,
     histogram_quantile,
     in_progress,

@@ -23,15 +23,15 @@ from hdrh.histogram import HdrHistogram
 
 from infbench.analysis.stats import cumulative_by_bucket, histogram_summary, weighted_percentiles
 from infbench.recorder.hdr import new_histogram
-from infbench.recorder.percentile import (
+from infbench.results.hlog import BucketGrid, bucket_layout
+from infbench.results.percentile import (
     bucket_percentiles,
     percentile_rank,
     percentile_ranks,
     value_at_percentile,
     values_at_percentiles,
 )
-from infbench.report.rundata import percentile_values
-from infbench.results.hlog import BucketGrid, bucket_layout
+from infbench.results.rundata import percentile_values
 
 HIGHEST_US = 25_000_000  # 3 × 5 s timeout + 10 s, as the recorder sizes it
 LAYOUT = bucket_layout(1, HIGHEST_US, 3)

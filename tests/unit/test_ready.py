@@ -17,9 +17,9 @@ from rich.console import Console
 from infbench.errors import TargetError
 from infbench.report.console import WaitView
 from infbench.scenario.model import BentomlTarget, Readiness, UrlTarget
-from infbench.target.process import wait_until_ready
-from infbench.target.ready import REFUSED_GRACE_S, WaitStatus, wait_until_accepting
-from infbench.target.url import refusal_grace
+from infbench.targets.process import wait_until_ready
+from infbench.targets.ready import REFUSED_GRACE_S, WaitStatus, wait_until_accepting
+from infbench.targets.url import refusal_grace
 
 URL = "http://127.0.0.1:3000/readyz"
 READY = Readiness(timeout=120.0)  # interval 50 ms, probe timeout 0.5 s

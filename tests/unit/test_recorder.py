@@ -20,7 +20,6 @@ from hdrh.log import HistogramLogReader
 
 from infbench.analysis.stats import PhaseInfo, phase_summary, validity
 from infbench.recorder.hdr import new_histogram, record_values
-from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.process import RecorderProcess, RecorderSettings
 from infbench.recorder.recorder import (
     ROWS_PER_PIECE,
@@ -30,6 +29,7 @@ from infbench.recorder.recorder import (
     SourceMark,
 )
 from infbench.recorder.stamps import STAMP_DTYPE
+from infbench.results.percentile import value_at_percentile
 from infbench.results.records import PhaseSummary
 from infbench.results.rows import ROW_COLUMNS
 from infbench.wire import ERROR_CODES, ErrorKind

@@ -9,7 +9,7 @@ import pytest
 from infbench.errors import ScenarioError, UsageError
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
-from infbench.target.faults import check_faults, first_measured_phase
+from infbench.targets.faults import check_faults, first_measured_phase
 
 BASE = """version: 1
 name: f

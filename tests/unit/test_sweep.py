@@ -19,12 +19,12 @@ from infbench.analysis.search import (
     judge,
     search_max,
 )
+from infbench.commands.sweep import Budget, SweepOptions, phase_override, slo_rules
+from infbench.commands.sweep_plan import expand_grid, parse_rates, parse_slo_text
 from infbench.errors import UsageError
+from infbench.report.sweep_views import result_json
 from infbench.results.hlog import BucketGrid, MetricSeconds, PhaseSeconds
 from infbench.scenario.source import load_scenario
-from infbench.sweep.command import Budget, SweepOptions, phase_override, slo_rules
-from infbench.sweep.plan import expand_grid, parse_rates, parse_slo_text
-from infbench.sweep.report import result_json
 
 # --- rates -------------------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from infbench.analysis.slo import Rule
 from infbench.analysis.stats import SecondsBootstrap, bootstrap_interval
-from infbench.recorder.percentile import bucket_percentiles
 from infbench.results.hlog import PhaseSeconds
+from infbench.results.percentile import bucket_percentiles
 
 __all__ = [
     "Estimate",

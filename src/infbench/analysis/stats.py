@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-from infbench.recorder.percentile import percentile_ranks, values_at_percentiles
 from infbench.recorder.recorder import PhaseTally
 from infbench.results.hlog import BucketGrid, PhaseSeconds
+from infbench.results.percentile import percentile_ranks, values_at_percentiles
 from infbench.results.records import LagPercentiles, Percentiles, PhaseSummary, TtfbPercentiles
 
 __all__ = [

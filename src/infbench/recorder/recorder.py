@@ -23,9 +23,9 @@ import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 from infbench.recorder.hdr import new_histogram, record_values, release_histogram
-from infbench.recorder.percentile import values_at_percentiles
 from infbench.recorder.stamps import StampArray
 from infbench.results.hlog import IntervalLogWriter
+from infbench.results.percentile import values_at_percentiles
 from infbench.results.rows import ROW_COLUMNS, STREAM_COLUMNS, format_rows
 from infbench.wire import ERROR_CODES, ERROR_KINDS, TOKEN_SOURCES
 

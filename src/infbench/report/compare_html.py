@@ -10,7 +10,7 @@ from pathlib import Path
 from infbench.compare.comparison import Comparison, MetricComparison
 from infbench.report.compare_views import format_p
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
-from infbench.report.rundata import load_run_data
+from infbench.results.rundata import load_run_data
 from infbench.results.rundir import RunResult
 
 __all__ = ["write_compare_html"]

@@ -17,7 +17,7 @@ from infbench.report.figures import (
     shade_phases,
     style,
 )
-from infbench.report.rundata import RunData
+from infbench.results.rundata import RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -17,7 +17,7 @@ from infbench.recorder.recorder import IntervalStats
 from infbench.results.records import RunRecord, ServerPhase
 
 if TYPE_CHECKING:
-    from infbench.target.ready import WaitStatus  # the report views need no HTTP client
+    from infbench.targets.ready import WaitStatus  # the report views need no HTTP client
 
 __all__ = ["LiveView", "WaitView", "phase_tables", "print_run"]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from infbench.report.rundata import Distribution, FloatArray, PhaseWindow
+from infbench.results.rundata import Distribution, FloatArray, PhaseWindow
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

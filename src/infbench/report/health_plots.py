@@ -20,7 +20,7 @@ from infbench.report.figures import (
     shade_phases,
     style,
 )
-from infbench.report.rundata import FloatArray, RunData
+from infbench.results.rundata import FloatArray, RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

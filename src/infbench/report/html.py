@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.report.compare_html import write_compare_html
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
-from infbench.report.rundata import load_run_data
 from infbench.report.token_plots import tokens_section
 from infbench.results.records import Environment, GeneratorSummary, RunRecord, TargetSummary
+from infbench.results.rundata import load_run_data
 from infbench.results.rundir import (
     SERVER_COLUMNS,
     SUMMARY_COLUMNS,

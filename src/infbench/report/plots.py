@@ -30,8 +30,8 @@ from infbench.report.figures import (
     style,
 )
 from infbench.report.health_plots import lag_distribution, resources
-from infbench.report.rundata import Distribution, FloatArray, RunData
 from infbench.report.token_plots import token_plots
+from infbench.results.rundata import Distribution, FloatArray, RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

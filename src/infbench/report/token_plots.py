@@ -30,8 +30,8 @@ from infbench.report.figures import (
     style,
 )
 from infbench.report.page import table
-from infbench.report.rundata import RunData
 from infbench.results.records import PhaseSummary, RunRecord
+from infbench.results.rundata import RunData
 from infbench.results.rundir import format_cell
 
 if TYPE_CHECKING:

@@ -1,1 +1,1 @@
-"""`infbench run`: the story of one run, one measured run, and repetitions."""
+"""One measured run: recorder, sender, engine, observers and target wired together."""

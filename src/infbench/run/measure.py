@@ -42,9 +42,9 @@ from infbench.results.rundir import ResultDir, environment_record
 from infbench.scenario.secrets import redact_argv, redact_url
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
-from infbench.target.base import Supervising, TargetInfo
-from infbench.target.faults import ClusterActions, FaultInjector, first_measured_phase
-from infbench.target.supervise import Supervisor
+from infbench.targets.base import Supervising, TargetInfo
+from infbench.targets.faults import ClusterActions, FaultInjector, first_measured_phase
+from infbench.targets.supervise import Supervisor
 
 __all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_records"]
 

@@ -22,8 +22,8 @@ from infbench.load.local import LoadResult, highest_us
 from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
 from infbench.load.ray.actor import Generator
 from infbench.load.ray.merge import hand_on_second, merge_results
-from infbench.recorder.percentile import value_at_percentile
 from infbench.recorder.recorder import IntervalStats
+from infbench.results.percentile import value_at_percentile
 from infbench.scenario.request import RaySettings
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule, sequence_bases

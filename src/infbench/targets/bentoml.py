@@ -28,10 +28,10 @@ import yaml
 
 from infbench.errors import InputError, ScenarioError, TargetError
 from infbench.scenario.model import BentomlTarget
-from infbench.target.base import TargetInfo
-from infbench.target.process import LaunchedProcess, free_port
-from infbench.target.ready import WaitProgress
-from infbench.target.supervise import SupervisedHandle, Supervisor
+from infbench.targets.base import TargetInfo
+from infbench.targets.process import LaunchedProcess, free_port
+from infbench.targets.ready import WaitProgress
+from infbench.targets.supervise import SupervisedHandle, Supervisor
 
 __all__ = ["BentomlHandle", "ServiceRef", "bentoml_config", "resolve_service"]
 

@@ -1,6 +1,6 @@
 """Stop servers left behind by an infbench that was killed (SIGKILL, OOM killer, power cut).
 
-Every launched server keeps ``target.pid`` in its result directory (``target/pidfile.py``) and
+Every launched server keeps ``target.pid`` in its result directory (``targets/pidfile.py``) and
 removes it when stopped. A file whose infbench is gone names servers nobody will stop: the
 next ``infbench run`` and ``infbench cleanup`` stop them, whole trees, and say so. A file
 whose infbench still runs (another run sharing the results root) is left alone, and a pid is
@@ -13,8 +13,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from infbench.target.pidfile import PID_FILE, Leftover, PidFile, read_pid_file
-from infbench.target.proctree import stop_tree
+from infbench.targets.pidfile import PID_FILE, Leftover, PidFile, read_pid_file
+from infbench.targets.proctree import stop_tree
 
 __all__ = ["Leftover", "clean_leftovers", "find_pid_files"]
 
@@ -59,7 +59,7 @@ def clean_leftovers(root: Path) -> list[Leftover]:
     if (root.is_dir() and any(root.glob("*/target.k8s.json"))) or any(
         root.glob("*/*/target.k8s.json")
     ):
-        from infbench.target.kube.cleanup import clean_kube_leftovers  # lazily: yaml, the client
+        from infbench.targets.kube.cleanup import clean_kube_leftovers  # lazily: yaml, the client
 
         found += clean_kube_leftovers(root)
     return found

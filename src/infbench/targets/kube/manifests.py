@@ -29,8 +29,8 @@ import psutil
 import yaml
 
 from infbench.errors import ScenarioError, TargetError
-from infbench.target.kube.api import Cluster, Json, NotFound
-from infbench.target.pidfile import ProcessId
+from infbench.targets.kube.api import Cluster, Json, NotFound
+from infbench.targets.pidfile import ProcessId
 
 __all__ = [
     "KINDS",

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psutil
 
-from infbench.target.prometheus import (
+from infbench.observe.prometheus import (
     Series,
     duration_quantiles_ms,
     in_progress,

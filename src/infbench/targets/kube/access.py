@@ -16,9 +16,9 @@ from pathlib import Path
 
 from infbench.errors import TargetError
 from infbench.scenario.kubernetes import KubernetesTarget
-from infbench.target.kube.api import Cluster, Json
-from infbench.target.pidfile import PID_FILE
-from infbench.target.process import LaunchedProcess
+from infbench.targets.kube.api import Cluster, Json
+from infbench.targets.pidfile import PID_FILE
+from infbench.targets.process import LaunchedProcess
 
 __all__ = ["find_url", "service_port", "start_port_forward"]
 

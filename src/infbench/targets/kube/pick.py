@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from infbench.scenario.faults import Fault
-from infbench.target.kube.api import Json
+from infbench.targets.kube.api import Json
 
 __all__ = ["pick_pods"]
 

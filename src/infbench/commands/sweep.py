@@ -43,8 +43,18 @@ from infbench.analysis.search import (
     search_max,
 )
 from infbench.analysis.slo import Rule, parse_slo
+from infbench.commands.sweep_plan import expand_grid, parse_rates, parse_slo_text
 from infbench.compare.comparison import CompareSettings, Side, compare, with_seconds
 from infbench.errors import GateFailed, Interrupted, UsageError
+from infbench.report.sweep_views import (
+    grid_rows,
+    print_grid,
+    print_levels,
+    print_result,
+    result_json,
+    verdict_json,
+    write_outputs,
+)
 from infbench.results.records import PhaseSummary, RunRecord
 from infbench.results.rundir import load_run, new_run_dir
 from infbench.scenario.model import (
@@ -56,16 +66,6 @@ from infbench.scenario.model import (
     TraceArrival,
 )
 from infbench.scenario.source import LoadedScenario, load_scenario
-from infbench.sweep.plan import expand_grid, parse_rates, parse_slo_text
-from infbench.sweep.report import (
-    grid_rows,
-    print_grid,
-    print_levels,
-    print_result,
-    result_json,
-    verdict_json,
-    write_outputs,
-)
 
 __all__ = ["Budget", "SweepOptions", "level_verdict", "phase_override", "run_sweep", "slo_rules"]
 
@@ -139,7 +139,7 @@ class _Sweep:
 
     def run(self, level_dir: Path, extra: list[str], repeat: int = 1) -> RunRecord:
         """One ``infbench run`` into ``level_dir``; its full output only with --verbose."""
-        from infbench.run.command import (
+        from infbench.commands.run import (
             run_scenario,  # loads the engine and senders only when needed
         )
 

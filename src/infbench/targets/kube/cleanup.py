@@ -1,6 +1,6 @@
 """Delete the Kubernetes objects an infbench that was killed had created (``target.k8s.json``).
 
-The same rule as for launched servers (``target/cleanup.py``): a record whose infbench still
+The same rule as for launched servers (``targets/cleanup.py``): a record whose infbench still
 runs is left alone; otherwise each recorded object is deleted with its uid as a precondition
 (``manifests.delete_object``), so only what that run created goes. Without the kubernetes
 client, or without access to the cluster, the record is kept and the reason said.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from infbench.errors import TargetError
 from infbench.scenario.kubernetes import KUBE_EXTRA
-from infbench.target.kube.manifests import KUBE_FILE, delete_object, read_kube_file
-from infbench.target.pidfile import Leftover
+from infbench.targets.kube.manifests import KUBE_FILE, delete_object, read_kube_file
+from infbench.targets.pidfile import Leftover
 
 __all__ = ["KubeLeftover", "clean_kube_leftovers"]
 
@@ -46,7 +46,7 @@ def _clean(path: Path) -> KubeLeftover | None:
     leftover = KubeLeftover(path, owner.pid if owner else None)
     if objects:
         try:
-            from infbench.target.kube.api import Cluster
+            from infbench.targets.kube.api import Cluster
 
             clusters: dict[str, Cluster] = {}
             for applied in objects:

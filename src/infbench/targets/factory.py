@@ -15,11 +15,11 @@ from infbench.scenario.model import (
     Target,
     UrlTarget,
 )
-from infbench.target.base import TargetHandle
-from infbench.target.bentoml import BentomlHandle
-from infbench.target.command import CommandHandle
-from infbench.target.ready import WaitProgress
-from infbench.target.url import UrlHandle, refusal_grace
+from infbench.targets.base import TargetHandle
+from infbench.targets.bentoml import BentomlHandle
+from infbench.targets.command import CommandHandle
+from infbench.targets.ready import WaitProgress
+from infbench.targets.url import UrlHandle, refusal_grace
 
 __all__ = ["open_target"]
 
@@ -38,12 +38,12 @@ def open_target(
     ``url_override`` (``infbench run --url``) attaches to that URL instead of launching, keeping
     the target's readiness probe and metrics path: the same scenario then measures a server
     started by hand, for example on another host. ``pid_file`` lets a later infbench stop a
-    launched server that outlived a SIGKILLed infbench (``target/pidfile.py``). ``progress``
-    hears how each readiness wait goes (``target/ready.py``). ``seed`` picks the pods a
+    launched server that outlived a SIGKILLed infbench (``targets/pidfile.py``). ``progress``
+    hears how each readiness wait goes (``targets/ready.py``). ``seed`` picks the pods a
     kubernetes target's ``delete_pod: random`` deletes.
     """
     if isinstance(spec, KubernetesTarget):
-        from infbench.target.kube.handle import KubernetesHandle  # the optional client, lazily
+        from infbench.targets.kube.handle import KubernetesHandle  # the optional client, lazily
 
         if url_override is not None:
             spec = spec.model_copy(update={"url": url_override.rstrip("/"), "port_forward": False})

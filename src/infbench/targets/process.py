@@ -37,9 +37,9 @@ import psutil
 
 from infbench.errors import TargetError
 from infbench.scenario.model import Readiness
-from infbench.target.pidfile import write_pid_file
-from infbench.target.proctree import running, stop_tree
-from infbench.target.ready import Waiter, WaitProgress, probe_failure, refused_error
+from infbench.targets.pidfile import write_pid_file
+from infbench.targets.proctree import running, stop_tree
+from infbench.targets.ready import Waiter, WaitProgress, probe_failure, refused_error
 
 __all__ = [
     "FATAL_LOG_MARKERS",

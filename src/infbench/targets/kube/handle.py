@@ -5,7 +5,7 @@ start: create the manifests (if any), find the Service and the Deployment behind
 (given, a NodePort on a node's address, a LoadBalancer's ingress, or a ``kubectl
 port-forward``) and wait for the readiness probe through it. stop: end the watch and the
 port-forward, delete what was created. Faults and events go through :class:`ClusterFaults`,
-the ``supervisor`` of this target (``target/faults.py`` drives it).
+the ``supervisor`` of this target (``targets/faults.py`` drives it).
 
 A Service annotated ``infbench.dev/simulated: "true"`` (the tests' fake API server does it) is
 recorded as ``simulated`` in run.json's target: such figures come from local processes, never
@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from infbench.errors import TargetError
+from infbench.observe.cluster_watch import ClusterEvent, EventWatch, ready_pods
 from infbench.scenario.faults import Fault
 from infbench.scenario.kubernetes import KubernetesTarget
 from infbench.scenario.model import Readiness
-from infbench.target.base import TargetInfo
-from infbench.target.kube.access import find_url, start_port_forward
-from infbench.target.kube.api import Cluster, Json, labels_selector
-from infbench.target.kube.events import ClusterEvent, EventWatch, ready_pods
-from infbench.target.kube.manifests import KUBE_FILE, Applier, load_manifests
-from infbench.target.kube.pick import pick_pods
-from infbench.target.process import register_closer, wait_until_ready
-from infbench.target.ready import WaitProgress
+from infbench.targets.base import TargetInfo
+from infbench.targets.kube.access import find_url, start_port_forward
+from infbench.targets.kube.api import Cluster, Json, labels_selector
+from infbench.targets.kube.manifests import KUBE_FILE, Applier, load_manifests
+from infbench.targets.kube.pick import pick_pods
+from infbench.targets.process import register_closer, wait_until_ready
+from infbench.targets.ready import WaitProgress
 
 __all__ = ["ClusterFaults", "KubernetesHandle"]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from infbench.scenario.model import Target, UrlTarget
-from infbench.target.base import TargetInfo
-from infbench.target.process import wait_until_ready
-from infbench.target.ready import REFUSED_GRACE_S, WaitProgress, wait_until_accepting
+from infbench.targets.base import TargetInfo
+from infbench.targets.process import wait_until_ready
+from infbench.targets.ready import REFUSED_GRACE_S, WaitProgress, wait_until_accepting
 
 __all__ = ["UrlHandle", "refusal_grace"]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from infbench.errors import InputError
 from infbench.scenario.model import CommandTarget
-from infbench.target.base import TargetInfo
-from infbench.target.process import LaunchedProcess, free_port
-from infbench.target.ready import WaitProgress
-from infbench.target.supervise import SupervisedHandle, Supervisor
+from infbench.targets.base import TargetInfo
+from infbench.targets.process import LaunchedProcess, free_port
+from infbench.targets.ready import WaitProgress
+from infbench.targets.supervise import SupervisedHandle, Supervisor
 
 __all__ = ["CommandHandle"]
 

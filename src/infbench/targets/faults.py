@@ -22,7 +22,7 @@ from infbench.errors import ScenarioError, UsageError
 from infbench.scenario.faults import Fault
 from infbench.scenario.model import Scenario
 from infbench.schedule.arrivals import Schedule
-from infbench.target.supervise import Supervisor
+from infbench.targets.supervise import Supervisor
 
 __all__ = [
     "ClusterActions",

@@ -29,8 +29,8 @@ import psutil
 from infbench.errors import TargetError
 from infbench.scenario.faults import RestartPolicy
 from infbench.scenario.model import BentomlTarget, CommandTarget
-from infbench.target.process import LaunchedProcess, register_closer, wait_until_ready
-from infbench.target.ready import WaitProgress
+from infbench.targets.process import LaunchedProcess, register_closer, wait_until_ready
+from infbench.targets.ready import WaitProgress
 
 __all__ = ["MAX_RESTARTS", "Restart", "SupervisedHandle", "Supervisor"]
 

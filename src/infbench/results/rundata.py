@@ -22,8 +22,6 @@ import numpy as np
 import numpy.typing as npt
 
 from infbench.errors import ResultFormatError
-from infbench.recorder.percentile import bucket_percentiles
-from infbench.report.token_data import OutputTokens, read_output_tokens
 from infbench.results.hlog import (
     BucketGrid,
     MetricSeconds,
@@ -31,8 +29,10 @@ from infbench.results.hlog import (
     read_interval_log,
     union_grid,
 )
+from infbench.results.percentile import bucket_percentiles
 from infbench.results.rows import read_row_chunks
 from infbench.results.rundir import TIMESERIES_COLUMNS, RunResult, load_run
+from infbench.results.token_data import OutputTokens, read_output_tokens
 
 __all__ = ["Distribution", "PhaseWindow", "RunData", "load_run_data", "percentile_values"]
 

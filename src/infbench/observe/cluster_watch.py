@@ -22,10 +22,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from infbench.errors import TargetError
-from infbench.target.kube.api import Cluster, Json
+
+Json = dict[str, Any]
+
+
+class Cluster(Protocol):
+    """What the watch needs of the kubernetes target's API client (``targets/kube/api.py``)."""
+
+    namespace: str
+    core: Any
+    discovery: Any
+
+    def call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Json: ...
+
+    def watch(
+        self, method: Callable[..., Any], since: str, timeout_s: int, **kw: Any
+    ) -> Iterator[Json]: ...
+
 
 __all__ = ["ClusterEvent", "EventWatch", "endpoint_changes", "pod_changes", "ready_pods"]
 

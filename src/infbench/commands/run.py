@@ -7,21 +7,21 @@ from pathlib import Path
 from rich.console import Console
 
 from infbench.analysis.slo import parse_slo
-from infbench.load.calibrate import warn_if_over_capacity
+from infbench.commands.calibrate import warn_if_over_capacity
+from infbench.commands.repeat import aggregate_repetitions
 from infbench.load.priority import require_priority
+from infbench.observe.observer import Observer
 from infbench.report.console import LiveView, WaitView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience
 from infbench.results.rundir import ResultDir, free_space_warning, new_run_dir
 from infbench.run.measure import RunOutcome, execute
-from infbench.run.repeat import aggregate_repetitions
 from infbench.scenario.source import LoadedScenario, load_scenario
 from infbench.schedule.arrivals import Schedule, build_schedule
-from infbench.target.cleanup import clean_leftovers
-from infbench.target.factory import open_target
-from infbench.target.faults import check_faults
-from infbench.target.observe import Observer
-from infbench.target.pidfile import PID_FILE
+from infbench.targets.cleanup import clean_leftovers
+from infbench.targets.factory import open_target
+from infbench.targets.faults import check_faults
+from infbench.targets.pidfile import PID_FILE
 
 __all__ = ["run_scenario"]
 

@@ -1,1 +1,0 @@
-"""`infbench sweep` and `infbench calibrate`: many runs of one scenario and their summary."""
