@@ -88,7 +88,6 @@ def _measure(
         snapshots.mkdir(exist_ok=True)
         observer = Observer(target.process_pids, info.metrics_url, snapshots)
         with LiveView(console, schedule.total_duration_s, enabled=live) as view:
-            supervisor = getattr(target, "supervisor", None)  # launched targets only
             return execute(
                 loaded,
                 schedule,
@@ -96,7 +95,8 @@ def _measure(
                 info,
                 observer,
                 view.update,
-                supervisor=supervisor,
+                supervisor=target.supervisor,
+                events=target.events,
                 warnings=warnings,
             )
     finally:

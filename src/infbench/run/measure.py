@@ -42,9 +42,8 @@ from infbench.results.rundir import ResultDir, environment_record
 from infbench.scenario.secrets import redact_argv, redact_url
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
-from infbench.targets.base import Supervising, TargetInfo
-from infbench.targets.faults import ClusterActions, FaultInjector, first_measured_phase
-from infbench.targets.supervise import Supervisor
+from infbench.targets.base import EventStream, Supervising, TargetInfo
+from infbench.targets.faults import FaultInjector, first_measured_phase
 
 __all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_records"]
 
@@ -138,31 +137,31 @@ def _resilience(
     report: EngineReport,
     injector: FaultInjector | None,
     supervisor: Supervising | None,
+    events: EventStream | None,
 ) -> Resilience | None:
     """run.json's ``resilience`` when faults were injected or the server exited during the run;
     a kubernetes target's events also go to events.jsonl and explain each fault."""
     restarts = [r.to_json(report.t0_ns) for r in supervisor.restarts] if supervisor else []
-    events = _cluster_events(results, report, supervisor)
+    stamped = _cluster_events(results, report, events)
     if injector is None and not restarts:
         return None
     faults = [event.to_json(report.t0_ns) for event in injector.events] if injector else []
-    extra = {"events": events} if events is not None else {}
+    extra = {"events": stamped} if stamped is not None else {}
     try:
         rows = read_rows(results.file("requests.csv.gz"))
     except ResultFormatError as exc:  # never lose run.json over the analysis
         return Resilience({"faults": faults, "restarts": restarts, "error": str(exc), **extra})
     end_s = (report.end_ns - report.t0_ns) / 1e9
     section = resilience_section(faults, restarts, rows, end_s, report.phase_windows)
-    if events is not None:
-        explain_faults(section["faults"], events, end_s)
+    if stamped is not None:
+        explain_faults(section["faults"], stamped, end_s)
     return Resilience({**section, **extra})
 
 
 def _cluster_events(
-    results: ResultDir, report: EngineReport, supervisor: Supervising | None
+    results: ResultDir, report: EngineReport, events: EventStream | None
 ) -> list[dict[str, Any]] | None:
     """The cluster's events on the run's clock, written to events.jsonl; None: not a cluster."""
-    events = getattr(supervisor, "events", None)
     if events is None:
         return None
     stamped = [event.to_json(report.t0_ns) for event in events()]
@@ -233,6 +232,7 @@ def _measure(
     target: TargetInfo,
     hooks: _Hooks,
     supervisor: Supervising | None,
+    events: EventStream | None,
 ) -> _Measured:
     """Observers and supervisor on, the load, then everything stopped whatever happened."""
     observer, injector = hooks.observer, hooks.injector
@@ -250,7 +250,7 @@ def _measure(
             supervisor.unwatch()
         server = observer.stop() if observer is not None else None
     summary = ServerSummary.from_json(server) if server is not None else None
-    return _Measured(load, summary, _resilience(results, load.report, injector, supervisor))
+    return _Measured(load, summary, _resilience(results, load.report, injector, supervisor, events))
 
 
 def execute(
@@ -262,14 +262,15 @@ def execute(
     display: Callable[[IntervalStats, int, str], None] | None = None,
     *,
     supervisor: Supervising | None = None,
+    events: EventStream | None = None,
     warnings: list[str] | None = None,
 ) -> RunOutcome:
     """Run the load (with the scenario's faults when a supervisor is given), then finalize."""
     injector = None
-    if loaded.scenario.faults and isinstance(supervisor, Supervisor | ClusterActions):
+    if loaded.scenario.faults and supervisor is not None:
         injector = FaultInjector(loaded.scenario.faults, supervisor, first_measured_phase(schedule))
     hooks = _Hooks(results, observer, display, injector)
-    measured = _measure(loaded, schedule, results, target, hooks, supervisor)
+    measured = _measure(loaded, schedule, results, target, hooks, supervisor, events)
     run, slo = _run_record(loaded, schedule, results, target, measured, warnings or [])
     results.finalize(run)
     return RunOutcome(run=run, slo=slo, interrupted=measured.load.report.interrupted)

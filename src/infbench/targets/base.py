@@ -1,11 +1,27 @@
-"""The Target seam: start (or attach), wait until ready, report pids, stop without orphans."""
+"""The Target seam: start (or attach), wait until ready, report pids, stop without orphans.
+
+A target also says what the runner may act on while the load runs, as members rather than
+attributes the runner probes for: its ``supervisor`` (a launched server's, or a cluster's,
+that faults are done to and restarts come from) and its ``events`` (a cluster's event stream).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
-__all__ = ["Supervising", "TargetHandle", "TargetInfo"]
+from infbench.scenario.faults import Fault
+from infbench.targets.supervise import Supervisor
+
+__all__ = [
+    "ClusterActions",
+    "EventStream",
+    "Stamped",
+    "Supervising",
+    "TargetHandle",
+    "TargetInfo",
+]
 
 
 @dataclass
@@ -19,6 +35,34 @@ class TargetInfo:
     startup_s: float | None = None
     metrics_url: str | None = None
     config: dict[str, object] = field(default_factory=dict)
+
+
+class Stamped(Protocol):
+    """An instant of the run (a restart, a cluster event), written relative to its start."""
+
+    def to_json(self, t0_ns: int) -> dict[str, Any]: ...
+
+
+EventStream: TypeAlias = Callable[[], Sequence[Stamped]]
+"""The events seen so far, oldest first; called once the load is over."""
+
+
+class ClusterActions(Protocol):
+    """A cluster's supervisor: its faults go through the API server (targets/kube/handle.py);
+    watching is the cluster's own (its restarts are pods the cluster replaces)."""
+
+    @property
+    def restarts(self) -> Sequence[Stamped]: ...
+
+    def watch(self) -> None: ...
+    def unwatch(self) -> None: ...
+    def resume(self) -> None: ...
+    def delete_pods(self, fault: Fault, index: int) -> tuple[list[str], str | None]: ...
+    def scale(self, replicas: int) -> str | None: ...
+
+
+Supervising: TypeAlias = Supervisor | ClusterActions
+"""A launched server's supervisor (targets/supervise.py) or a cluster's."""
 
 
 class TargetHandle(Protocol):
@@ -35,15 +79,12 @@ class TargetHandle(Protocol):
 
     def stop(self) -> None: ...
 
-
-class Supervising(Protocol):
-    """What the runner needs of a target's supervisor while the load runs: a launched server's
-    (target/supervise.Supervisor) or a cluster's (target/kube/handle.ClusterFaults)."""
-
     @property
-    def restarts(self) -> list[Any]:  # each with ``to_json(t0_ns)``
+    def supervisor(self) -> Supervising | None:
+        """Faults are done to it and restarts come from it; None: an attached server."""
         ...
 
-    def watch(self) -> None: ...
-    def unwatch(self) -> None: ...
-    def resume(self) -> None: ...
+    @property
+    def events(self) -> EventStream | None:
+        """Read after ``start``: the cluster's events; None: the target has none."""
+        ...

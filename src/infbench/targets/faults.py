@@ -16,30 +16,21 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from infbench.errors import ScenarioError, UsageError
 from infbench.scenario.faults import Fault
 from infbench.scenario.model import Scenario
 from infbench.schedule.arrivals import Schedule
+from infbench.targets.base import ClusterActions, Supervising
 from infbench.targets.supervise import Supervisor
 
 __all__ = [
-    "ClusterActions",
     "FaultEvent",
     "FaultInjector",
     "check_faults",
     "first_measured_phase",
 ]
-
-
-@runtime_checkable
-class ClusterActions(Protocol):
-    """What a kubernetes target does for its faults (target/kube/handle.ClusterFaults)."""
-
-    def delete_pods(self, fault: Fault, index: int) -> tuple[list[str], str | None]: ...
-    def scale(self, replicas: int) -> str | None: ...
-    def resume(self) -> None: ...
 
 
 @dataclass
@@ -100,7 +91,7 @@ class FaultInjector:
     """Arm before the load; ``phase_started`` (an engine hook) fires the timeline."""
 
     def __init__(
-        self, faults: Sequence[Fault], supervisor: Supervisor | ClusterActions, first_phase: str
+        self, faults: Sequence[Fault], supervisor: Supervising, first_phase: str
     ) -> None:
         self.supervisor = supervisor
         self.first_phase = first_phase

@@ -231,6 +231,7 @@ class SupervisedHandle:
     base_url: str
     progress: WaitProgress | None  # heard during every wait, relaunches included
     supervisor: Supervisor
+    events: None = None  # a process has no event stream: its restarts say what happened
 
     def _wait_ready(self, process: LaunchedProcess) -> float:
         ready = self.spec.ready

@@ -32,6 +32,9 @@ class UrlHandle:
     (None: until ``ready.timeout``) fail the start: nothing listens there.
     """
 
+    supervisor: None = None  # not ours to fault or restart
+    events: None = None
+
     def __init__(
         self,
         spec: UrlTarget,

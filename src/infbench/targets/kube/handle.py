@@ -25,7 +25,7 @@ from infbench.observe.cluster_watch import ClusterEvent, EventWatch, ready_pods
 from infbench.scenario.faults import Fault
 from infbench.scenario.kubernetes import KubernetesTarget
 from infbench.scenario.model import Readiness
-from infbench.targets.base import TargetInfo
+from infbench.targets.base import EventStream, TargetInfo
 from infbench.targets.kube.access import find_url, start_port_forward
 from infbench.targets.kube.api import Cluster, Json, labels_selector
 from infbench.targets.kube.manifests import KUBE_FILE, Applier, load_manifests
@@ -210,6 +210,11 @@ class KubernetesHandle:
             return url, "port-forward"
         return find_url(cluster, service)
 
+    @property
+    def events(self) -> EventStream | None:
+        """The watch's events; None until ``start`` has found the pods."""
+        return self.supervisor.events if self.supervisor is not None else None
+
     def process_pids(self) -> list[int]:
         return []  # the pods' processes are the nodes', not this machine's
 
@@ -224,7 +229,6 @@ class KubernetesHandle:
             forward, self._forward = self._forward, None
         if supervisor is not None and supervisor.watch_events is not None:
             supervisor.watch_events.stop()
-            self._last_events = supervisor.events()
         if forward is not None:
             forward.stop()
         if applier is not None:
