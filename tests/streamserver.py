@@ -7,7 +7,12 @@ the first content chunk, then a content chunk every ``itl_s``, each carrying
 add the pathologies a client must survive: ``ping`` comments between chunks, ``split`` frames
 (each event written in two pieces, a moment apart), ``error_at`` (an error event instead of
 that chunk), ``cut_at`` (the connection closed before that chunk) and ``stall_at`` (silence
-from that chunk on).
+from that chunk on). The end of a stream: ``finish`` (the ``finish_reason`` chunk) and ``done``
+(``data: [DONE]``) can each be left out, the body still ending cleanly; ``runaway`` bytes
+(one ``data: `` line that never ends, written in 64 KiB pieces) come after the first content
+chunk. ``chunk_tokens`` gives each content chunk its own number of words (it overrides
+``chunks`` and ``tokens_per_chunk``), and ``continuous_usage`` puts the running usage on every
+content chunk, as vLLM's ``stream_options.continuous_usage_stats`` does.
 
     with StreamServer(ttft_s=0.06, itl_s=0.02, chunks=5, tokens_per_chunk=2) as srv:
         ... srv.url ...
@@ -38,6 +43,16 @@ class StreamKnobs:
     cut_at: int | None = None
     stall_at: int | None = None
     prompt_tokens: int = 7
+    finish: bool = True
+    done: bool = True
+    runaway: int = 0
+    chunk_tokens: tuple[int, ...] = ()
+    continuous_usage: bool = False
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        """Words (tokens) in each content chunk."""
+        return self.chunk_tokens or (self.tokens_per_chunk,) * self.chunks
 
 
 def _event(payload: Any) -> bytes:
@@ -124,7 +139,8 @@ class StreamServer:
         await asyncio.sleep(k.ttft_s)
         if k.role_chunk:
             await self._send(writer, _chunk({"role": "assistant", "content": ""}))
-        for index in range(k.chunks):
+        sent = 0
+        for index, count in enumerate(k.tokens):
             if index:
                 await asyncio.sleep(k.itl_s)
             if k.cut_at == index:
@@ -136,18 +152,46 @@ class StreamServer:
                 continue
             if k.ping:
                 await self._send(writer, b": ping\n\n")
-            words = " ".join(f"w{index}.{t}" for t in range(k.tokens_per_chunk))
-            await self._send(writer, _chunk({"content": words + " "}))
-        await self._send(writer, _chunk({}, finish="stop"))
+            sent += count
+            await self._send(writer, self._content(index, count, sent))
+            if index == 0 and k.runaway:
+                await self._runaway(writer, k.runaway)
+        await self._end(writer, sent)
+        return True
+
+    def _content(self, index: int, count: int, sent: int) -> bytes:
+        words = " ".join(f"w{index}.{t}" for t in range(count))
+        choice = {"index": 0, "delta": {"content": words + " "}, "finish_reason": None}
+        payload: dict[str, Any] = {"id": "c", "object": "chat.completion.chunk"}
+        payload["choices"] = [choice]
+        if self.knobs.continuous_usage:
+            payload["usage"] = self._usage(sent)
+        return _event(payload)
+
+    def _usage(self, completion: int) -> dict[str, int]:
+        prompt = self.knobs.prompt_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    async def _runaway(self, writer: asyncio.StreamWriter, size: int) -> None:
+        """``data: `` and ``size`` bytes without a line end, in 64 KiB chunks of the body."""
+        piece = b"x" * 65536
+        writer.write(b"6\r\ndata: \r\n")
+        for _ in range(size // len(piece)):
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+
+    async def _end(self, writer: asyncio.StreamWriter, completion: int) -> None:
+        k = self.knobs
+        if k.finish:
+            await self._send(writer, _chunk({}, finish="stop"))
         if k.usage:
-            completion = k.chunks * k.tokens_per_chunk
-            usage = {
-                "prompt_tokens": k.prompt_tokens,
-                "completion_tokens": completion,
-                "total_tokens": k.prompt_tokens + completion,
-            }
+            usage = self._usage(completion)
             await self._send(writer, _event({"id": "c", "choices": [], "usage": usage}))
-        await self._send(writer, b"data: [DONE]\n\n")
+        if k.done:
+            await self._send(writer, b"data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
-        return True

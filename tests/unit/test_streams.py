@@ -149,10 +149,20 @@ CASES: dict[str, tuple[Api, bytes, dict[str, Any]]] = {
         event(chat({"reasoning_content": "hmm"})) + event(chat({"reasoning": "so"})) + HELLO + DONE,
         {"chunks": 3, "error": None},
     ),
-    "missing [DONE] is reset": (
+    "a finish_reason then the end of the body is complete without [DONE]": (
         "openai-chat",
         ROLE + HELLO + WORLD + STOP + USAGE,
+        {"chunks": 2, "output_tokens": 2, "done": False, "error": None},
+    ),
+    "neither [DONE] nor a finish_reason is reset": (
+        "openai-chat",
+        ROLE + HELLO + WORLD + USAGE,
         {"chunks": 2, "output_tokens": 2, "done": False, "error": "reset"},
+    ),
+    "a finish_reason then a cut inside a frame is reset": (
+        "openai-chat",
+        ROLE + HELLO + STOP + USAGE[:30],
+        {"chunks": 1, "done": False, "error": "reset"},
     ),
     "cut inside a frame is reset": (
         "openai-chat",

@@ -110,7 +110,7 @@ class AiohttpSender:
         async for piece in response.content.iter_any():
             reader.feed(piece, monotonic_ns())
             total += len(piece)
-            if total > self._cap:
+            if total > self._cap or reader.cut:  # cut: a runaway line or event
                 response.close()
                 raise TooLarge(total)
         return total

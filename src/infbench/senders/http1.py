@@ -327,9 +327,13 @@ class Http1Connection(asyncio.Protocol):
             raise _Stop
 
     def on_body(self, body: bytes) -> None:
-        if self.reader is not None:
-            self.reader.feed(body, monotonic_ns())
+        reader = self.reader
         self.bytes_in += len(body)
+        if reader is not None:
+            reader.feed(body, monotonic_ns())
+            if reader.cut:  # a runaway line or event: dropped at its own, lower bound
+                self._fail("too_large")
+                raise _Stop
         if self.bytes_in > self.cap:
             self._fail("too_large")
             raise _Stop

@@ -1,6 +1,7 @@
 """The httpx sender: for HTTP/2 targets and users who want httpx (DESIGN §6).
 
-It behaves like the aiohttp sender so results do not depend on the client: no
+It behaves like the aiohttp sender so results do not depend on the client (a streamed answer
+is read piece by piece as httpx hands it over, raw, and stamped like theirs): no
 ``Accept-Encoding`` and no decoding (``bytes_in`` is wire bytes), no redirects, no proxies
 from the environment, the same body cap, and one deadline for the whole request. httpx's own
 timeouts are per operation (connect, each read, ...), so a server that trickles bytes would
@@ -20,7 +21,16 @@ from time import monotonic_ns
 import httpx
 
 from infbench.errors import UsageError
-from infbench.senders.base import USER_AGENT, SenderOptions, TooLarge, check_base_url, has_body
+from infbench.senders.base import (
+    USER_AGENT,
+    SenderOptions,
+    StreamReader,
+    TooLarge,
+    check_base_url,
+    has_body,
+    new_reader,
+    streamed_outcome,
+)
 from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["HttpxSender"]
@@ -41,12 +51,6 @@ class HttpxSender:
     name = "httpx"
 
     def __init__(self, options: SenderOptions) -> None:
-        if options.stream:
-            raise UsageError(
-                f"client.sender: httpx does not read streamed answers (request.api: "
-                f"{options.stream}); use client.sender: auto, fast or aiohttp",
-                hint="set client.sender: auto (or fast, or aiohttp for TLS)",
-            )
         if options.http2:
             try:
                 import h2  # noqa: F401  (httpx needs it for HTTP/2 and says so only at send)
@@ -100,7 +104,8 @@ class HttpxSender:
                 try:
                     first_byte_ns = monotonic_ns()
                     status = response.status_code
-                    bytes_in = await self._read(response)
+                    reader = new_reader(self.options)
+                    bytes_in = await self._read(response, reader)
                     done_ns = monotonic_ns()
                 finally:
                     # Closing an unfinished response (too large, timed out) drops its connection.
@@ -109,10 +114,13 @@ class HttpxSender:
             return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
         except (httpx.TransportError, OSError, asyncio.TimeoutError) as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
+        if reader is not None:
+            return streamed_outcome(reader, done_ns, first_byte_ns, status, bytes_in)
         return Outcome(done_ns, first_byte_ns, status, classify_status(status), bytes_in)
 
-    async def _read(self, response: httpx.Response) -> int:
-        """Read the raw body under the cap; returns its length in bytes."""
+    async def _read(self, response: httpx.Response, reader: StreamReader | None) -> int:
+        """Read the raw body under the cap, feeding a streamed answer's pieces to ``reader``
+        as they arrive, stamped; returns its length in bytes."""
         cap = self._cap
         length = _content_length(response.headers)
         if (
@@ -124,6 +132,10 @@ class HttpxSender:
         total = 0
         async for chunk in response.aiter_raw():
             total += len(chunk)
+            if reader is not None:
+                reader.feed(chunk, monotonic_ns())
+                if reader.cut:  # a runaway line or event
+                    raise TooLarge(total)
             if total > cap:
                 raise TooLarge(total)
         return total

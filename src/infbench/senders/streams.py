@@ -26,9 +26,15 @@ Errors (first one wins, later events still counted):
 - ``stream_error`` (new kind): an error reported inside a 200 stream, ``{"error": {...}}`` as
   vLLM and OpenAI send it (also ``"object": "error"`` and an ``event: error`` field). Neither
   ``http_5xx`` (the status was 200) nor ``protocol`` (the frame was well formed).
-- ``reset``: ``end()`` came before ``[DONE]``: the answer was cut short, the same failure the
-  user sees when the connection drops mid-body. An unterminated last event is discarded, as
-  the event-stream rules and the OpenAI client do, so a stream cut inside a frame is ``reset``.
+- ``reset``: ``end()`` came before the stream's end: the answer was cut short, the same failure
+  the user sees when the connection drops mid-body. The end is ``[DONE]``, or a clean end of
+  the body after a chunk with a ``finish_reason`` (the OpenAI client and vLLM's benchmark take
+  that as complete too). An unterminated last event is discarded, as the event-stream rules and
+  the OpenAI client do, so a stream cut inside a frame is ``reset``.
+- ``too_large``: one line or event grew past ``EVENT_MAX_BYTES`` (1 MiB) without its end: a
+  runaway event. ``cut`` turns True and the sender drops the answer there, long before the
+  response cap (``max_response_bytes``, 64 MiB by default) would. An unfinished line is kept as
+  a list of its pieces, joined once when its end comes, so a long line costs linear time.
 """
 
 from __future__ import annotations
@@ -41,11 +47,21 @@ from typing import Any, Literal
 
 from infbench.wire import ErrorKind
 
-__all__ = ["SseReader", "StreamTimes", "TextStreamReader", "TokensSource", "stream_times"]
+__all__ = [
+    "EVENT_MAX_BYTES",
+    "SseReader",
+    "StreamTimes",
+    "TextStreamReader",
+    "TokensSource",
+    "stream_times",
+]
 
 TokensSource = Literal["usage", "tokenizer", "chunks"]
 _decode = json.JSONDecoder().decode  # skips json.loads' per-call keyword and encoding checks
 _BAD_SHAPE = (ValueError, TypeError, AttributeError, IndexError, KeyError)
+# The longest line or event a stream may send: far above any real chunk (a vLLM chunk with 20
+# top logprobs is a few KiB), far below the response cap. Past it the answer is ``too_large``.
+EVENT_MAX_BYTES = 1024 * 1024
 
 
 class _Stream:
@@ -55,6 +71,7 @@ class _Stream:
         "_count_tokens",
         "_usage_output",
         "chunks",
+        "cut",
         "error",
         "first_token_ns",
         "gaps",
@@ -69,6 +86,7 @@ class _Stream:
         self.gaps: array[int] = array("q") if gaps is None else gaps
         self.input_tokens = 0  # usage.prompt_tokens; 0 when the server sent none
         self.error: ErrorKind | None = None
+        self.cut = False  # a line or event passed EVENT_MAX_BYTES: the sender drops the answer
         self._usage_output = -1  # usage.completion_tokens; -1 until a usage object came
         self._count_tokens = count_tokens
 
@@ -107,7 +125,10 @@ class _Stream:
 class SseReader(_Stream):
     """One request's OpenAI-compatible event stream. ``api`` picks where the text lies."""
 
-    __slots__ = ("_chat", "_cr", "_data", "_event", "_line", "_texts", "done")
+    __slots__ = (
+        "_chat", "_cr", "_data", "_event", "_held", "_more", "_partial", "_texts",
+        "done", "finished",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -117,17 +138,20 @@ class SseReader(_Stream):
     ) -> None:
         super().__init__(count_tokens, gaps)
         self.done = False  # [DONE] seen
+        self.finished = False  # a chunk with a finish_reason seen
         self._chat = api == "openai-chat"
-        self._line = b""  # an incomplete line carried to the next read
+        self._partial: list[bytes] = []  # the pieces of an incomplete line, joined at its end
+        self._held = 0  # their bytes
         self._cr = False  # the last read ended in CR: a leading LF next is the same line end
-        self._data: bytes | None = None  # the current event's data lines, joined by LF
+        self._data: bytes | None = None  # the current event's first data line
+        self._more: list[bytes] | None = None  # its further data lines (rare)
         self._event = b""
         # Kept only for a tokenizer; otherwise no text outlives its chunk.
         self._texts: list[str] | None = [] if count_tokens is not None else None
 
     def feed(self, data: bytes, now_ns: int) -> None:
         """Take one body piece received at ``now_ns``; complete events are handled at once."""
-        if not data:
+        if not data or self.cut:
             return
         if self._cr and data[0] == 10:  # the LF of a CRLF split across reads
             data = data[1:]
@@ -136,19 +160,60 @@ class SseReader(_Stream):
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
             self._cr = False
-        lines = (self._line + data if self._line else data).split(b"\n")
-        self._line = lines.pop()
+        if self._partial:
+            if 10 not in data:
+                self._hold(data)
+                return
+            self._partial.append(data)
+            data = b"".join(self._partial)  # once per line, however many reads it took
+            self._partial.clear()
+            self._held = 0
+        lines = data.split(b"\n")
+        rest = lines.pop()
         for line in lines:
             if not line:  # blank line: the event is complete
                 if self._data is not None:
-                    self._dispatch(self._data, now_ns)
+                    payload = self._data if self._more is None else self._joined()
                     self._data = None
+                    self._dispatch(payload, now_ns)
                 self._event = b""
             elif line[:5] == b"data:":
-                value = line[6:] if line[5:6] == b" " else line[5:]
-                self._data = value if self._data is None else self._data + b"\n" + value
+                self._add_data(line[6:] if line[5:6] == b" " else line[5:])
             elif line[0] != 58:  # not a ":" comment (ping)
                 self._field(line)
+        if rest:
+            self._hold(rest)
+
+    def _add_data(self, value: bytes) -> None:
+        if self._data is None:
+            self._data = value
+            if len(value) > EVENT_MAX_BYTES:
+                self._overflow()
+        else:  # a multi-line event: its lines are kept apart and joined once at its end
+            if self._more is None:
+                self._more = []
+            self._more.append(value)
+            if len(self._data) + sum(map(len, self._more)) > EVENT_MAX_BYTES:
+                self._overflow()
+
+    def _joined(self) -> bytes:
+        assert self._data is not None and self._more is not None
+        payload = b"\n".join([self._data, *self._more])
+        self._more = None
+        return payload
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep a piece of a line whose end has not come, up to the bound."""
+        self._partial.append(piece)
+        self._held += len(piece)
+        if self._held > EVENT_MAX_BYTES:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self.cut = True
+        self._fail("too_large")
+        self._partial.clear()
+        self._data = self._more = None
 
     def _field(self, line: bytes) -> None:
         name, _, value = line.partition(b":")
@@ -157,7 +222,7 @@ class SseReader(_Stream):
         if name == b"event":
             self._event = value
         elif name == b"data":  # "data" with no colon: an empty data line
-            self._data = value if self._data is None else self._data + b"\n" + value
+            self._add_data(value)
         # id and retry matter to a browser reconnecting, not to a measurement; others are ignored
 
     def _dispatch(self, payload: bytes, now_ns: int) -> None:
@@ -182,6 +247,8 @@ class SseReader(_Stream):
                     )
                 else:
                     text = choice.get("text")
+                if choice.get("finish_reason"):
+                    self.finished = True
                 if text:
                     if type(text) is not str:
                         raise TypeError(text)
@@ -206,8 +273,10 @@ class SseReader(_Stream):
             self.input_tokens = prompt
 
     def end(self) -> ErrorKind | None:
-        """The body ended: the request's error kind, ``reset`` when ``[DONE]`` never came."""
-        if not self.done:
+        """The body ended cleanly: the request's error kind, ``reset`` unless ``[DONE]`` came,
+        or a ``finish_reason`` with no event left unfinished after it."""
+        complete = self.finished and not self._partial and self._data is None
+        if not (self.done or complete):
             self._fail("reset")
         return self.error
 
