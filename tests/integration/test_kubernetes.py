@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("kubernetes", reason="the kubernetes client: pip install 'infbench[k8s]'")
+pytest.importorskip(
+    "kubernetes", reason="the kubernetes client: pip install -e '.[test]' (or '.[k8s]')"
+)
 
 from infbench.cli import app
 

@@ -152,7 +152,9 @@ workload:
 
 
 def test_a_local_tokenizer_counts_when_the_server_sends_no_usage(tmp_path: Path) -> None:
-    tokenizers = pytest.importorskip("tokenizers", reason="request.tokenizer needs tokenizers")
+    tokenizers = pytest.importorskip(
+        "tokenizers", reason="request.tokenizer needs tokenizers: pip install -e '.[test]'"
+    )
     words = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     words.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
     words.save(str(tmp_path / "tokenizer.json"))

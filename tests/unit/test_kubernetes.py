@@ -19,6 +19,8 @@ from infbench.targets.kube.manifests import load_manifests
 from infbench.targets.kube.pick import pick_pods
 
 ROOT = Path(__file__).parents[2]
+# validate checks a kubernetes target only with its client there to run it
+CLIENT = "the kubernetes client: pip install -e '.[test]' (or '.[k8s]')"
 
 BASE = """version: 1
 name: k8s
@@ -39,7 +41,7 @@ def validate(tmp_path: Path, text: str) -> tuple[int, str]:
 
 
 def test_the_bundled_resilience_scenario_is_valid(tmp_path: Path) -> None:
-    pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes", reason=CLIENT)
     path = ROOT / "scenarios" / "kubernetes" / "resilience.yaml"
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
@@ -58,7 +60,7 @@ def test_the_bundled_resilience_scenario_is_valid(tmp_path: Path) -> None:
     ],
 )
 def test_every_mistake_names_its_key(tmp_path: Path, extra: str, key: str) -> None:
-    pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes", reason=CLIENT)
     code, output = validate(tmp_path, BASE + extra + "\n")
     assert code == 2, output
     assert key in output
@@ -74,14 +76,14 @@ def test_every_mistake_names_its_key(tmp_path: Path, extra: str, key: str) -> No
     ],
 )
 def test_target_mistakes_name_their_key(tmp_path: Path, target: str, key: str) -> None:
-    pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes", reason=CLIENT)
     code, output = validate(tmp_path, BASE.replace("workload:", target + "workload:"))
     assert code == 2, output
     assert key in output
 
 
 def test_port_forward_is_refused_with_pod_faults_and_says_why(tmp_path: Path) -> None:
-    pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes", reason=CLIENT)
     text = BASE.replace("  url: http://127.0.0.1:30300\n", "  port_forward: true\n")
     code, output = validate(tmp_path, text + "faults: [{at: 2s, action: delete_pod}]\n")
     assert code == 2

@@ -206,7 +206,7 @@ SYN = CHAT + "  prompts:\n    synthetic: "
         (SYN + "{cuont: 3, input_tokens: 5}\n", r"request\.prompts\.synthetic\.cuont: unknown key"),
         (SYN + "{count: 3}\n", r"request\.prompts\.synthetic\.input_tokens: Field required"),
         (CHAT + "  prompts: {count: 3, input_tokens: 5}\n",
-         r"request\.prompts\.synthetic: Field required"),
+         r"request\.prompts\.count: unknown key"),
         (SYN + "{input_tokens: {mean: 0}}\n",
          r"request\.prompts\.synthetic\.input_tokens\.mean: .*greater than 0"),
         (SYN + "{input_tokens: 5, order: shuffled}\n",

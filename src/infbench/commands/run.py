@@ -22,6 +22,7 @@ from infbench.targets.cleanup import clean_leftovers
 from infbench.targets.factory import open_target
 from infbench.targets.faults import check_faults
 from infbench.targets.pidfile import PID_FILE
+from infbench.workload.sources import check_requests
 
 __all__ = ["run_scenario"]
 
@@ -44,6 +45,7 @@ def run_scenario(
     loaded = load_scenario(scenario_path, overrides)
     parse_slo(loaded.scenario.slo)  # a bad SLO fails now, before any load is sent
     schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
+    check_requests(loaded.scenario.request, loaded.base_dir, loaded.scenario.workload.seed, schedule)
     warn_if_over_capacity(loaded.scenario, schedule, console)
     check_faults(loaded.scenario, schedule, url)
     require_priority(loaded.scenario.client.priority)

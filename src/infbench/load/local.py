@@ -26,7 +26,7 @@ from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule, phase_at
 from infbench.senders import make_sender
 from infbench.senders.base import Sender, SenderOptions
-from infbench.workload.requests import RequestFactory
+from infbench.workload.sources import request_source
 from infbench.workload.tokenizer import load_token_counter
 
 __all__ = [
@@ -95,7 +95,9 @@ def run_local(
     engine = Engine(
         schedule,
         _new_sender(scenario, base_url, loaded.base_dir),
-        RequestFactory.from_scenario(scenario.request, loaded.base_dir, scenario.workload.seed),
+        request_source(
+            scenario.request, loaded.base_dir, scenario.workload.seed, schedule, seq_bases
+        ),
         StampBuffer(PipeSink(connection)),
         connections=scenario.client.connections,
         timeout_s=scenario.request.timeout,

@@ -41,6 +41,7 @@ __all__ = [
     "StepsArrival",
     "Target",
     "TraceArrival",
+    "TraceColumnNames",
     "UrlTarget",
     "Warmup",
     "Workload",
@@ -151,14 +152,35 @@ class StepsArrival(Model):
         return total / duration_s if duration_s > 0 else 0.0
 
 
+class TraceColumnNames(Model):
+    """Which CSV header or JSONL key holds each figure (DESIGN §5c); unset: the format's own."""
+
+    time: str | None = None
+    input: str | None = None
+    output: str | None = None
+    hash_ids: str | None = None
+
+
 class TraceArrival(Model):
-    """Replay timestamps from a CSV or JSONL file; ``scale`` 2 stretches time to half the rate."""
+    """Replay a trace's timestamps (and lengths, for ``request.prompts.from_trace``) from a
+    CSV or JSONL file; ``scale`` 2 stretches time to half the rate; ``start`` and ``window``
+    cut a slice (seconds of the trace, from its first timestamp)."""
 
     process: Literal["trace"]
     path: LocalPath
-    column: str = "timestamp"
-    unit: Literal["s", "ms", "us", "ns"] = "s"
+    format: Literal["auto", "csv", "jsonl", "mooncake", "azure", "burstgpt"] = "auto"
+    column: str | None = None  # shorthand for columns.time
+    columns: TraceColumnNames | None = None
+    unit: Literal["s", "ms", "us", "ns"] | None = None  # default: the format's (s; mooncake ms)
     scale: Annotated[float, Field(gt=0)] = 1.0
+    start: Annotated[Duration, Field(ge=0)] = 0.0
+    window: PositiveDuration | None = None
+
+    @model_validator(mode="after")
+    def _one_time_column(self) -> TraceArrival:
+        if self.column and self.columns and self.columns.time:
+            raise ValueError("give the time column once: `column` or `columns.time`")
+        return self
 
     def mean_rate(self, duration_s: float) -> float:
         return float("nan")  # known only once the file is read (see arrivals.trace_offsets)

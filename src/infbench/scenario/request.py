@@ -16,6 +16,7 @@ __all__ = [
     "Api",
     "Client",
     "Dataset",
+    "FromTrace",
     "Prompts",
     "RaySettings",
     "Request",
@@ -94,10 +95,25 @@ class SyntheticPrompts(Model):
         return self
 
 
-class Prompts(Model):
-    """Where the prompts come from when no dataset gives them."""
+class FromTrace(Model):
+    """Each arrival of a trace phase sends a prompt of its row's input length, built from
+    seeded blocks of ``block_tokens`` words, one per hash id of the row (equal ids, equal
+    words), and asks for its output length (DESIGN §5c)."""
 
-    synthetic: SyntheticPrompts
+    block_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 512
+
+
+class Prompts(Model):
+    """Where the prompts come from when no dataset gives them: generated, or sized by a trace."""
+
+    synthetic: SyntheticPrompts | None = None
+    from_trace: FromTrace | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Prompts:
+        if (self.synthetic is None) == (self.from_trace is None):
+            raise ValueError("give one of `synthetic` or `from_trace`")
+        return self
 
 
 # What the request speaks (DESIGN §5b): plain HTTP, or a streaming LLM endpoint whose body
@@ -200,9 +216,11 @@ class Request(Model):
             self._check_fixed_output()
 
     def _check_fixed_output(self) -> None:
-        if self.max_tokens is None and self.dataset is None:
+        from_trace = self.prompts is not None and self.prompts.from_trace is not None
+        if self.max_tokens is None and self.dataset is None and not from_trace:
             raise ValueError(
-                "`fixed_output` needs `max_tokens` (or dataset rows that carry their own)"
+                "`fixed_output` needs `max_tokens` (or dataset rows or a trace that carry their "
+                "own)"
             )
         clash = sorted({"min_tokens", "ignore_eos"} & set(self.params))
         if clash:

@@ -42,7 +42,14 @@ from infbench.scenario.model import (
     TraceArrival,
     Workload,
 )
-from infbench.schedule.traces import bad_trace, load_trace, trace_offsets
+from infbench.schedule.trace_formats import TraceColumns
+from infbench.schedule.traces import (
+    TraceRows,
+    bad_trace,
+    load_trace,
+    load_trace_rows,
+    trace_offsets,
+)
 
 __all__ = [
     "CLOSED_LOOP_BLOCK",
@@ -239,6 +246,8 @@ class PhasePlan:
     seed_seq: np.random.SeedSequence
     max_requests: int | None
     declared_rate: float
+    # A trace phase's rows, one per offset (lengths and block ids for from_trace prompts).
+    trace: TraceRows | None = None
 
     @property
     def scheduled(self) -> int:
@@ -283,16 +292,36 @@ def _open_offsets(arrival: Arrival, duration: float, rng: np.random.Generator) -
 
 def _trace_phase(
     arrival: TraceArrival, duration: float | None, base_dir: pathlib.Path
-) -> tuple[Offsets, float]:
-    """Offsets and duration; without one, duration = span·n/(n-1) (span plus one mean gap)."""
+) -> tuple[Offsets, float, TraceRows]:
+    """Offsets, duration and the rows kept. Rows at ``start`` + [0, window) seconds of the
+    trace (from its first timestamp) are kept, shifted to start at 0 and times ``scale``.
+    Without a duration: window·scale, else span·n/(n-1) (the span plus one mean gap)."""
     path = base_dir / pathlib.Path(arrival.path).expanduser()
-    offsets = trace_offsets(load_trace(path, arrival.column, arrival.unit), arrival.scale)
+    names = arrival.columns
+    columns = TraceColumns(
+        arrival.column or (names.time if names else None),
+        names.input if names else None,
+        names.output if names else None,
+        names.hash_ids if names else None,
+    )
+    rows = load_trace_rows(path, arrival.format, columns, arrival.unit)
+    relative = rows.times - rows.times[0]
+    end = arrival.start + arrival.window if arrival.window is not None else math.inf
+    window = (relative >= arrival.start) & (relative < end)
+    if not window.any():
+        what = f"no rows in the slice from start {arrival.start:g}s (window {arrival.window}s)"
+        raise bad_trace(path, None, what, "lower `arrival.start` or widen `arrival.window`")
+    rows = rows.take(window)
+    offsets = (relative[window] - arrival.start) * arrival.scale
+    if duration is None and arrival.window is not None:
+        duration = arrival.window * arrival.scale
     if duration is None:
         if offsets[-1] <= 0:
             what = "all timestamps are equal, so the trace has no length"
             raise bad_trace(path, None, what, "set `duration` on the phase")
         duration = float(offsets[-1]) * len(offsets) / (len(offsets) - 1)
-    return offsets[offsets < duration], duration
+    keep = offsets < duration
+    return offsets[keep], duration, rows.take(keep)
 
 
 def _plan(
@@ -306,8 +335,9 @@ def _plan(
 ) -> PhasePlan:
     closed = arrival if isinstance(arrival, ClosedArrival) else None
     offsets: Offsets | None = None
+    trace: TraceRows | None = None
     if isinstance(arrival, TraceArrival):
-        offsets, duration = _trace_phase(arrival, duration, base_dir)
+        offsets, duration, trace = _trace_phase(arrival, duration, base_dir)
         declared = len(offsets) / duration
     elif duration is None:
         raise ScenarioError(f"phase {name!r}: `duration` is required (e.g. duration: 30s)")
@@ -316,13 +346,16 @@ def _plan(
         if closed is None:
             offsets = _open_offsets(arrival, duration, np.random.default_rng(seed_seq))
     if offsets is not None:
-        offsets = offsets[:max_requests] if max_requests is not None else offsets
+        if max_requests is not None:
+            offsets = offsets[:max_requests]
+            trace = trace.take(slice(0, max_requests)) if trace is not None else None
         offsets.flags.writeable = False
     warmup = name == "warmup"
     process = arrival.process
     return PhasePlan(
-        name, index, warmup, process, duration, offsets, closed, seed_seq, max_requests, declared
-    )
+        name, index, warmup, process, duration, offsets, closed, seed_seq, max_requests, declared,
+        trace,
+    )  # fmt: skip
 
 
 def _warmup_arrival(workload: Workload, first: PhasePlan) -> Arrival:

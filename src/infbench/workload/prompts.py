@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from infbench.scenario.request import SyntheticPrompts, TokenCount
 
-__all__ = ["VOCABULARY", "draw_tokens", "synthetic_rows"]
+__all__ = ["VOCABULARY", "draw_tokens", "random_words", "synthetic_rows"]
 
 # The first few hundred of the most frequent English words (the Fry list): single tokens.
 _FRY_WORDS = """
@@ -61,7 +61,8 @@ def draw_tokens(setting: TokenCount, rng: np.random.Generator, size: int) -> npt
     return np.clip(drawn, setting.min, upper).astype(np.int64)
 
 
-def _words(rng: np.random.Generator, n: int) -> str:
+def random_words(rng: np.random.Generator, n: int) -> str:
+    """``n`` words of the vocabulary, space-separated (about ``n`` tokens)."""
     return " ".join(_WORDS[rng.integers(0, len(_WORDS), size=n)].tolist())
 
 
@@ -77,11 +78,13 @@ def synthetic_rows(spec: SyntheticPrompts, seed: int) -> list[dict[str, Any]]:
     prefix_tokens = shared.prefix_tokens if shared is not None else 0
     prefixes = [""]  # one group, no prefix
     if shared is not None:
-        prefixes = [_words(rngs[_PREFIXES], prefix_tokens) + " " for _ in range(shared.groups)]
+        prefixes = [
+            random_words(rngs[_PREFIXES], prefix_tokens) + " " for _ in range(shared.groups)
+        ]
     rows: list[dict[str, Any]] = []
     for index, length in enumerate(lengths):
         group = index % len(prefixes)
-        text = prefixes[group] + _words(rngs[_OWN], length)
+        text = prefixes[group] + random_words(rngs[_OWN], length)
         row: dict[str, Any] = {"prompt": text, "text": text, "input_tokens": prefix_tokens + length}
         if shared is not None:
             row["group"] = group

@@ -30,7 +30,7 @@ from infbench.wire import PreparedRequest
 from infbench.workload.llm import RowError, openai_body
 from infbench.workload.prompts import synthetic_rows
 
-__all__ = ["RequestFactory", "encode_path", "load_rows"]
+__all__ = ["RequestFactory", "encode_path", "load_rows", "render_row"]
 
 Row = Mapping[str, Any]
 Order = Literal["random", "sequential"]
@@ -71,7 +71,7 @@ class RequestFactory:
     @classmethod
     def from_scenario(cls, request: Request, base_dir: Path, seed: int) -> RequestFactory:
         """Read the dataset or generate the prompts (if any); pre-render one request per row."""
-        if request.prompts is not None:
+        if request.prompts is not None and request.prompts.synthetic is not None:
             synthetic = request.prompts.synthetic
             rows, source, order = synthetic_rows(synthetic, seed), _SYNTHETIC, synthetic.order
         elif request.dataset is not None:
@@ -204,6 +204,11 @@ def _render(
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
     return PreparedRequest(request.method, path, tuple(headers), body)
+
+
+def render_row(request: Request, row: Row, source: str, index: int, seed: int) -> PreparedRequest:
+    """One row rendered into a request; errors name ``source`` (a file) and the row."""
+    return _render(request, row, source, index, seed)
 
 
 def _openai_where(request: Request) -> str:

@@ -97,7 +97,7 @@ class Generator:
 
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
-            "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+            "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call, unused-ignore]
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
         }
