@@ -45,7 +45,8 @@ def run_scenario(
     loaded = load_scenario(scenario_path, overrides)
     parse_slo(loaded.scenario.slo)  # a bad SLO fails now, before any load is sent
     schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
-    check_requests(loaded.scenario.request, loaded.base_dir, loaded.scenario.workload.seed, schedule)
+    scenario = loaded.scenario
+    check_requests(scenario.request, loaded.base_dir, scenario.workload.seed, schedule)
     warn_if_over_capacity(loaded.scenario, schedule, console)
     check_faults(loaded.scenario, schedule, url)
     require_priority(loaded.scenario.client.priority)
