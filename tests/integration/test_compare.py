@@ -107,7 +107,7 @@ def test_a_slower_candidate_exits_1_naming_the_rule() -> None:
     code, output = cli(str(GOLDEN / "base"), str(GOLDEN / "cand-slow"), "--fail-on", "p99=+10%")
     assert code == 1, output
     assert "gate failed: 2 of 2 rule checks" in output
-    assert "steady: p99=+10%: 29.12ms → 34.62ms (+18.9%, significant): FAILED" in output
+    assert "steady: p99=+10%: 29.12 ms → 34.62 ms (+18.9%, significant): FAILED" in output
 
 
 def test_gate_file_and_junit(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from fakeserver import FakeServer
 from infbench.cli import app
+from infbench.figure_format import format_figure
 
 runner = CliRunner()
 
@@ -94,7 +95,7 @@ def test_find_max_brackets_a_capacity(tmp_path: Path, fake_server: FakeServer) -
     assert "capacity lies in" in output
     # the answer is kept with the table, not only printed
     summary = (Path(doc["sweep_dir"]) / "summary.md").read_text()
-    assert f"the capacity lies in [{result['max_rate']:,.3f}" in summary
+    assert f"the capacity lies in [{format_figure(result['max_rate'], digits=4)}" in summary
 
 
 def test_grid_compares_each_point_with_the_first(tmp_path: Path, fake_server: FakeServer) -> None:

@@ -203,12 +203,12 @@ def test_rules_apply_to_every_shared_phase_and_say_why() -> None:
     rows = (row("p99", 20.0, 20.2), row("p99", 30.0, 40.0, phase_name="ramp"))
     results = check_comparison([CompareRule("p99", "relative", 0.1, "p99=+10%")], comparison(*rows))
     assert [r.passed for r in results] == [True, False]
-    assert results[1].message == "ramp: p99=+10%: 30.00ms → 40.00ms (+33.3%, significant): FAILED"
+    assert results[1].message == "ramp: p99=+10%: 30.00 ms → 40.00 ms (+33.3%, significant): FAILED"
 
 
 def test_metric_formats() -> None:
-    assert COMPARE_METRICS["p99"].format(0.5321) == "0.532ms"
-    assert COMPARE_METRICS["p99"].format(1234.5) == "1,234ms"
+    assert COMPARE_METRICS["p99"].format(0.5321) == "532.1 µs"  # the unit adapts
+    assert COMPARE_METRICS["p99"].format(1234.5) == "1.234 s"
     assert COMPARE_METRICS["achieved_rps"].format(143.75) == "143.8/s"
     assert COMPARE_METRICS["error_rate"].format(0.0123) == "1.23%"
     assert COMPARE_METRICS["error_rate"].format_change(0.001) == "+0.10pp"

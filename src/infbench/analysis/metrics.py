@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from infbench.figure_format import Unit, format_figure
 from infbench.results.records import PhaseSummary, RunRecord
 
 __all__ = [
@@ -76,6 +77,9 @@ SERVER_METRICS: dict[str, str] = {
 }
 
 
+_FIGURE_UNITS: dict[str, Unit] = {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """A compared metric: its unit, which way is better, and how a change is measured.
@@ -90,14 +94,10 @@ class MetricSpec:
     absolute: bool = False
 
     def format(self, value: float | None) -> str:
-        """Four significant digits, never finer than a thousandth (a microsecond in ms)."""
-        if value is None or not math.isfinite(value):
-            return "–"
+        """Four significant digits (a compare tells 19.98 from 20.00), the unit adapted."""
         if self.absolute:
-            return f"{value * 100:.2f}%"  # error_rate is stored as a fraction
-        magnitude = math.floor(math.log10(abs(value))) if value else 0
-        text = f"{value:,.{min(3, max(0, 3 - magnitude))}f}"
-        return text + {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}[self.unit]
+            return format_figure(value, "fraction")  # error_rate is stored as a fraction
+        return format_figure(value, _FIGURE_UNITS[self.unit], digits=4)
 
     def format_change(self, change: float | None) -> str:
         if change is None or not math.isfinite(change):

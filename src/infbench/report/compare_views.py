@@ -9,15 +9,14 @@ import json
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from infbench.compare.comparison import Comparison, MetricComparison
 from infbench.compare.gate import CompareRule, CompareRuleResult
+from infbench.report.tables import Column, Grid, fit
 
 __all__ = [
     "JSON_FORMAT_VERSION",
@@ -61,7 +60,7 @@ def _ci(row: MetricComparison) -> str:
         return "–"
     lo, hi = (row.spec.format_change(bound) for bound in row.ci)
     unit = "pp" if row.spec.absolute else "%"
-    return f"{lo.removesuffix(unit)} … {hi}"
+    return f"{lo.removesuffix(unit)} to {hi}"  # words, not "…": an ellipsis reads as a cut
 
 
 def format_p(p: float | None) -> str:
@@ -117,7 +116,7 @@ _COLUMNS: tuple[tuple[str, int], ...] = (
     ("base", 8),
     ("cand", 8),
     ("delta", 7),
-    ("95% CI", 15),
+    ("95% CI", 16),
     ("p", 6),
     ("verdict", 7),
 )
@@ -129,21 +128,17 @@ def _n_text(comparison: Comparison, row: MetricComparison) -> str:
     return f"{row.n[0]} s vs {row.n[1]} s of intervals"
 
 
-def _phase_table(comparison: Comparison, rows: list[MetricComparison]) -> Table:
-    table = Table(
-        title=Text.assemble((rows[0].phase, "bold"), f"  ({_n_text(comparison, rows[0])})"),
-        box=box.SIMPLE_HEAD,
-        title_justify="left",
-        pad_edge=False,
-        collapse_padding=True,
+def _phase_grid(comparison: Comparison, rows: list[MetricComparison]) -> Grid:
+    title = Text.assemble((rows[0].phase, "bold"), f"  ({_n_text(comparison, rows[0])})")
+    columns = tuple(
+        Column(name, "left" if name in ("metric", "verdict") else "right", width)
+        for name, width in _COLUMNS
     )
-    for name, width in _COLUMNS:
-        justify: Literal["left", "right"] = "left" if name in ("metric", "verdict") else "right"
-        table.add_column(name, justify=justify, no_wrap=True, min_width=width)
+    grid = Grid(title, columns)
     for row in rows:
         verdict = Text(row.verdict, style=_STYLES[row.verdict])
-        table.add_row(row.metric, *_cells(row)[:4], format_p(row.p_value), verdict)
-    return table
+        grid.add_row(row.metric, *_cells(row)[:4], format_p(row.p_value), verdict)
+    return grid
 
 
 def print_table(comparison: Comparison, console: Console, gate: GateResults = None) -> None:
@@ -152,7 +147,8 @@ def print_table(comparison: Comparison, console: Console, gate: GateResults = No
     for phase in comparison.phases:
         rows = [row for row in comparison.rows if row.phase == phase]
         if rows:
-            console.print(_phase_table(comparison, rows))
+            for table in fit(console, _phase_grid(comparison, rows)):
+                console.print(table)
     console.print(Text(_tally(comparison), style="bold"))
     console.print(Text(_method(comparison), style="dim"))
     for warning in comparison.warnings:
@@ -164,14 +160,15 @@ def print_table(comparison: Comparison, console: Console, gate: GateResults = No
 def _print_gate(results: Sequence[CompareRuleResult], console: Console) -> None:
     failed = any(not r.passed for r in results)
     console.print(Text(_gate_summary(results), style="bold red" if failed else "bold green"))
-    table = Table(box=None, show_header=False)
-    for justify in ("left", "left", "left", "right", "right", "left"):
-        table.add_column(justify=justify, no_wrap=True)
+    columns = (*(Column(h, "left") for h in ("result", "phase", "rule")),
+               Column("base → cand"), Column("change"), Column("basis", "left"))  # fmt: skip
+    grid = Grid(None, columns, show_header=False)
     for result in results:
         phase, rule, base, cand, change, basis, verdict = _gate_cells(result)
         style = "bold red" if not result.passed else "green"
-        table.add_row(Text(verdict, style=style), phase, rule, f"{base} → {cand}", change, basis)
-    console.print(table)
+        grid.add_row(Text(verdict, style=style), phase, rule, f"{base} → {cand}", change, basis)
+    for table in fit(console, grid):
+        console.print(table)
 
 
 # --- markdown --------------------------------------------------------------------------------

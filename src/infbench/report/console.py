@@ -1,4 +1,4 @@
-"""Console views: the live display during a run and the per-phase table after it."""
+"""Console views: the live display during a run and the per-phase tables after it."""
 
 from __future__ import annotations
 
@@ -9,25 +9,18 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.status import Status
-from rich.table import Table
 from rich.text import Text
 
 from infbench.analysis.slo import RuleResult
+from infbench.figure_format import format_figure
 from infbench.recorder.recorder import IntervalStats
+from infbench.report.tables import Grid, fit, new_grid
 from infbench.results.records import RunRecord, ServerPhase
 
 if TYPE_CHECKING:
     from infbench.targets.ready import WaitStatus  # the report views need no HTTP client
 
-__all__ = ["LiveView", "WaitView", "phase_tables", "print_run"]
-
-
-def _num(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
+__all__ = ["LiveView", "WaitView", "phase_grids", "print_run"]
 
 
 class LiveView:
@@ -73,7 +66,8 @@ class LiveView:
                 f" {elapsed:>6.0f}/{self.total_s:.0f}s",
                 f"  offered {offered:>8.1f}/s  achieved {achieved:>8.1f}/s",
                 f"  in flight {in_flight:>5}",
-                f"  p50 {_num(stats.latency_p50_ms, 2)} ms  p99 {_num(stats.latency_p99_ms, 2)} ms",
+                f"  p50 {format_figure(stats.latency_p50_ms, 'ms')}",
+                f"  p99 {format_figure(stats.latency_p99_ms, 'ms')}",
                 ("  errors " + f"{self._errors:,}", "red" if self._errors else "green"),
                 no_wrap=False,
                 overflow="fold",
@@ -127,72 +121,71 @@ class WaitView:
                 self._next_line_s = status.waited_s + self.every_s
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for index, header in enumerate(columns):
-        table.add_column(header, justify="left" if index == 0 else "right")
-    return table
+def phase_grids(run: RunRecord) -> list[Grid]:
+    """Per phase: the traffic (counts and rates), the latency, tokens and the server when measured.
 
-
-def phase_tables(run: RunRecord) -> list[Table]:
-    """Per phase: the traffic (counts and rates), the latency (ms), and the server when measured.
-
-    Three narrow tables rather than one wide one, so they fit an 80-column terminal or CI log.
+    Narrow tables rather than one wide one; ``print_run`` fits each to the terminal. A view of
+    another module joins with one call line here, returning a Grid (or None: nothing to show).
     """
-    traffic = _table(
+    grids = [_traffic_grid(run), _latency_grid(run), _tokens_grid(run), _server_grid(run)]
+    return [grid for grid in grids if grid is not None]
+
+
+def _traffic_grid(run: RunRecord) -> Grid:
+    grid = new_grid(
         f"{run.scenario.name}: {run.status}",
         ("phase", "process", "requests", "ok", "errors", "offered/s", "achieved/s", "good/s"),
+        left=2,
     )
-    latency = _table(
-        "latency (ms, from intended send time)",
+    for phase in run.phases:
+        grid.add_row(
+            phase.name,
+            phase.process,
+            format_figure(phase.requests, "count"),
+            format_figure(phase.ok, "count"),
+            Text(format_figure(phase.failed, "count"), style="red" if phase.failed else ""),
+            *(format_figure(v) for v in (phase.offered_rps, phase.achieved_rps, phase.goodput_rps)),
+        )
+    return grid
+
+
+def _latency_grid(run: RunRecord) -> Grid:
+    grid = new_grid(
+        "latency (from intended send time)",
         ("phase", "p50", "p90", "p99", "p99.9", "max", "svc p50", "svc p99", "lag p99"),
     )
     for phase in run.phases:
-        traffic.add_row(
-            phase.name,
-            phase.process,
-            _num(phase.requests),
-            _num(phase.ok),
-            Text(_num(phase.failed), style="red" if phase.failed else ""),
-            _num(phase.offered_rps),
-            _num(phase.achieved_rps),
-            _num(phase.goodput_rps),
-        )
         lat, svc = phase.latency_ms, phase.service_ms
-        latency.add_row(
-            phase.name,
-            *(_num(v, 1) for v in (lat.p50, lat.p90, lat.p99, lat.p999, lat.max)),
-            _num(svc.p50, 1),
-            _num(svc.p99, 1),
-            _num(phase.lag_ms.p99, 2),
-        )
-    tokens = _tokens_table(run)
-    server = _server_table(run)
-    return [traffic, latency] + [t for t in (tokens, server) if t is not None]
+        figures = (lat.p50, lat.p90, lat.p99, lat.p999, lat.max, svc.p50, svc.p99, phase.lag_ms.p99)
+        grid.add_row(phase.name, *(format_figure(v, "ms") for v in figures))
+    return grid
 
 
-def _tokens_table(run: RunRecord) -> Table | None:
+def _tokens_grid(run: RunRecord) -> Grid | None:
     """Streamed phases (DESIGN §5b): time to first token, time per output token, tokens/s."""
     streamed = [p for p in run.phases if p.ttft_ms is not None]
     if not streamed:
         return None
-    table = _table(
-        "tokens (ms; TTFT from intended send time)",
+    grid = new_grid(
+        "tokens (TTFT from intended send time)",
         ("phase", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p99", "tok/s", "out tokens"),
     )
     for phase in streamed:
         ttft, tpot, itl = phase.ttft_ms, phase.tpot_ms, phase.itl_ms
-        table.add_row(
-            phase.name,
-            _num(ttft.p50 if ttft else None, 1),
-            _num(ttft.p99 if ttft else None, 1),
-            _num(tpot.p50 if tpot else None, 2),
-            _num(tpot.p99 if tpot else None, 2),
-            _num(itl.p99 if itl else None, 2),
-            _num(phase.output_tps),
-            _num(phase.output_tokens),
+        times = (
+            ttft.p50 if ttft else None,
+            ttft.p99 if ttft else None,
+            tpot.p50 if tpot else None,
+            tpot.p99 if tpot else None,
+            itl.p99 if itl else None,
         )
-    return table
+        grid.add_row(
+            phase.name,
+            *(format_figure(v, "ms") for v in times),
+            format_figure(phase.output_tps),
+            format_figure(phase.output_tokens, "count"),
+        )
+    return grid
 
 
 def _server_figures(figures: ServerPhase) -> tuple[float | None, ...]:
@@ -205,21 +198,26 @@ def _server_figures(figures: ServerPhase) -> tuple[float | None, ...]:
     )
 
 
-def _server_table(run: RunRecord) -> Table | None:
+def _server_grid(run: RunRecord) -> Grid | None:
     """None when nothing was measured (an attached URL without /metrics has nothing to show)."""
     server = run.server.phases if run.server is not None else {}
     if not any(v is not None for figures in server.values() for v in _server_figures(figures)):
         return None
-    table = _table("server", ("phase", "srv p50 ms", "srv p99 ms", "batch", "CPU %", "RSS MB"))
+    grid = new_grid("server", ("phase", "srv p50", "srv p99", "batch", "CPU %", "RSS MB"))
     for phase in run.phases:
         p50, p99, batch, cpu, rss = _server_figures(server.get(phase.name, ServerPhase()))
-        table.add_row(phase.name, _num(p50, 2), _num(p99, 2), _num(batch, 2), _num(cpu), _num(rss))
-    return table
+        grid.add_row(
+            phase.name,
+            format_figure(p50, "ms"),
+            format_figure(p99, "ms"),
+            *(format_figure(v) for v in (batch, cpu, rss)),
+        )
+    return grid
 
 
 def print_run(console: Console, run: RunRecord, slo: list[RuleResult]) -> None:
     """Table, validity verdict with its reasons, SLO results, and where the files are."""
-    parts: list[Any] = [*phase_tables(run)]
+    parts: list[Any] = [table for grid in phase_grids(run) for table in fit(console, grid)]
     if run.errors_by_kind:
         kinds = ", ".join(f"{kind} {n:,}" for kind, n in run.errors_by_kind.items())
         parts.append(Text(f"errors: {kinds}", style="red"))

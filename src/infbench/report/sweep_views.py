@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 
 from infbench.analysis.metrics import COMPARE_METRICS
 from infbench.analysis.slo import Rule
+from infbench.figure_format import MISSING, format_figure
+from infbench.report.tables import fit, new_grid
 
 if TYPE_CHECKING:
     from infbench.analysis.search import LevelVerdict, SearchResult
@@ -35,26 +36,21 @@ __all__ = [
 PLOT_FILE = "latency-vs-load.png"
 GRID_METRICS = ("p50", "p99", "achieved_rps", "error_rate")
 _LATENCY_RULES = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
-_LEVEL_COLUMNS = ("rate/s", "achieved/s", "p50 ms", "p99 ms", "errors", "valid")
+_LEVEL_COLUMNS = ("rate/s", "achieved/s", "p50", "p99", "errors", "valid")
 
 
-def _num(value: Any, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:,.{digits}f}"
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{value * 100:.2f}%"
+def _rate(value: Any) -> str:
+    """An offered or capacity rate, to four significant digits (153.7, 38,050)."""
+    return format_figure(value, digits=4)
 
 
 def _level_cells(level: dict[str, Any]) -> list[str]:
     return [
-        f"{level['rate']:.4g}" if level.get("rate") is not None else "–",
-        _num(level.get("achieved_rps"), 2),
-        _num(level.get("p50_ms")),
-        _num(level.get("p99_ms")),
-        _pct(level.get("error_rate")),
+        f"{level['rate']:.4g}" if level.get("rate") is not None else MISSING,  # as it was asked
+        format_figure(level.get("achieved_rps")),
+        format_figure(level.get("p50_ms"), "ms"),
+        format_figure(level.get("p99_ms"), "ms"),
+        format_figure(level.get("error_rate"), "fraction"),
         "yes" if level.get("valid") else "NO",
     ]
 
@@ -65,11 +61,11 @@ def _interval(estimate: dict[str, Any]) -> str:
         return f"{estimate['metric']} ?"  # too few values beyond the percentile to tell
     if estimate["metric"] == "error_rate":
         return f"errors {low * 100:.3g}–{high * 100:.3g}%"
-    return f"{estimate['metric']} {low:.4g}–{high:.4g}ms"
+    return f"{estimate['metric']} {format_figure(low, 'ms')}–{format_figure(high, 'ms')}"
 
 
 def _verdict_text(level: dict[str, Any]) -> str:
-    """``pass ×2  p99 41.2–52.0ms errors 0–0.9%``; a ``?`` marks an uncertain verdict."""
+    """``pass ×2  p99 41.2 ms–52.0 ms errors 0–0.9%``; a ``?`` marks an uncertain verdict."""
     verdict = level.get("verdict")
     if not verdict:
         return ""
@@ -78,21 +74,36 @@ def _verdict_text(level: dict[str, Any]) -> str:
     return f"{text} ×{len(level.get('runs', []))}  {intervals}"
 
 
+_LEVEL_WIDTHS = (7, 10, 8, 8, 7, 5)
+
+
 def print_levels(
     console: Console, levels: list[dict[str, Any]], header: bool, rules: list[Rule] | None = None
 ) -> None:
-    """One fixed-width line per level as it finishes (a table would wait for the last)."""
-    widths = (9, 11, 10, 10, 8, 6)
-    if header:
+    """One fixed-width line per level as it finishes (a table would wait for the last); on a
+    terminal too narrow for the line, the level as a table folded to fit. The verdict follows
+    on its own line when the two do not fit one, never broken."""
+    fixed = sum(_LEVEL_WIDTHS) + 2 * (len(_LEVEL_WIDTHS) - 1) <= console.width
+    if header and fixed:
         names = [*_LEVEL_COLUMNS, "verdict ×runs, 95% CI"] if rules else list(_LEVEL_COLUMNS)
-        console.print(
-            "  ".join(n.rjust(w) for n, w in zip(names, (*widths, 0), strict=False)),
-            style="bold",
-            highlight=False,
-        )
+        widths = (*_LEVEL_WIDTHS, 0)
+        line = "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=False))
+        console.print(line, style="bold", highlight=False, soft_wrap=True)
     for level in levels:
-        cells = [c.rjust(w) for c, w in zip(_level_cells(level), widths, strict=True)]
-        console.print("  ".join([*cells, _verdict_text(level)]).rstrip(), highlight=False)
+        cells = _level_cells(level)
+        verdict = _verdict_text(level)
+        if fixed:
+            line = "  ".join(c.rjust(w) for c, w in zip(cells, _LEVEL_WIDTHS, strict=True))
+            if verdict and len(line) + 2 + len(verdict) <= console.width:
+                line, verdict = f"{line}  {verdict}", ""
+            console.print(line, highlight=False, soft_wrap=True)
+        else:
+            grid = new_grid(None, _LEVEL_COLUMNS)
+            grid.add_row(*cells)
+            for table in fit(console, grid):
+                console.print(table)
+        if verdict:
+            console.print(f"  {verdict}", highlight=False, soft_wrap=True)
 
 
 def grid_rows(comparison: Comparison) -> list[dict[str, Any]]:
@@ -121,9 +132,10 @@ def _grid_cell(row: dict[str, Any]) -> str:
 def _grid_cells(point: dict[str, Any], level: dict[str, Any]) -> list[str]:
     """The point's figures; beside them, for points after the first, change and verdict."""
     compared = {r["metric"]: r for r in point.get("comparison", []) if r["phase"] == level["phase"]}
-    own = {"p50": _num(level["p50_ms"]) + "ms", "p99": _num(level["p99_ms"]) + "ms",
-           "achieved_rps": _num(level["achieved_rps"], 2) + "/s",
-           "error_rate": _pct(level["error_rate"])}  # fmt: skip
+    own = {"p50": format_figure(level["p50_ms"], "ms", 4),
+           "p99": format_figure(level["p99_ms"], "ms", 4),
+           "achieved_rps": format_figure(level["achieved_rps"], "/s", 4),
+           "error_rate": format_figure(level["error_rate"], "fraction")}  # fmt: skip
     return [_grid_cell(compared[m]) if m in compared else own[m] for m in GRID_METRICS]
 
 
@@ -131,14 +143,13 @@ def print_grid(console: Console, points: list[dict[str, Any]]) -> None:
     if not points:
         return
     for point in points:
-        console.print(f"point {point['point']}: {point['label']}", highlight=False)
-    table = Table(title="grid: each point against point 1", title_justify="left")
-    for column in ("point", "phase", *GRID_METRICS):
-        table.add_column(column, justify="right" if column in GRID_METRICS else "left")
+        console.print(f"point {point['point']}: {point['label']}", highlight=False, soft_wrap=True)
+    grid = new_grid("grid: each point against point 1", ("point", "phase", *GRID_METRICS), keys=2)
     for point in points:
         for level in point["phases"]:
-            table.add_row(str(point["point"]), level["phase"], *_grid_cells(point, level))
-    console.print(table)
+            grid.add_row(str(point["point"]), level["phase"], *_grid_cells(point, level))
+    for table in fit(console, grid):
+        console.print(table)
     console.print("verdicts: better / worse / ~ (no significant change beyond noise)", style="dim")
 
 
@@ -150,13 +161,13 @@ def result_text(doc: dict[str, Any]) -> str | None:
     low, high = result["interval"]
     slo = ", ".join(f"{r['metric']} ≤ {r['threshold']}" for r in doc.get("slo", []))
     if low is None:
-        text = f"no tested rate met the SLO ({slo}); the lowest failing was {_num(high, 3)}/s"
+        text = f"no tested rate met the SLO ({slo}); the lowest failing was {_rate(high)}/s"
     elif high is None:
-        text = f"every tested rate met the SLO ({slo}); capacity is at least {_num(low, 3)}/s"
+        text = f"every tested rate met the SLO ({slo}); capacity is at least {_rate(low)}/s"
     else:
         text = (
-            f"highest rate meeting the SLO ({slo}): {_num(low, 3)} req/s; first failing "
-            f"{_num(high, 3)} req/s; the capacity lies in [{_num(low, 3)}, {_num(high, 3)}) req/s"
+            f"highest rate meeting the SLO ({slo}): {_rate(low)} req/s; first failing "
+            f"{_rate(high)} req/s; the capacity lies in [{_rate(low)}, {_rate(high)}) req/s"
         )
     sure = "" if result["confident"] else " (a bounding level stayed uncertain)"
     return f"{text}{sure}; {doc.get('runs', 0)} runs, {result['stopped']}"
@@ -166,7 +177,7 @@ def print_result(console: Console, doc: dict[str, Any]) -> None:
     text = result_text(doc)
     if text is None:
         return
-    console.print(text, style="bold", highlight=False)
+    console.print(text, style="bold", highlight=False, soft_wrap=True)
     invalid = [f"{lv['rate']:.4g}" for lv in doc.get("levels", []) if not lv.get("valid")]
     if invalid:
         console.print(
