@@ -20,7 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from infbench.analysis.stats import PhaseInfo, phase_summary
 from infbench.recorder.hdr import new_histogram
-from infbench.recorder.recorder import PhaseTally
+from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import IntervalLogWriter, bucket_layout
 
 HIGHEST_US = 25_000_000

@@ -27,7 +27,8 @@ import pytest
 from infbench.load.clock import SPIN_NS, Clock, MonotonicClock
 from infbench.load.engine import CATCH_UP_LATE_NS, CATCH_UP_RUN, Engine, EngineHooks, EngineReport
 from infbench.load.local import highest_us
-from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.recorder.recorder import IntervalStats
+from infbench.recorder.tally import PhaseTally
 from infbench.scenario.model import ClosedArrival
 from infbench.schedule.arrivals import PhasePlan, Schedule
 from infbench.wire import ErrorKind, Outcome, PreparedRequest

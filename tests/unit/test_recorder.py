@@ -24,11 +24,11 @@ from infbench.recorder.process import RecorderProcess, RecorderSettings
 from infbench.recorder.recorder import (
     ROWS_PER_PIECE,
     IntervalStats,
-    PhaseTally,
     Recorder,
     SourceMark,
 )
 from infbench.recorder.stamps import STAMP_DTYPE
+from infbench.recorder.tally import PhaseTally
 from infbench.results.percentile import value_at_percentile
 from infbench.results.records import PhaseSummary
 from infbench.results.rows import ROW_COLUMNS

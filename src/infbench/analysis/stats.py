@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-from infbench.recorder.recorder import PhaseTally
+from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import BucketGrid, PhaseSeconds
 from infbench.results.percentile import percentile_ranks, values_at_percentiles
 from infbench.results.records import LagPercentiles, Percentiles, PhaseSummary, TtfbPercentiles

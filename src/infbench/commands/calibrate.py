@@ -41,7 +41,7 @@ from infbench.schedule.arrivals import Schedule
 from infbench.schedule.peak import peak_rate
 
 if TYPE_CHECKING:
-    from infbench.recorder.recorder import PhaseTally
+    from infbench.recorder.tally import PhaseTally
 
 __all__ = [
     "CALIBRATION_ENV",

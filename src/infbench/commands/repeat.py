@@ -8,9 +8,10 @@ without loss), not from averaging percentiles. ``repetitions`` lists the run dir
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from hdrh.histogram import HdrHistogram
 from infbench.analysis.slo import check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, phase_summary
 from infbench.errors import ResultFormatError
-from infbench.recorder.recorder import METRICS, PhaseTally
+from infbench.recorder.hdr import new_histogram
+from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import tag_totals
 from infbench.results.records import GeneratorSummary, PhaseSummary, RunRecord, Timings
 from infbench.results.rundir import ResultDir
@@ -36,32 +38,47 @@ def merged_histograms(run_dir: Path) -> dict[str, HdrHistogram]:
     return tag_totals(path)
 
 
+def _tally(phase: PhaseSummary, hists: dict[str, HdrHistogram], ceiling_us: int) -> PhaseTally:
+    """A repetition's phase read back as a tally: each count run.json keeps under the tally's
+    own name, the figures phase_summary derived turned back into what they came from, and
+    every histogram of the phase from its interval log (they add up to the tally's)."""
+    tally = PhaseTally(phase.name, ceiling_us, streamed=phase.ttft_ms is not None)
+    for f in fields(PhaseTally):
+        stored = getattr(phase, f.name, None)
+        if f.metadata and isinstance(stored, int | Mapping):
+            setattr(tally, f.name, Counter(stored) if isinstance(stored, Mapping) else stored)
+    tally.statuses = Counter({int(code): n for code, n in phase.status_codes.items()})
+    tally.ok_within_slo = round((phase.goodput_rps or 0.0) * phase.duration_s)
+    tally.service_ns = round((phase.mean_concurrency or 0.0) * phase.duration_s * 1e9)
+    if phase.tokens_source is not None:
+        tally.token_sources[phase.tokens_source] = phase.ok
+    if phase.peak_output_tps:  # which second it was is not kept: second 0 stands for it
+        tally.output_tokens_by_second[0] = round(phase.peak_output_tps)
+    prefix = f"{phase.name}/"
+    for tag, hist in hists.items():
+        if tag.startswith(prefix):
+            tally.histograms.setdefault(tag[len(prefix) :], new_histogram(ceiling_us)).add(hist)
+    return tally
+
+
 def _merge_phase(
     name: str, runs: list[RunRecord], hists: list[dict[str, HdrHistogram]], ceiling_us: int
 ) -> PhaseSummary | None:
-    entries = [p for run in runs for p in run.phases if p.name == name]
-    if not entries:
+    """One phase over the repetitions, by the tallies' one merge; each repetition's seconds
+    follow those of the runs before it."""
+    parts, tallies, offsets, elapsed = [], [], [], 0
+    for run, run_hists in zip(runs, hists, strict=True):
+        if (phase := run.phase(name)) is not None:
+            parts.append(phase)
+            offsets.append(elapsed)
+            tallies.append(_tally(phase, run_hists, ceiling_us))
+        elapsed += math.ceil(run.timings.duration_s or 0.0) + 1
+    if not parts:
         return None
-    tally = PhaseTally(name, ceiling_us)
-    tally.sent = sum(p.sent for p in entries)
-    tally.completed = sum(p.completed for p in entries)
-    tally.ok = sum(p.ok for p in entries)
-    tally.dropped = sum(p.dropped for p in entries)
-    tally.out_of_range = sum(p.out_of_range for p in entries)
-    tally.bytes_in = sum(p.bytes_in for p in entries)
-    tally.bytes_out = sum(p.bytes_out for p in entries)
-    tally.ok_within_slo = round(sum((p.goodput_rps or 0.0) * p.duration_s for p in entries))
-    tally.errors = Counter()
-    for phase in entries:
-        tally.errors.update(phase.errors)
-        tally.statuses.update({int(code): n for code, n in phase.status_codes.items()})
-    for metric in METRICS:
-        for run_hists in hists:
-            if (hist := run_hists.get(f"{name}/{metric}")) is not None:
-                tally.histograms[metric].add(hist)
-    duration = sum(p.duration_s for p in entries)
-    scheduled = sum(p.scheduled for p in entries)
-    return phase_summary(tally, PhaseInfo(name, entries[0].process, duration, scheduled))
+    tally = PhaseTally.merged(tallies, after_s=offsets)
+    duration = sum(p.duration_s for p in parts)
+    scheduled = sum(p.scheduled for p in parts)
+    return phase_summary(tally, PhaseInfo(name, parts[0].process, duration, scheduled))
 
 
 def _generator(runs: list[RunRecord]) -> GeneratorSummary:

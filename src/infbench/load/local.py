@@ -19,8 +19,9 @@ from infbench.analysis.slo import parse_slo
 from infbench.load.engine import Engine, EngineHooks, EngineReport
 from infbench.load.loop import run_async
 from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
-from infbench.recorder.recorder import Goodput, IntervalStats, PhaseTally
+from infbench.recorder.recorder import Goodput, IntervalStats
 from infbench.recorder.stamps import PipeSink, StampBuffer
+from infbench.recorder.tally import PhaseTally
 from infbench.scenario.model import Scenario
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule, phase_at

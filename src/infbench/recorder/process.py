@@ -27,33 +27,16 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
-from infbench.recorder.recorder import Goodput, IntervalStats, PhaseTally, Recorder, SourceMark
+from infbench.recorder.recorder import Goodput, IntervalStats, Recorder, SourceMark
 from infbench.recorder.stamps import read_batch, read_gaps
+from infbench.recorder.tally import PhaseTally
 
-__all__ = [
-    "RecorderLost",
-    "RecorderProcess",
-    "RecorderSettings",
-    "tally_from_wire",
-    "tally_to_wire",
-]
+__all__ = ["RecorderLost", "RecorderProcess", "RecorderSettings"]
 
 _FINISH_TIMEOUT_S = 120.0  # the last batches, the last seconds and the files' close
 _READY_TIMEOUT_S = 60.0  # a new interpreter's imports and the result files opened
 # Below the generator's priority: it catches up in the pauses, and its batches wait in the pipe.
 _NICENESS = 10
-
-
-_MORE_COUNTS = (
-    "bytes_in",
-    "bytes_out",
-    "input_tokens",
-    "output_tokens",
-    "peak_output_tokens_per_s",
-    "service_ns",
-)
 
 
 class RecorderLost(RuntimeError):
@@ -69,37 +52,6 @@ class RecorderSettings:
     goodput: Goodput = field(default_factory=Goodput)
     rows_header: bool = True  # False for a part that is joined to others after one header
     streamed: bool = False  # answers read chunk by chunk: TTFT, TPOT, ITL, tokens
-
-
-def tally_to_wire(tally: PhaseTally) -> dict[str, Any]:
-    """A tally as plain data (histograms encoded) for a pipe or a Ray object."""
-    counts = {
-        key: getattr(tally, key)
-        for key in ("sent", "completed", "ok", "ok_within_slo", "dropped", "out_of_range")
-    }
-    counts |= {key: getattr(tally, key) for key in _MORE_COUNTS}
-    return {
-        "name": tally.name,
-        "highest_us": tally.highest_us,
-        "streamed": tally.streamed,
-        "token_sources": dict(tally.token_sources),
-        "counts": counts,
-        "errors": dict(tally.errors),
-        "statuses": dict(tally.statuses),
-        "histograms": {m: h.encode().decode("ascii") for m, h in tally.histograms.items()},
-    }
-
-
-def tally_from_wire(wire: dict[str, Any]) -> PhaseTally:
-    tally = PhaseTally(wire["name"], wire["highest_us"], streamed=wire.get("streamed", False))
-    for key, value in wire["counts"].items():
-        setattr(tally, key, value)
-    tally.token_sources.update(wire.get("token_sources", {}))
-    tally.errors.update(wire["errors"])
-    tally.statuses.update({int(k): v for k, v in wire["statuses"].items()})
-    for metric, encoded in wire["histograms"].items():
-        tally.histograms[metric].add(HdrHistogram.decode(encoded))
-    return tally
 
 
 class RecorderProcess:
@@ -147,7 +99,7 @@ class RecorderProcess:
         kind, payload = self._outcome
         if kind != "done":
             raise RecorderLost(payload)
-        return [tally_from_wire(wire) for wire in payload]
+        return [PhaseTally.from_wire(wire) for wire in payload]
 
     def close(self) -> None:
         """Stop the process (it has finished, or the run is being abandoned)."""
@@ -231,7 +183,7 @@ def _main(settings: RecorderSettings, control: Connection, inputs: list[Connecti
     try:
         control.send(("ready",))
         tallies = _serve(recorder, control, inputs)
-        control.send(("done", [tally_to_wire(t) for t in tallies]))
+        control.send(("done", [tally.to_wire() for tally in tallies]))
     except Exception:
         with contextlib.suppress(OSError):
             control.send(("failed", "the recorder failed:\n" + traceback.format_exc(limit=5)))

@@ -12,7 +12,6 @@ work takes the interpreter from an event loop that is sending requests.
 from __future__ import annotations
 
 import gzip
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,25 +23,14 @@ from hdrh.histogram import HdrHistogram
 
 from infbench.recorder.hdr import new_histogram, record_values, release_histogram
 from infbench.recorder.stamps import StampArray
+from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import IntervalLogWriter
 from infbench.results.percentile import values_at_percentiles
 from infbench.results.rows import ROW_COLUMNS, STREAM_COLUMNS, format_rows
 from infbench.wire import ERROR_CODES, ERROR_KINDS, TOKEN_SOURCES
 
-__all__ = [
-    "METRICS",
-    "STREAM_METRICS",
-    "GapSegment",
-    "Goodput",
-    "IntervalStats",
-    "PhaseTally",
-    "Recorder",
-    "SourceMark",
-]
+__all__ = ["GapSegment", "Goodput", "IntervalStats", "Recorder", "SourceMark", "tpot_ns"]
 
-METRICS = ("latency", "service", "lag", "ttfb", "failed")
-# Streamed answers (DESIGN §5b) add: TTFT from the intended time and from the send, TPOT, ITL.
-STREAM_METRICS = ("ttft", "ttft_sent", "tpot", "itl")
 NS_PER_S = 1_000_000_000
 # A second is written once every generator's clock is this far past its end: a request done
 # just before a hand-over may reach the next batch (its coroutine resumes a moment later).
@@ -56,6 +44,14 @@ IntArray = npt.NDArray[np.int64]
 
 # The ITL gaps of one streamed answer: its phase, when it was done, the gaps (ns).
 GapSegment = tuple[int, int, IntArray]
+
+
+def tpot_ns(rows: StampArray) -> IntArray:
+    """TPOT = (last − first content chunk) / (output tokens − 1) (DESIGN §5b), of every row:
+    meaningful for answers of two tokens or more, which the callers pick."""
+    tokens = np.maximum(rows["output_tokens"] - 1, 1)
+    tpot: IntArray = (rows["last_token_ns"] - rows["first_token_ns"]) // tokens
+    return tpot
 
 
 @dataclass(frozen=True)
@@ -76,40 +72,9 @@ class Goodput:
                 (rows["first_token_ns"] - rows["intended_ns"]) // 1000 <= self.ttft_us
             )
         if self.tpot_us is not None:
-            tokens = np.maximum(rows["output_tokens"] - 1, 1)
-            tpot = (rows["last_token_ns"] - rows["first_token_ns"]) // tokens // 1000
-            met &= (rows["output_tokens"] < 2) | (tpot <= self.tpot_us)
+            met &= (rows["output_tokens"] < 2) | (tpot_ns(rows) // 1000 <= self.tpot_us)
         result: BoolArray = met
         return result
-
-
-@dataclass
-class PhaseTally:
-    """Counts and histograms of one phase; what the phase summary is computed from."""
-
-    name: str
-    highest_us: int
-    sent: int = 0
-    completed: int = 0
-    ok: int = 0
-    ok_within_slo: int = 0
-    dropped: int = 0
-    out_of_range: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)
-    histograms: dict[str, HdrHistogram] = field(default_factory=dict)
-    streamed: bool = False
-    input_tokens: int = 0
-    output_tokens: int = 0
-    peak_output_tokens_per_s: int = 0  # the most output tokens completed within one second
-    service_ns: int = 0  # the sum of every answer's service time: concurrency by Little's law
-    token_sources: Counter[str] = field(default_factory=Counter)
-
-    def __post_init__(self) -> None:
-        metrics = METRICS + (STREAM_METRICS if self.streamed else ())
-        self.histograms = {metric: new_histogram(self.highest_us) for metric in metrics}
 
 
 @dataclass(frozen=True)
@@ -144,7 +109,6 @@ class _Second:
     latency: HdrHistogram | None = None  # every phase's successes, for the per-second p50/p99
     completed: int = 0
     errors: int = 0
-    output_tokens: dict[int, int] = field(default_factory=dict)  # by phase
 
 
 class Recorder:
@@ -274,11 +238,10 @@ class Recorder:
         token = ok & (rows["first_token_ns"] > 0)
         first = rows["first_token_ns"][token]
         several = token & (rows["output_tokens"] >= 2)
-        spread = (rows["last_token_ns"] - rows["first_token_ns"])[several]
         return {
             "ttft": self._values(None, first - rows["intended_ns"][token]),
             "ttft_sent": self._values(None, first - rows["sent_ns"][token]),
-            "tpot": self._values(None, spread // (rows["output_tokens"][several] - 1)),
+            "tpot": self._values(None, tpot_ns(rows)[several]),
         }
 
     def _by_second(self, phase: int, rows: StampArray, seconds: IntArray) -> None:
@@ -302,7 +265,7 @@ class Recorder:
             bucket.errors += int((in_second & ~ok).sum())
             if self._streamed:
                 tokens = int(rows["output_tokens"][in_second].sum())
-                bucket.output_tokens[phase] = bucket.output_tokens.get(phase, 0) + tokens
+                self.tallies[phase].output_tokens_by_second[second] += tokens
             for metric, metric_values in values.items():
                 self._record_second(bucket, phase, metric, metric_values[masks[metric] == second])
 
@@ -361,9 +324,6 @@ class Recorder:
     def _write_second(self, second: int, length_s: float) -> IntervalStats:
         assert self._hlog is not None, "Recorder.start() first"
         bucket = self._seconds.pop(second, _Second())
-        for phase, tokens in bucket.output_tokens.items():
-            tally = self.tallies[phase]
-            tally.peak_output_tokens_per_s = max(tally.peak_output_tokens_per_s, tokens)
         for (phase, metric), hist in sorted(bucket.histograms.items()):
             self._hlog.write(f"{self._names[phase]}/{metric}", float(second), length_s, hist)
             release_histogram(hist)

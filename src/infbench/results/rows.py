@@ -99,12 +99,13 @@ def read_row_chunks(path: Path, columns: Mapping[str, str]) -> Iterator[pd.DataF
         raise ResultFormatError(f"{path}: corrupt or truncated ({exc})") from None
 
 
-def merge_row_files(out: Path, parts: Iterable[Path]) -> None:
+def merge_row_files(out: Path, parts: Iterable[Path], *, streamed: bool = False) -> None:
     """One file at ``out`` from the ``parts`` (one per generator process, written without a
     header): a gzip file may hold several members, so the header becomes a member of its own
     and each part is appended as it is. A part that does not exist is skipped."""
+    columns = ROW_COLUMNS + (STREAM_COLUMNS if streamed else ())
     with open(out, "wb") as merged:
-        merged.write(gzip.compress((",".join(ROW_COLUMNS) + "\r\n").encode()))
+        merged.write(gzip.compress((",".join(columns) + "\r\n").encode()))
         for part in parts:
             if part.exists():
                 with open(part, "rb") as piece:

@@ -26,7 +26,8 @@ from infbench.load.engine import EngineHooks, EngineReport
 from infbench.load.local import LoadResult, highest_us, run_local
 from infbench.load.processes import resolve_processes, run_processes
 from infbench.load.ray.driver import run_ray
-from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.recorder.recorder import IntervalStats
+from infbench.recorder.tally import PhaseTally
 from infbench.results.records import (
     GeneratorSummary,
     PhaseSummary,

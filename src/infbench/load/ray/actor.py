@@ -17,7 +17,6 @@ from typing import Any
 
 from infbench.load.engine import EngineHooks
 from infbench.load.local import run_local, start_recorder
-from infbench.recorder.process import tally_to_wire
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
@@ -142,7 +141,7 @@ class Generator:
         files = {name: (self.tmp / name).read_bytes() for name in _FILES}
         shutil.rmtree(self.tmp, ignore_errors=True)
         return {
-            "tallies": [tally_to_wire(t) for t in result.tallies],
+            "tallies": [tally.to_wire() for tally in result.tallies],
             "report": dataclasses.asdict(result.report),
             "generator": {**result.generator, "start_late_ms": round(late_ms, 3)},
             "files": files,

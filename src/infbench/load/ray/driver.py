@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hdrh.histogram import HdrHistogram
-
 from infbench.errors import InfbenchError
 from infbench.load.engine import EngineHooks
-from infbench.load.local import LoadResult, highest_us
+from infbench.load.local import LoadResult
 from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
 from infbench.load.ray.actor import Generator
 from infbench.load.ray.merge import hand_on_second, merge_results
 from infbench.recorder.recorder import IntervalStats
+from infbench.recorder.tally import PhaseTally
 from infbench.results.percentile import value_at_percentile
 from infbench.scenario.request import RaySettings
 from infbench.scenario.source import LoadedScenario
@@ -110,18 +109,17 @@ def _measure_clock(ray: Any, actor: Any) -> _Clock:
 
 def _lag_p99_ms(schedule: Schedule, wire: dict[str, Any]) -> float | None:
     """The actor's own send lag over the measured phases: is this node keeping up?"""
-    hists = [
-        HdrHistogram.decode(tally["histograms"]["lag"])
+    measured = [
+        PhaseTally.from_wire(tally)
         for plan, tally in zip(schedule.phases, wire["tallies"], strict=True)
         if not plan.warmup
     ]
-    if not hists:
+    if not measured:
         return None
-    for hist in hists[1:]:
-        hists[0].add(hist)
-    if hists[0].get_total_count() == 0:
+    lag = PhaseTally.merged(measured).histograms["lag"]
+    if lag.get_total_count() == 0:
         return None
-    return round(value_at_percentile(hists[0], 99.0) / 1000.0, 4)
+    return round(value_at_percentile(lag, 99.0) / 1000.0, 4)
 
 
 def _dataset_bytes(loaded: LoadedScenario) -> bytes | None:
@@ -291,10 +289,7 @@ class _RayRun:
             wire["generator"].update(
                 self._actor_figures(k), lag_p99_ms=_lag_p99_ms(self.schedule, wire)
             )
-        ceiling = highest_us(self.loaded.scenario.request.timeout)
-        tallies, merged = merge_results(
-            self.out_dir, parts, wires, self.schedule, ceiling, (t0_ns, start_wall)
-        )
+        tallies, merged = merge_results(self.out_dir, parts, wires, (t0_ns, start_wall))
         for k in self.died:
             # Its share is known exactly; what it sent before dying died with it.
             share = slice_schedule(self.schedule, k, self.n)

@@ -15,8 +15,8 @@ from typing import Any
 
 from infbench.load.engine import EngineHooks, EngineReport
 from infbench.load.processes import merge_reports
-from infbench.recorder.process import tally_from_wire
-from infbench.recorder.recorder import IntervalStats, PhaseTally
+from infbench.recorder.recorder import IntervalStats
+from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import merge_interval_logs
 from infbench.results.rows import merge_row_files
 from infbench.schedule.arrivals import Schedule, phase_at
@@ -46,28 +46,16 @@ def hand_on_second(
     hooks.on_interval(merged, in_flight, phase_at(schedule, merged.start_s))
 
 
-def merge_tallies(
-    schedule: Schedule, wires: list[dict[str, Any]], ceiling_us: int
-) -> list[PhaseTally]:
-    tallies = [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
-    for wire in wires:
-        for tally, part in zip(tallies, wire["tallies"], strict=True):
-            other = tally_from_wire(part)
-            for key in part["counts"]:
-                setattr(tally, key, getattr(tally, key) + getattr(other, key))
-            tally.errors.update(other.errors)
-            tally.statuses.update(other.statuses)
-            for metric, hist in other.histograms.items():
-                tally.histograms[metric].add(hist)
-    return tallies
+def merge_tallies(wires: list[dict[str, Any]]) -> list[PhaseTally]:
+    """Each phase's tally of every actor, merged (they ran the same seconds side by side)."""
+    by_actor = [[PhaseTally.from_wire(part) for part in wire["tallies"]] for wire in wires]
+    return [PhaseTally.merged(parts) for parts in zip(*by_actor, strict=True)]
 
 
 def merge_results(
     out_dir: Path,
     parts: list[Path],
     wires: list[dict[str, Any]],
-    schedule: Schedule,
-    ceiling_us: int,
     start: tuple[int, float],
 ) -> tuple[list[PhaseTally], EngineReport]:
     """Every actor's files and tallies merged into ``out_dir``, their folders removed.
@@ -77,7 +65,10 @@ def merge_results(
     """
     t0_ns, start_epoch = start
     merge_interval_logs(out_dir / "latency.hlog", [p / "latency.hlog" for p in parts], start_epoch)
-    merge_row_files(out_dir / "requests.csv.gz", [p / "requests.csv.gz" for p in parts])
+    tallies = merge_tallies(wires)
+    streamed = any(tally.streamed for tally in tallies)
+    rows = [p / "requests.csv.gz" for p in parts]
+    merge_row_files(out_dir / "requests.csv.gz", rows, streamed=streamed)
     for part in parts:
         shutil.rmtree(part, ignore_errors=True)
-    return merge_tallies(schedule, wires, ceiling_us), merge_reports(wires, t0_ns, start_epoch)
+    return tallies, merge_reports(wires, t0_ns, start_epoch)
