@@ -11,6 +11,7 @@ from infbench.commands.calibrate import warn_if_over_capacity
 from infbench.commands.repeat import aggregate_repetitions
 from infbench.load.priority import require_priority
 from infbench.observe.observer import Observer
+from infbench.observe.setup import observer_setup
 from infbench.report.console import LiveView, WaitView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience
@@ -89,7 +90,10 @@ def _measure(
             info = target.start()
         snapshots = results.file("server_metrics")
         snapshots.mkdir(exist_ok=True)
-        observer = Observer(target.process_pids, info.metrics_url, snapshots)
+        observing = observer_setup(loaded.scenario, info.base_url, info.metrics_url)
+        observer = Observer(
+            target.process_pids, observing.metrics_url, snapshots, probes=observing.probes
+        )
         with LiveView(console, schedule.total_duration_s, enabled=live) as view:
             return execute(
                 loaded,
@@ -100,7 +104,7 @@ def _measure(
                 view.update,
                 supervisor=target.supervisor,
                 events=target.events,
-                warnings=warnings,
+                warnings=[*warnings, *observing.warnings],
             )
     finally:
         target.stop()

@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import psutil
 
+from infbench.observe.probe import Probe
 from infbench.observe.prometheus import (
     Series,
     duration_quantiles_ms,
@@ -156,19 +157,23 @@ class Observer:
         snapshot_dir: Path | None,
         interval_s: float = 1.0,
         scrape_timeout_s: float = 1.0,
+        probes: Sequence[Probe] = (),
     ) -> None:
         self._target_pids, self.metrics_url = pids, metrics_url
+        self._probes = tuple(probes)  # LLM server view, GPUs: fed on the observer thread
         self.snapshot_dir, self.interval_s = snapshot_dir, interval_s
         self._scrape_timeout_s = scrape_timeout_s
         self._server, self._generator = _TreeSampler(), _TreeSampler()
         self._commands: queue.Queue[tuple[str, str, threading.Event | None]] = queue.Queue()
         self._lock = threading.Lock()  # guards what other threads read: latest, phases
-        self._latest: dict[str, float | None] = dict.fromkeys(TIMESERIES_COLUMNS)
+        columns = TIMESERIES_COLUMNS + tuple(c for p in self._probes for c in p.columns)
+        self._latest: dict[str, float | None] = dict.fromkeys(columns)
         self._phases: dict[str, _PhaseStats] = {}
         self._generator_cpu: list[float] = []
         self._generator_rss: list[float] = []
         self._last_scrape: Series | None = None
         self._scrapes = {"ok": 0, "failed": 0}
+        self._scrape_error: str | None = None  # the first failure, for the run's warning
         self._client: httpx.Client | None = None
         self._thread: threading.Thread | None = None
         self._children: list[int] = []  # infbench's descendants at the last scan
@@ -212,6 +217,7 @@ class Observer:
                 "metrics_url": self.metrics_url,
                 "interval_s": self.interval_s,
                 "scrapes": dict(self._scrapes),
+                **self._probe_sections(),
                 "phases": {name: stats.summary() for name, stats in self._phases.items()},
                 "generator": {
                     "cpu_pct_mean": _round(_mean(self._generator_cpu)),
@@ -219,6 +225,16 @@ class Observer:
                     "rss_mb_max": _round(max(self._generator_rss, default=None)),
                 },
             }
+
+    def _probe_sections(self) -> dict[str, Any]:
+        """Each probe's section, and a warning when the metrics URL was never read."""
+        sections: dict[str, Any] = {p.key: p.summary() for p in self._probes}
+        if self._scrape_error is not None and not self._scrapes["ok"]:
+            sections["warnings"] = [
+                f"the server's metrics at {self.metrics_url} could not be read "
+                f"({self._scrape_error}); its figures are absent"
+            ]
+        return sections
 
     # -- the observer thread --
 
@@ -262,8 +278,10 @@ class Observer:
         batch = mean_batch_size(self._last_scrape, series) if series and self._last_scrape else None
         busy = in_progress(series) if series else None
         values = (cpu, rss, generator_cpu, generator_rss, busy, batch)
+        probed = {k: v for probe in self._probes for k, v in probe.sample(series).items()}
         with self._lock:
             self._latest = {k: _round(v) for k, v in zip(TIMESERIES_COLUMNS, values, strict=True)}
+            self._latest.update(probed)
             _append(self._generator_cpu, generator_cpu)
             _append(self._generator_rss, generator_rss)
             for stats in (s for s in self._phases.values() if s.open):
@@ -279,6 +297,8 @@ class Observer:
             return  # marked by the caller (wait=True), then by the engine: keep the first
         series = self._scrape(f"{name}-{kind}.prom")
         scrape = series if series is not None else self._last_scrape
+        for probe in self._probes:
+            probe.boundary(kind, name, scrape)
         with self._lock:
             if kind == "start":
                 self._phases[name] = _PhaseStats(start_scrape=scrape)
@@ -298,6 +318,7 @@ class Observer:
             series = parse_exposition(response.text)
         except Exception as exc:  # unreachable, non-200, or not Prometheus text
             self._scrapes["failed"] += 1
+            self._scrape_error = self._scrape_error or f"{type(exc).__name__}: {exc}"
             level = logging.WARNING if self._scrapes["failed"] == 1 else logging.DEBUG
             log.log(level, "scrape of %s failed: %s", self.metrics_url, exc)
             return None

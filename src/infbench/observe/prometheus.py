@@ -24,7 +24,12 @@ __all__ = [
     "in_progress",
     "mean_batch_size",
     "parse_exposition",
+    "quantile_bucket",
     "requests_by_status",
+    "sample_names",
+    "selected_buckets",
+    "selected_increase",
+    "selected_sum",
 ]
 
 REQUESTS = "bentoml_service_request_total"
@@ -79,6 +84,18 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     The lower edge of the first bucket is 0; a rank in the +Inf bucket returns the highest
     finite bound (the histogram cannot say more). None when the histogram is empty.
     """
+    found = quantile_bucket(q, buckets)
+    return None if found is None else found[0]
+
+
+def quantile_bucket(
+    q: float, buckets: list[tuple[float, float]]
+) -> tuple[float, float, float] | None:
+    """``histogram_quantile`` with the bucket it fell in: (value, lower, upper bound).
+
+    The value is an interpolation inside that bucket: all the histogram knows is that the
+    quantile lies between the bounds. In the +Inf bucket the upper bound is +Inf.
+    """
     buckets = sorted(buckets)
     if not buckets or buckets[-1][1] <= 0:
         return None
@@ -87,10 +104,10 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     for upper, count in buckets:
         if count >= rank and count > below:
             if math.isinf(upper):
-                return lower
-            return lower + (upper - lower) * (rank - below) / (count - below)
+                return lower, lower, upper
+            return lower + (upper - lower) * (rank - below) / (count - below), lower, upper
         lower, below = (upper if not math.isinf(upper) else lower), count
-    return lower
+    return lower, lower, lower
 
 
 def _bucket_deltas(start: Series, end: Series, name: str) -> list[tuple[float, float]]:
@@ -132,3 +149,41 @@ def in_progress(series: Series) -> float | None:
         if name == IN_PROGRESS and not _is_health(dict(labels))
     ]
     return sum(values) if values else None
+
+
+# --- any server's series, chosen by name and labels (observe/llm_metrics.py) ----------------
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def sample_names(series: Series) -> set[str]:
+    return {name for name, _ in series}
+
+
+def _selected(series: Series, name: str, labels: Labels) -> list[float]:
+    return [v for (n, key), v in series.items() if n == name and all(p in key for p in labels)]
+
+
+def selected_sum(series: Series, name: str, labels: Labels = ()) -> float | None:
+    """The sum over every series of that name carrying the labels; None when there is none."""
+    values = _selected(series, name, labels)
+    return sum(values) if values else None
+
+
+def selected_increase(start: Series, end: Series, name: str, labels: Labels = ()) -> float | None:
+    """A counter's increase between two scrapes, summed over its series (a reset counts from 0)."""
+    if not _selected(end, name, labels):
+        return None
+    return sum(d for key, d in _deltas(start, end, name) if all(key.get(k) == v for k, v in labels))
+
+
+def selected_buckets(
+    start: Series, end: Series, name: str, labels: Labels = ()
+) -> list[tuple[float, float]]:
+    """A histogram's bucket increases between two scrapes, summed across series by bound."""
+    by_bound: dict[float, float] = {}
+    for key, delta in _deltas(start, end, name + "_bucket"):
+        if all(key.get(k) == v for k, v in labels) and "le" in key:
+            bound = float(key["le"])
+            by_bound[bound] = by_bound.get(bound, 0.0) + delta
+    return sorted(by_bound.items())

@@ -20,15 +20,20 @@ from typing import Any, TypeGuard, TypeVar
 
 __all__ = [
     "FORMAT_VERSION",
+    "CostFigures",
     "Environment",
     "GeneratorSummary",
+    "GpuFigures",
     "LagPercentiles",
+    "OutsideEngine",
     "Percentiles",
     "PhaseSummary",
     "RecordError",
     "Resilience",
     "RunRecord",
+    "ServerLlm",
     "ServerPhase",
+    "ServerQuantiles",
     "ServerSummary",
     "SloResult",
     "StoredScenario",
@@ -181,6 +186,86 @@ class TtfbPercentiles(_Record):
 _STREAMED = _optional(Percentiles, omit_none=True)  # a streamed phase's figure, else absent
 
 
+# --- the LLM server's own view, GPUs and cost (DESIGN §8, §9): absent when not measured ---------
+
+
+def _bounds(value: Any) -> tuple[float | None, float | None] | None:
+    ok = isinstance(value, list | tuple) and len(value) == 2
+    return (value[0], value[1]) if ok and all(v is None or _is_number(v) for v in value) else None
+
+
+_BOUNDS = _reads(_bounds, omit_none=True)
+
+
+@dataclass(frozen=True)
+class ServerQuantiles(_Record):
+    """A server histogram's p50 and p99 (ms), each with the bounds of the bucket it lies in:
+    the value is an interpolation inside that bucket, which is all the server resolved."""
+
+    p50: float | None = None
+    p99: float | None = None
+    p50_bucket_ms: tuple[float | None, float | None] | None = field(default=None, metadata=_BOUNDS)
+    p99_bucket_ms: tuple[float | None, float | None] | None = field(default=None, metadata=_BOUNDS)
+    count: int | None = field(default=None, metadata=_OMIT_NONE)
+
+
+_SERVER_HISTOGRAM = _optional(ServerQuantiles)
+
+
+@dataclass(frozen=True)
+class ServerLlm(_Record):
+    """``server_llm``: an LLM server's queue, batch, KV cache and its own latency histograms."""
+
+    queue_ms: ServerQuantiles | None = field(default=None, metadata=_SERVER_HISTOGRAM)
+    ttft_ms: ServerQuantiles | None = field(default=None, metadata=_SERVER_HISTOGRAM)
+    itl_ms: ServerQuantiles | None = field(default=None, metadata=_SERVER_HISTOGRAM)
+    e2e_ms: ServerQuantiles | None = field(default=None, metadata=_SERVER_HISTOGRAM)
+    running_mean: float | None = None
+    running_max: float | None = None
+    waiting_mean: float | None = None
+    waiting_max: float | None = None
+    kv_cache_usage_mean: float | None = None
+    kv_cache_usage_max: float | None = None
+    preemptions: int | None = None
+    prefix_cache_hit_rate: float | None = None
+    preset: str | None = None
+
+
+@dataclass(frozen=True)
+class OutsideEngine(_Record):
+    """``outside_engine_ms``: client TTFT (from intended) − the server's TTFT, quantile by
+    quantile; ``*_range_ms`` spans the server bucket, ``*_resolved`` says whether the client
+    figure lies outside it (otherwise the bucket cannot tell the two apart)."""
+
+    p50: float | None = None
+    p99: float | None = None
+    p50_range_ms: tuple[float | None, float | None] | None = field(default=None, metadata=_BOUNDS)
+    p99_range_ms: tuple[float | None, float | None] | None = field(default=None, metadata=_BOUNDS)
+    p50_resolved: bool | None = None
+    p99_resolved: bool | None = None
+
+
+@dataclass(frozen=True)
+class GpuFigures(_Record):
+    """``gpu``: utilization (mean %), memory (max MiB), power (mean W), energy (J, integrated)."""
+
+    util_mean: float | None = None
+    mem_used_max_mb: float | None = None
+    power_mean_w: float | None = None
+    energy_j: float | None = None
+
+
+@dataclass(frozen=True)
+class CostFigures(_Record):
+    """``cost``: the instances' price at the phase's achieved throughput."""
+
+    currency: str | None = None
+    per_1m_requests: float | None = None
+    per_1m_output_tokens: float | None = None
+    per_hour: float | None = None
+    instances: int | None = None
+
+
 @dataclass(frozen=True)
 class PhaseSummary(_Record):
     """One entry of ``phases[]`` (and ``warmup``): the stable machine contract of DESIGN §8.
@@ -224,6 +309,16 @@ class PhaseSummary(_Record):
     peak_output_tps: float | None = field(default=None, metadata=_OMIT_NONE)
     mean_concurrency: float | None = field(default=None, metadata=_OMIT_NONE)
     tokens_source: str | None = field(default=None, metadata=_OMIT_NONE)
+    server_llm: ServerLlm | None = field(
+        default=None, metadata=_optional(ServerLlm, omit_none=True)
+    )
+    outside_engine_ms: OutsideEngine | None = field(
+        default=None, metadata=_optional(OutsideEngine, omit_none=True)
+    )
+    gpu: GpuFigures | None = field(default=None, metadata=_optional(GpuFigures, omit_none=True))
+    energy_j_per_request: float | None = field(default=None, metadata=_OMIT_NONE)
+    energy_j_per_1k_output_tokens: float | None = field(default=None, metadata=_OMIT_NONE)
+    cost: CostFigures | None = field(default=None, metadata=_optional(CostFigures, omit_none=True))
 
     @property
     def requests(self) -> int:

@@ -67,6 +67,13 @@ TIMESERIES_COLUMNS = (
     "server_batch_size",
     "generator_cpu_pct",
     "generator_rss_mb",
+    # an LLM server's own gauges (observe/llm_metrics.py) and the GPUs (observe/gpu.py)
+    "server_running",
+    "server_waiting",
+    "server_kv_cache_usage",
+    "gpu_util_pct",
+    "gpu_mem_used_mb",
+    "gpu_power_w",
 )
 SUMMARY_COLUMNS = (
     "phase",

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from infbench import __version__
 from infbench.analysis.cluster_events import explain_faults
+from infbench.analysis.cost import instances_for
 from infbench.analysis.lag import diagnose_lag
 from infbench.analysis.resilience import read_rows, resilience_section
 from infbench.analysis.slo import RuleResult, check_run, parse_slo
@@ -26,6 +27,7 @@ from infbench.load.engine import EngineHooks, EngineReport
 from infbench.load.local import LoadResult, highest_us, run_local
 from infbench.load.processes import resolve_processes, run_processes
 from infbench.load.ray.driver import run_ray
+from infbench.observe.join import join_observed
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.tally import PhaseTally
 from infbench.results.records import (
@@ -291,6 +293,10 @@ def _run_record(
     warnings = [*warnings, *generator_json.pop("warnings", [])]  # a Ray run's: actors, clocks
     generator = GeneratorSummary.from_json(generator_json)
     phases, warmup = _summaries(schedule, measured.load.tallies, report)
+    server = measured.server.to_json() if measured.server is not None else None
+    cost = loaded.scenario.cost
+    joined = join_observed(phases, server, cost, instances_for(loaded.scenario))
+    phases, warnings = joined.phases, [*warnings, *joined.warnings]
     valid, reasons = validity(
         phases, generator.busy_cpu_pct, _lag_advice(results, phases, generator)
     )
@@ -314,7 +320,7 @@ def _run_record(
         phases=tuple(phases),
         warmup=warmup,
         errors_by_kind=_errors_by_kind(phases),
-        server=measured.server,
+        server=ServerSummary.from_json(joined.server) if joined.server is not None else None,
         generator=generator,
         slo=slo_records(slo),
         warnings=tuple(warnings + _run_warnings(loaded, report, phases, measured.resilience)),

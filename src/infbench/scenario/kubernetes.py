@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from infbench.scenario.common import Model, PositiveDuration
+from infbench.scenario.observing import GpuSpec, MetricsSpec
 
 __all__ = ["KUBE_EXTRA", "KubeReadiness", "KubernetesTarget"]
 
@@ -49,6 +50,8 @@ class KubernetesTarget(Model):
     context: str | None = None  # kubeconfig context; default: the current one
     ready: KubeReadiness = KubeReadiness()
     metrics_path: str | None = "/metrics"
+    metrics: MetricsSpec | None = None
+    gpu: GpuSpec | None = None  # a DCGM exporter's URL: NVML sees only this machine's GPUs
 
     @model_validator(mode="after")
     def _consistent(self) -> KubernetesTarget:

@@ -21,6 +21,7 @@ from infbench.scenario.common import (
 )
 from infbench.scenario.faults import Fault, RestartPolicy
 from infbench.scenario.kubernetes import KubernetesTarget
+from infbench.scenario.observing import Cost, GpuSpec, MetricsSpec
 from infbench.scenario.request import Client, Request
 from infbench.units import Duration, Rate
 
@@ -299,6 +300,8 @@ class BentomlTarget(Model):
     env: dict[str, str] = Field(default_factory=dict)
     ready: Readiness = Readiness()
     metrics_path: str = "/metrics"
+    metrics: MetricsSpec | None = None
+    gpu: GpuSpec | None = None
     restart: RestartPolicy = "never"
 
 
@@ -307,6 +310,8 @@ class UrlTarget(Model):
     url: Annotated[str, Field(pattern=r"^https?://")]
     ready: Readiness | None = None
     metrics_path: str | None = None
+    metrics: MetricsSpec | None = None
+    gpu: GpuSpec | None = None
 
 
 class CommandTarget(Model):
@@ -317,6 +322,8 @@ class CommandTarget(Model):
     cwd: str | None = None
     ready: Readiness = Readiness(path="/")
     metrics_path: str | None = None
+    metrics: MetricsSpec | None = None
+    gpu: GpuSpec | None = None
     restart: RestartPolicy = "never"
 
 
@@ -338,6 +345,7 @@ class Scenario(Model):
     workload: Workload
     slo: dict[str, str | float | int] = Field(default_factory=dict)
     faults: list[Fault] = Field(default_factory=list)
+    cost: Cost | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
