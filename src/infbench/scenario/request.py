@@ -17,6 +17,7 @@ __all__ = [
     "Client",
     "Dataset",
     "FromTrace",
+    "LengthFilter",
     "Prompts",
     "RaySettings",
     "Request",
@@ -29,13 +30,25 @@ __all__ = [
 # --- request and client --------------------------------------------------------------------------
 
 
+class LengthFilter(Model):
+    """Keep rows whose prompt is ``min``..``max`` long, counted in words (about tokens) or by
+    ``request.tokenizer``."""
+
+    min: Annotated[int, Field(ge=0)] = 0
+    max: Annotated[int, Field(ge=1)] | None = None
+    count: Literal["words", "tokenizer"] = "words"
+
+
 class Dataset(Model):
-    """Rows that fill ``{{field}}`` placeholders: JSONL objects, CSV rows, or lines of text."""
+    """Rows that fill ``{{field}}`` placeholders: JSONL objects, CSV rows, lines of text, or
+    ShareGPT conversations (``.json`` lists or JSONL; the first user turn is ``prompt``)."""
 
     path: LocalPath
     order: Literal["random", "sequential"] = "random"
-    format: Literal["auto", "jsonl", "csv", "text"] = "auto"
+    format: Literal["auto", "jsonl", "csv", "text", "sharegpt"] = "auto"
     limit: Annotated[int, Field(ge=1)] | None = None
+    lengths: LengthFilter | None = None
+    sample: Annotated[int, Field(ge=1)] | None = None  # rows drawn (seeded) after the filter
 
 
 class TokenCount(Model):
@@ -173,6 +186,9 @@ class Request(Model):
             raise ValueError("rows come from `dataset` or from `prompts`: give one of them")
         if self.tokenizer is not None:
             self._check_tokenizer()
+        lengths = self.dataset.lengths if self.dataset is not None else None
+        if lengths is not None and lengths.count == "tokenizer" and self.tokenizer is None:
+            raise ValueError("`dataset.lengths.count: tokenizer` needs `request.tokenizer`")
         if self.api.startswith("openai-"):
             self._check_openai()
         elif self.model or self.prompt or self.messages or self.max_tokens or self.params:

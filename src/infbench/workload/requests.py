@@ -16,7 +16,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +27,16 @@ import numpy as np
 from infbench.errors import InputError
 from infbench.scenario.request import Dataset, Request
 from infbench.wire import PreparedRequest
+from infbench.workload.chat_files import (
+    Conversation,
+    is_sharegpt_row,
+    read_conversations,
+    to_conversation,
+)
+from infbench.workload.dataset_pick import pick_rows
 from infbench.workload.llm import RowError, openai_body
 from infbench.workload.prompts import synthetic_rows
+from infbench.workload.tokenizer import load_token_counter
 
 __all__ = ["RequestFactory", "encode_path", "load_rows", "render_row"]
 
@@ -42,8 +50,11 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
 _CHUNK = 8192  # random-order indices drawn per batch: amortises the generator's call cost
 _STREAM = 0x1F_DA7A  # mixed into the seed so row sampling never shares a stream with arrivals
-_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text"}
+_FORMATS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".json": "sharegpt",
+}  # fmt: skip
 _SYNTHETIC = "request.prompts.synthetic"  # the source of generated rows, in messages
+Counter = Callable[[str], int]
 
 
 class RequestFactory:
@@ -75,7 +86,7 @@ class RequestFactory:
             synthetic = request.prompts.synthetic
             rows, source, order = synthetic_rows(synthetic, seed), _SYNTHETIC, synthetic.order
         elif request.dataset is not None:
-            rows = load_rows(request.dataset, base_dir)
+            rows = load_rows(request.dataset, base_dir, _counter(request, base_dir), seed)
             source, order = str(_dataset_path(request.dataset, base_dir)), request.dataset.order
         else:
             return cls([_render(request, {}, None, 0, seed)])
@@ -107,8 +118,11 @@ class RequestFactory:
 # --- datasets -----------------------------------------------------------------------------------
 
 
-def load_rows(dataset: Dataset, base_dir: Path) -> list[dict[str, Any]]:
-    """The dataset's rows (at most ``limit``) as dicts; CSV values stay strings."""
+def load_rows(
+    dataset: Dataset, base_dir: Path, count: Counter | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The dataset's rows (at most ``limit``) as dicts; CSV values stay strings. ShareGPT
+    rows become ``{prompt, text, answer}``; ``lengths`` and ``sample`` then pick among them."""
     path = _dataset_path(dataset, base_dir)
     fmt = dataset.format if dataset.format != "auto" else _detect_format(path)
     if not path.is_file():
@@ -116,16 +130,37 @@ def load_rows(dataset: Dataset, base_dir: Path) -> list[dict[str, Any]]:
             f"dataset not found: {path}",
             hint="request.dataset.path is relative to the scenario file's folder",
         )
+    if fmt == "sharegpt":
+        rows = [_first_turn(c) for c in read_conversations(path)][: dataset.limit]
+    else:
+        rows = _read_rows(path, fmt, dataset.limit)
+    if rows and is_sharegpt_row(rows[0]):  # ShareGPT JSONL (a `messages` row stays a row)
+        rows = [_first_turn(to_conversation(path, i + 1, row)) for i, row in enumerate(rows)]
+    if not rows:
+        raise InputError(f"dataset {path} has no rows", hint="give a file with at least one row")
+    return pick_rows(rows, dataset, path, count, seed)
+
+
+def _read_rows(path: Path, fmt: str, limit: int | None) -> list[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as stream:
             readers = {"jsonl": _jsonl_rows, "csv": _csv_rows, "text": _text_rows}
-            rows = list(islice(readers[fmt](stream, path), dataset.limit))
+            return list(islice(readers[fmt](stream, path), limit))
     except (UnicodeDecodeError, OSError, csv.Error) as exc:
         raise InputError(f"cannot read dataset {path}: {exc}") from exc
-    if not rows:
-        raise InputError(f"dataset {path} has no rows", hint="give a file with at least one row")
-    return rows
+
+
+def _first_turn(conversation: Conversation) -> dict[str, Any]:
+    first = conversation.turns[0]
+    return {"prompt": first.user, "text": first.user, "answer": first.answer or ""}
+
+
+def _counter(request: Request, base_dir: Path) -> Counter | None:
+    lengths = request.dataset.lengths if request.dataset is not None else None
+    if lengths is None or lengths.count != "tokenizer" or request.tokenizer is None:
+        return None
+    return load_token_counter(base_dir / Path(request.tokenizer).expanduser())
 
 
 def _dataset_path(dataset: Dataset, base_dir: Path) -> Path:
@@ -138,7 +173,8 @@ def _detect_format(path: Path) -> str:
     if fmt is None:
         raise InputError(
             f"cannot tell the format of dataset {path} from its suffix",
-            hint="name it .jsonl, .ndjson, .csv or .txt, or set request.dataset.format",
+            hint="name it .jsonl, .ndjson, .csv, .txt or .json (ShareGPT), or set "
+            "request.dataset.format",
         )
     return fmt
 
