@@ -28,6 +28,7 @@ import psutil
 from infbench.observe.probe import Probe
 from infbench.observe.prometheus import (
     Series,
+    duration_buckets_ms,
     duration_quantiles_ms,
     in_progress,
     mean_batch_size,
@@ -108,10 +109,13 @@ class _PhaseStats:
         )
         if start is not None and end is not None:
             quantiles = duration_quantiles_ms(start, end)
+            buckets = duration_buckets_ms(start, end)  # what the histogram really resolved
             figures = {
                 "requests_by_status": requests_by_status(start, end),
                 "duration_p50_ms": _round(quantiles[0.5]),
                 "duration_p99_ms": _round(quantiles[0.99]),
+                "duration_p50_bucket_ms": buckets[0.5],
+                "duration_p99_bucket_ms": buckets[0.99],
                 "mean_batch_size": _round(mean_batch_size(start, end)),
             }
         return {

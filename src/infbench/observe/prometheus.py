@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 __all__ = [
     "HEALTH_ENDPOINTS",
     "Series",
+    "duration_buckets_ms",
     "duration_quantiles_ms",
     "histogram_quantile",
     "in_progress",
@@ -131,6 +132,19 @@ def duration_quantiles_ms(
     for q in quantiles:
         seconds = histogram_quantile(q, buckets)
         result[q] = None if seconds is None else seconds * 1000.0
+    return result
+
+
+def duration_buckets_ms(
+    start: Series, end: Series, quantiles: Iterable[float] = (0.5, 0.99)
+) -> dict[float, list[float | None] | None]:
+    """The bounds (ms) of the bucket each duration quantile lies in; None for an unbounded top."""
+    buckets = _bucket_deltas(start, end, DURATION)
+    result: dict[float, list[float | None] | None] = {}
+    for q in quantiles:
+        found = quantile_bucket(q, buckets)
+        top = None if found is None or math.isinf(found[2]) else round(found[2] * 1000.0, 3)
+        result[q] = None if found is None else [round(found[1] * 1000.0, 3), top]
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -12,15 +12,27 @@ from rich.status import Status
 from rich.text import Text
 
 from infbench.analysis.slo import RuleResult
-from infbench.figure_format import format_figure
+from infbench.figure_format import MISSING, format_figure
 from infbench.recorder.recorder import IntervalStats
-from infbench.report.tables import Grid, fit, new_grid
+from infbench.report.server_view import observed_grids, quantile_text
+from infbench.report.tables import Grid, fit, new_grid, to_markdown
 from infbench.results.records import RunRecord, ServerPhase
+from infbench.schedule.arrivals import Schedule
+from infbench.units import format_duration
 
 if TYPE_CHECKING:
     from infbench.targets.ready import WaitStatus  # the report views need no HTTP client
 
-__all__ = ["LiveView", "WaitView", "phase_grids", "print_run"]
+__all__ = [
+    "LiveView",
+    "WaitView",
+    "phase_grids",
+    "print_run",
+    "repetitions_grid",
+    "run_markdown",
+    "run_notes",
+    "schedule_grid",
+]
 
 
 class LiveView:
@@ -128,6 +140,7 @@ def phase_grids(run: RunRecord) -> list[Grid]:
     another module joins with one call line here, returning a Grid (or None: nothing to show).
     """
     grids = [_traffic_grid(run), _latency_grid(run), _tokens_grid(run), _server_grid(run)]
+    grids += observed_grids(run)  # report/server_view.py: the LLM server, GPUs, cost
     return [grid for grid in grids if grid is not None]
 
 
@@ -205,34 +218,86 @@ def _server_grid(run: RunRecord) -> Grid | None:
         return None
     grid = new_grid("server", ("phase", "srv p50", "srv p99", "batch", "CPU %", "RSS MB"))
     for phase in run.phases:
-        p50, p99, batch, cpu, rss = _server_figures(server.get(phase.name, ServerPhase()))
+        figures = server.get(phase.name, ServerPhase())
+        p50, p99, batch, cpu, rss = _server_figures(figures)
         grid.add_row(
             phase.name,
-            format_figure(p50, "ms"),
-            format_figure(p99, "ms"),
+            quantile_text(p50, figures.duration_p50_bucket_ms),  # the bucket it lies in
+            quantile_text(p99, figures.duration_p99_bucket_ms),
             *(format_figure(v) for v in (batch, cpu, rss)),
         )
     return grid
 
 
 def print_run(console: Console, run: RunRecord, slo: list[RuleResult]) -> None:
-    """Table, validity verdict with its reasons, SLO results, and where the files are."""
-    parts: list[Any] = [table for grid in phase_grids(run) for table in fit(console, grid)]
+    """Tables, validity verdict with its reasons, SLO results, and where the files are."""
+    tables = [table for grid in phase_grids(run) for table in fit(console, grid)]
+    console.print(Group(*tables, *run_notes(run, slo)))
+
+
+def run_markdown(run: RunRecord, slo: list[RuleResult]) -> str:
+    """The same tables and lines as ``print_run``, in GitHub-flavoured markdown."""
+    parts = ["### infbench run", ""]
+    parts += [to_markdown(grid) for grid in phase_grids(run)]
+    parts += [f"- {line.plain.strip().removeprefix('- ')}" for line in run_notes(run, slo)]
+    return "\n".join(parts) + "\n"
+
+
+def run_notes(run: RunRecord, slo: list[RuleResult]) -> list[Text]:
+    """The lines under the tables: errors by kind, validity, SLO, warnings, start-up, files."""
+    notes = []
     if run.errors_by_kind:
         kinds = ", ".join(f"{kind} {n:,}" for kind, n in run.errors_by_kind.items())
-        parts.append(Text(f"errors: {kinds}", style="red"))
+        notes.append(Text(f"errors: {kinds}", style="red"))
     if run.valid:
-        parts.append(Text("valid: the generator kept up with the schedule", style="green"))
+        notes.append(Text("valid: the generator kept up with the schedule", style="green"))
     else:
-        parts.append(Text("INVALID run:", style="bold red"))
-        parts += [Text(f"  - {reason}", style="red") for reason in run.invalid_reasons]
-    parts += _slo_lines(slo)
-    for warning in run.warnings:
-        parts.append(Text(f"warning: {warning}", style="yellow"))
+        notes.append(Text("INVALID run:", style="bold red"))
+        notes += [Text(f"  - {reason}", style="red") for reason in run.invalid_reasons]
+    notes += _slo_lines(slo)
+    notes += [Text(f"warning: {warning}", style="yellow") for warning in run.warnings]
     if run.target is not None and run.target.startup_s is not None:
-        parts.append(Text(f"target started in {run.target.startup_s:.2f} s"))
-    parts.append(Text(f"results: {run.result_dir}", style="dim"))
-    console.print(Group(*parts))
+        notes.append(Text(f"target started in {format_figure(run.target.startup_s * 1000, 'ms')}"))
+    notes.append(Text(f"results: {run.result_dir}", style="dim"))
+    return notes
+
+
+def repetitions_grid(runs: dict[str, RunRecord]) -> Grid:
+    """A ``run --repeat`` aggregate's runs side by side: how much each repetition varied."""
+    grid = new_grid(
+        "repetitions", ("run", "phase", "requests", "p50", "p99", "achieved/s", "valid"), keys=2
+    )
+    for name, run in runs.items():
+        for phase in run.phases:
+            grid.add_row(
+                name,
+                phase.name,
+                format_figure(phase.requests, "count"),
+                format_figure(phase.latency_ms.p50, "ms"),
+                format_figure(phase.latency_ms.p99, "ms"),
+                format_figure(phase.achieved_rps),
+                "yes" if run.valid else Text("NO", style="red"),
+            )
+    return grid
+
+
+def schedule_grid(name: str, schedule: Schedule) -> Grid:
+    """``infbench validate``'s preview: each phase's length, request count and mean rate."""
+    grid = new_grid(
+        f"{name}: valid", ("phase", "process", "duration", "requests", "mean rate/s"), left=2
+    )
+    for plan in schedule.phases:
+        closed = plan.closed
+        grid.add_row(
+            plan.name + (" (warm-up)" if plan.warmup else ""),
+            plan.process,
+            format_duration(plan.duration_s),
+            f"closed loop, {closed.concurrency} workers"
+            if closed
+            else format_figure(plan.scheduled, "count"),
+            MISSING if closed else format_figure(plan.mean_rate),
+        )
+    return grid
 
 
 def _slo_lines(results: list[RuleResult]) -> list[Text]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.report.compare_html import write_compare_html
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
+from infbench.report.server_plots import server_view_over_time
 from infbench.report.token_plots import tokens_section
 from infbench.results.records import Environment, GeneratorSummary, RunRecord, TargetSummary
 from infbench.results.rundata import load_run_data
@@ -73,6 +74,7 @@ def write_run_html(run_dir: Path, out: Path | None = None) -> Path:
     parts += [f'<p class="absent">{escape(note)}</p>' for note in data.notes]
     for title, plot, note in run_plots(data):
         parts.append(figure(plot) if plot is not None else absent(title, note))
+    parts += [figure(p) for p in (server_view_over_time(data),) if p is not None]  # LLM servers
     name = run.record.scenario.name or run_dir.name
     return write_atomically(
         out or run_dir / REPORT_NAME, page(f"infbench: {name}", "\n".join(parts))

@@ -413,6 +413,12 @@ class ServerPhase(_Record):
     requests_by_status: Mapping[str, Any] | None = None
     duration_p50_ms: float | None = None
     duration_p99_ms: float | None = None
+    duration_p50_bucket_ms: tuple[float | None, float | None] | None = field(
+        default=None, metadata=_BOUNDS
+    )
+    duration_p99_bucket_ms: tuple[float | None, float | None] | None = field(
+        default=None, metadata=_BOUNDS
+    )
     mean_batch_size: float | None = None
     in_progress_max: float | None = None
     cpu_pct_mean: float | None = None
