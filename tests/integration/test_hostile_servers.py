@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from fakeserver import FakeServer
 from infbench.cli import app
-from infbench.load.engine import EngineHooks
+from infbench.load.job import LoadJob
 from infbench.load.local import run_local
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
@@ -110,7 +110,7 @@ def test_every_request_ends_classified_within_its_timeout(
         loaded = load_scenario(scenario(tmp_path, server.url, sender, case.cap))
         schedule = build_schedule(loaded.scenario.workload, tmp_path)
         started = time.monotonic()
-        result = run_local(loaded, schedule, tmp_path, server.url, EngineHooks())
+        result = run_local(LoadJob(loaded, schedule, tmp_path, server.url))
         elapsed = time.monotonic() - started
         received = server.count()
     (tally,) = result.tallies
@@ -150,7 +150,7 @@ sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from fakeserver import FakeServer
 from infbench.schedule.arrivals import build_schedule
-from infbench.load.engine import EngineHooks
+from infbench.load.job import LoadJob
 from infbench.load.local import run_local
 from infbench.scenario.source import load_scenario
 with FakeServer(body_size=60 * 2**20) as server:
@@ -159,7 +159,7 @@ with FakeServer(body_size=60 * 2**20) as server:
     loaded = load_scenario(path)
     schedule = build_schedule(loaded.scenario.workload, path.parent)
     tracemalloc.start()
-    result = run_local(loaded, schedule, path.parent, server.url, EngineHooks())
+    result = run_local(LoadJob(loaded, schedule, path.parent, server.url))
     peak = tracemalloc.get_traced_memory()[1]
 assert result.tallies[0].ok == 1, dict(result.tallies[0].errors)
 print(peak / 2**20)

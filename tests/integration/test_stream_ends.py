@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from infbench.load.engine import EngineHooks
+from infbench.load.job import LoadJob
 from infbench.load.local import run_local
-from infbench.recorder.recorder import PhaseTally
+from infbench.recorder.tally import PhaseTally
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
 from streamserver import StreamServer
@@ -48,7 +48,7 @@ def run(tmp_path: Path, sender: str, **knobs: Any) -> PhaseTally:
     with StreamServer(ttft_s=0.005, itl_s=0.002, chunks=3, **knobs) as server:
         loaded = load_scenario(scenario(tmp_path, server.url, sender))
         schedule = build_schedule(loaded.scenario.workload, tmp_path)
-        result = run_local(loaded, schedule, tmp_path, server.url, EngineHooks())
+        result = run_local(LoadJob(loaded, schedule, tmp_path, server.url))
     (tally,) = result.tallies
     assert tally.completed == schedule.phases[0].scheduled > 0
     return tally
@@ -81,14 +81,14 @@ _PEAK_SCRIPT = """
 import json, resource, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from infbench.load.engine import EngineHooks
+from infbench.load.job import LoadJob
 from infbench.load.local import run_local
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
 path = Path(sys.argv[2])
 loaded = load_scenario(path)
 schedule = build_schedule(loaded.scenario.workload, path.parent)
-result = run_local(loaded, schedule, path.parent, loaded.scenario.target.url, EngineHooks())
+result = run_local(LoadJob(loaded, schedule, path.parent, loaded.scenario.target.url))
 (tally,) = result.tallies
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"peak_mb": peak_mb, "errors": dict(tally.errors), "ok": tally.ok}))

@@ -192,7 +192,7 @@ def _run_level(sender: str, arrival: dict[str, Any], url: str, s: CalibrationSet
     """Warm-up, then ``level_s`` of ``arrival``, through ``load.run_local`` in this process."""
     import psutil
 
-    from infbench.load.engine import EngineHooks
+    from infbench.load.job import LoadJob
     from infbench.load.local import run_local
     from infbench.scenario.source import LoadedScenario
     from infbench.schedule.arrivals import build_schedule
@@ -205,7 +205,7 @@ def _run_level(sender: str, arrival: dict[str, Any], url: str, s: CalibrationSet
         schedule = build_schedule(scenario.workload, base)
         me, started = psutil.Process(), time.monotonic()
         before = me.cpu_times()
-        result = run_local(loaded, schedule, base, url, EngineHooks())
+        result = run_local(LoadJob(loaded, schedule, base, url))
         after = me.cpu_times()
     if result.report.interrupted:
         raise KeyboardInterrupt

@@ -20,6 +20,7 @@ from hdrh.histogram import HdrHistogram
 from infbench.analysis.slo import check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, phase_summary
 from infbench.errors import ResultFormatError
+from infbench.load.job import merge_generators
 from infbench.recorder.hdr import new_histogram
 from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import tag_totals
@@ -81,17 +82,6 @@ def _merge_phase(
     return phase_summary(tally, PhaseInfo(name, parts[0].process, duration, scheduled))
 
 
-def _generator(runs: list[RunRecord]) -> GeneratorSummary:
-    """Each generator figure at its highest over the repetitions (did it keep up every time)."""
-    generators = [run.generator or GeneratorSummary() for run in runs]
-    return GeneratorSummary(
-        cpu_pct=max(g.cpu_pct or 0.0 for g in generators),
-        busy_cpu_pct=max(g.busy_cpu_pct or 0.0 for g in generators),
-        rss_mb=max(g.rss_mb or 0.0 for g in generators),
-        processes=generators[0].processes,
-    )
-
-
 def _run_dir(run: RunRecord) -> Path:
     if run.result_dir is None:
         raise ResultFormatError("a repetition's run.json has no result_dir")
@@ -131,7 +121,9 @@ def aggregate_repetitions(
         warmup=None,
         errors_by_kind=dict(errors_by_kind),
         server=None,
-        generator=_generator(runs),
+        generator=merge_generators(
+            [run.generator or GeneratorSummary() for run in runs], side_by_side=False
+        ),
         slo=slo_records(rules),
         warnings=tuple(w for run in runs for w in run.warnings),
         result_dir=str(results.path),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -16,22 +16,22 @@ from typing import Any
 import psutil
 
 from infbench.analysis.slo import parse_slo
-from infbench.load.engine import Engine, EngineHooks, EngineReport
+from infbench.load.engine import Engine, EngineReport
+from infbench.load.job import LoadJob, LoadResult
 from infbench.load.loop import run_async
 from infbench.recorder.process import RecorderLost, RecorderProcess, RecorderSettings
 from infbench.recorder.recorder import Goodput, IntervalStats
 from infbench.recorder.stamps import PipeSink, StampBuffer
 from infbench.recorder.tally import PhaseTally
+from infbench.results.records import GeneratorSummary
 from infbench.scenario.model import Scenario
-from infbench.scenario.source import LoadedScenario
-from infbench.schedule.arrivals import Schedule, phase_at
+from infbench.schedule.arrivals import phase_at
 from infbench.senders import make_sender
 from infbench.senders.base import Sender, SenderOptions
 from infbench.workload.sources import request_source
 from infbench.workload.tokenizer import load_token_counter
 
 __all__ = [
-    "LoadResult",
     "finish_recorder",
     "goodput_bounds",
     "highest_us",
@@ -40,13 +40,6 @@ __all__ = [
 ]
 
 _PERCENTILE_ORDER = ("max", "p999", "p99", "p95", "p90", "mean", "p50")
-
-
-@dataclass
-class LoadResult:
-    tallies: list[PhaseTally]
-    report: EngineReport
-    generator: dict[str, Any] = field(default_factory=dict)
 
 
 def highest_us(timeout_s: float) -> int:
@@ -71,11 +64,7 @@ def goodput_bounds(slo: dict[str, Any]) -> Goodput:
 
 
 def run_local(
-    loaded: LoadedScenario,
-    schedule: Schedule,
-    out_dir: Path,
-    base_url: str,
-    hooks: EngineHooks,
+    job: LoadJob,
     *,
     t0_ns: int | None = None,
     stride: tuple[int, int] = (0, 1),
@@ -83,21 +72,22 @@ def run_local(
     sink: Connection | None = None,
     recorder: RecorderProcess | None = None,
 ) -> LoadResult:
-    """Run ``schedule`` from ``t0_ns`` (default: once the sender is open) and return what it
-    recorded. With ``sink`` (one of several generator processes) the stamps go there and the
-    caller's recorder holds the tallies; otherwise this run has a recorder process of its own,
-    ``recorder`` if it was started ahead (it is closed here), else one started now."""
-    scenario = loaded.scenario
+    """Run the job's schedule from ``t0_ns`` (default: once the sender is open) and return
+    what it recorded. With ``sink`` (one of several generator processes) the stamps go there
+    and the caller's recorder holds the tallies; otherwise this run has a recorder process of
+    its own, ``recorder`` if it was started ahead (it is closed here), else one started now."""
+    scenario, schedule = job.loaded.scenario, job.schedule
     if sink is None and recorder is None:
-        recorder = start_recorder(scenario, schedule, out_dir, hooks)
+        recorder = start_recorder(job)
     connection = sink if sink is not None else recorder.inputs[0]  # type: ignore[union-attr]
+    hooks = job.hooks
     if recorder is not None:
         hooks = dataclasses.replace(hooks, on_start=recorder.start)
     engine = Engine(
         schedule,
-        _new_sender(scenario, base_url, loaded.base_dir),
+        _new_sender(scenario, job.base_url, job.loaded.base_dir),
         request_source(
-            scenario.request, loaded.base_dir, scenario.workload.seed, schedule, seq_bases
+            scenario.request, job.loaded.base_dir, scenario.workload.seed, schedule, seq_bases
         ),
         StampBuffer(PipeSink(connection)),
         connections=scenario.client.connections,
@@ -113,29 +103,17 @@ def run_local(
             recorder.wait_ready()  # stamps written before it reads would fill the pipe and block
         usage = _ProcessUsage.now()
         report: EngineReport = run_async(engine.run())
-        figures = usage.generator_figures(report.spin_s) | {
-            "sender": engine.sender.name,
-            "priority": report.priority,
-            "realtime_s": round(report.realtime_s, 3),
-        }
-        ceiling = highest_us(scenario.request.timeout)
-        tallies = finish_recorder(recorder, report, schedule, ceiling) if recorder else []
+        generator = usage.summary(report, engine.sender.name)
+        tallies = finish_recorder(recorder, report, job) if recorder else []
     finally:
         if recorder is not None:
             recorder.close()
-    return LoadResult(tallies, report, figures)
+    return LoadResult(tallies, report, generator)
 
 
-def start_recorder(
-    scenario: Scenario,
-    schedule: Schedule,
-    out_dir: Path,
-    hooks: EngineHooks,
-    *,
-    sources: int = 1,
-    rows_header: bool = True,
-) -> RecorderProcess:
-    """The recorder process for this run; its seconds reach ``hooks.on_interval``."""
+def start_recorder(job: LoadJob, *, sources: int = 1, rows_header: bool = True) -> RecorderProcess:
+    """The recorder process for this job; its seconds reach ``job.hooks.on_interval``."""
+    scenario, schedule, hooks = job.loaded.scenario, job.schedule, job.hooks
 
     def on_interval(stats: IntervalStats) -> None:
         hooks.on_interval(stats, stats.in_flight, phase_at(schedule, stats.start_s))
@@ -143,7 +121,7 @@ def start_recorder(
     settings = RecorderSettings(
         phases=[plan.name for plan in schedule.phases],
         highest_us=highest_us(scenario.request.timeout),
-        out_dir=out_dir,
+        out_dir=job.out_dir,
         sources=sources,
         goodput=goodput_bounds(scenario.slo),
         rows_header=rows_header,
@@ -153,7 +131,7 @@ def start_recorder(
 
 
 def finish_recorder(
-    recorder: RecorderProcess, report: EngineReport, schedule: Schedule, ceiling_us: int
+    recorder: RecorderProcess, report: EngineReport, job: LoadJob
 ) -> list[PhaseTally]:
     """The phase tallies once the last stamps are in. A lost recorder leaves empty tallies
     and ``report.recorder_lost`` saying why: the run is then finalized as failed, with the
@@ -162,7 +140,8 @@ def finish_recorder(
         return recorder.finish(report.end_ns, report.sent_by_phase)
     except RecorderLost as exc:
         report.recorder_lost = report.recorder_lost or str(exc)
-        return [PhaseTally(plan.name, ceiling_us) for plan in schedule.phases]
+        ceiling = highest_us(job.loaded.scenario.request.timeout)
+        return [PhaseTally(plan.name, ceiling) for plan in job.schedule.phases]
 
 
 def _new_sender(scenario: Scenario, base_url: str, base_dir: Path) -> Sender:
@@ -196,17 +175,21 @@ class _ProcessUsage:
         process = psutil.Process()
         return cls(process, _cpu_s(process), time.monotonic())
 
-    def generator_figures(self, spin_s: float) -> dict[str, Any]:
-        """CPU since then, with and without the dispatcher's deliberate polling, and memory."""
+    def summary(self, report: EngineReport, sender: str) -> GeneratorSummary:
+        """This generator's figures since then: CPU with and without the dispatcher's
+        deliberate polling, memory, the sender used and the dispatcher's priority."""
         wall = max(time.monotonic() - self.wall_s, 1e-9)
         cpu_s = _cpu_s(self.process) - self.cpu_s
-        return {
-            "cpu_pct": round(100 * cpu_s / wall, 1),
-            "busy_cpu_pct": round(100 * max(cpu_s - spin_s, 0) / wall, 1),
-            "spin_s": round(spin_s, 3),
-            "rss_mb": round(self.process.memory_info().rss / 2**20, 1),
-            "processes": 1,
-        }
+        return GeneratorSummary(
+            cpu_pct=round(100 * cpu_s / wall, 1),
+            busy_cpu_pct=round(100 * max(cpu_s - report.spin_s, 0) / wall, 1),
+            spin_s=round(report.spin_s, 3),
+            rss_mb=round(self.process.memory_info().rss / 2**20, 1),
+            processes=1,
+            sender=sender,
+            priority=report.priority,
+            realtime_s=round(report.realtime_s, 3),
+        )
 
 
 def _cpu_s(process: psutil.Process) -> float:

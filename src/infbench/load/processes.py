@@ -19,24 +19,24 @@ import signal
 import threading
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from infbench.errors import InfbenchError
 from infbench.load.engine import START_LEAD_NS, EngineHooks, EngineReport
-from infbench.load.local import LoadResult, finish_recorder, highest_us, run_local, start_recorder
+from infbench.load.job import LoadJob, LoadResult, merge_generators
+from infbench.load.local import finish_recorder, run_local, start_recorder
 from infbench.recorder.process import RecorderProcess
-from infbench.scenario.source import LoadedScenario
-from infbench.schedule.arrivals import PhasePlan, Schedule, build_schedule, sequence_bases
+from infbench.results.records import GeneratorSummary
+from infbench.schedule.arrivals import PhasePlan, Schedule, sequence_bases
 from infbench.senders import make_sender
 from infbench.senders.base import SenderOptions
 
 __all__ = [
     "fire_phase_marks",
-    "generator_summary",
     "merge_reports",
     "resolve_processes",
     "run_processes",
+    "share_of",
     "slice_schedule",
 ]
 
@@ -81,45 +81,34 @@ def slice_schedule(schedule: Schedule, process: int, processes: int) -> Schedule
     return dataclasses.replace(schedule, phases=phases)
 
 
+def share_of(job: LoadJob, process: int, processes: int) -> LoadJob:
+    """The job of generator ``process`` of ``processes``: its slice of the schedule."""
+    return dataclasses.replace(job, schedule=slice_schedule(job.schedule, process, processes))
+
+
 # --- the child's side -------------------------------------------------------------------------
 
 
 def _child(
-    loaded: LoadedScenario,
-    process: int,
-    processes: int,
-    out_dir: Path,
-    base_url: str,
-    messages: Any,
-    go: Any,
-    t0: Any,
+    job: LoadJob,
+    stride: tuple[int, int],
+    seq_bases: list[int],
+    channels: tuple[Any, Any, Any],
     sink: Connection,
 ) -> None:
+    """Generator process ``stride[0]`` of ``stride[1]``: ``job`` holds its share of the
+    schedule; ``channels`` are the messages queue, the start event and the start instant."""
+    messages, go, t0 = channels
+    process = stride[0]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM
     try:
-        full = build_schedule(loaded.scenario.workload, loaded.base_dir)
-        share = slice_schedule(full, process, processes)
         # Import the sender's client library now: after the shared start it would make the
         # first arrivals late.
-        make_sender(loaded.scenario.client.sender, SenderOptions(base_url=base_url))
+        make_sender(job.loaded.scenario.client.sender, SenderOptions(base_url=job.base_url))
         messages.put(("ready", process, None))
         go.wait()
-        result = run_local(
-            loaded,
-            share,
-            out_dir,
-            base_url,
-            EngineHooks(),
-            t0_ns=t0.value,
-            stride=(process, processes),
-            seq_bases=sequence_bases(full),
-            sink=sink,
-        )
-        wire = {
-            "report": dataclasses.asdict(result.report),
-            "generator": result.generator,
-        }
-        messages.put(("done", process, wire))
+        result = run_local(job, t0_ns=t0.value, stride=stride, seq_bases=seq_bases, sink=sink)
+        messages.put(("done", process, (result.report, result.generator)))
     except BaseException as exc:  # reported to the parent, which owns the error handling
         messages.put(("error", process, f"{type(exc).__name__}: {exc}"))
 
@@ -140,8 +129,8 @@ def fire_phase_marks(
         start_ns += int(plan.duration_s * 1e9)
 
 
-def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -> EngineReport:
-    reports = [EngineReport(**wire["report"]) for wire in wires]
+def merge_reports(reports: list[EngineReport], t0_ns: int, start_epoch: float) -> EngineReport:
+    """The generators' reports as one, on the common start."""
     windows: dict[str, tuple[float, float]] = {}
     for report in reports:
         for name, window in report.phase_windows.items():
@@ -161,36 +150,20 @@ def merge_reports(wires: list[dict[str, Any]], t0_ns: int, start_epoch: float) -
     )
 
 
-def generator_summary(wires: list[dict[str, Any]]) -> dict[str, Any]:
-    per_process = [wire["generator"] for wire in wires]
-    return {
-        "cpu_pct": max(g["cpu_pct"] for g in per_process),
-        "busy_cpu_pct": max(g["busy_cpu_pct"] for g in per_process),
-        "spin_s": round(sum(g["spin_s"] for g in per_process), 3),
-        "rss_mb": round(sum(g["rss_mb"] for g in per_process), 1),
-        "processes": len(per_process),
-        "sender": per_process[0].get("sender"),
-        "priority": min(g.get("priority", "normal") for g in per_process),
-        "realtime_s": round(sum(g.get("realtime_s", 0.0) for g in per_process), 3),
-        "per_process": per_process,
-    }
-
-
 class _Children:
     """The generator processes: started, released together, waited for, stopped on a signal."""
 
-    def __init__(
-        self, loaded: LoadedScenario, out_dir: Path, base_url: str, sinks: list[Connection]
-    ) -> None:
+    def __init__(self, job: LoadJob, sinks: list[Connection]) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that runs threads
         self.messages = ctx.Queue()
         self.go = ctx.Event()
         self.t0 = ctx.Value("q", 0)
-        n = len(sinks)
+        n, bases = len(sinks), sequence_bases(job.schedule)
+        channels = (self.messages, self.go, self.t0)
         self.procs = [
             ctx.Process(
                 target=_child,
-                args=(loaded, k, n, out_dir, base_url, self.messages, self.go, self.t0, sinks[k]),
+                args=(share_of(job, k, n), (k, n), bases, channels, sinks[k]),
                 name=f"infbench-generator-{k}",
                 daemon=True,
             )
@@ -231,8 +204,8 @@ def _wait_ready(children: _Children, n: int) -> None:
         ready += kind == "ready"
 
 
-def _collect(children: _Children, n: int) -> list[dict[str, Any]]:
-    done: dict[int, dict[str, Any]] = {}
+def _collect(children: _Children, n: int) -> list[tuple[EngineReport, GeneratorSummary]]:
+    done: dict[int, tuple[EngineReport, GeneratorSummary]] = {}
     while len(done) < n:
         try:
             message = children.get(0.5)
@@ -253,38 +226,23 @@ def _collect(children: _Children, n: int) -> list[dict[str, Any]]:
     return [done[k] for k in range(n)]
 
 
-def run_processes(
-    loaded: LoadedScenario,
-    schedule: Schedule,
-    out_dir: Path,
-    base_url: str,
-    hooks: EngineHooks,
-    processes: int,
-) -> LoadResult:
+def run_processes(job: LoadJob, processes: int) -> LoadResult:
     """The schedule run by ``processes`` processes from one start instant, into one recorder."""
-    recorder = start_recorder(loaded.scenario, schedule, out_dir, hooks, sources=processes)
+    recorder = start_recorder(job, sources=processes)
     try:
-        wires, t0_ns, start_epoch = _run_children(
-            loaded, schedule, out_dir, base_url, hooks, recorder
-        )
-        report = merge_reports(wires, t0_ns, start_epoch)
-        ceiling = highest_us(loaded.scenario.request.timeout)
-        tallies = finish_recorder(recorder, report, schedule, ceiling)
+        parts, t0_ns, start_epoch = _run_children(job, recorder)
+        report = merge_reports([r for r, _ in parts], t0_ns, start_epoch)
+        tallies = finish_recorder(recorder, report, job)
     finally:
         recorder.close()
-    return LoadResult(tallies, report, generator_summary(wires))
+    return LoadResult(tallies, report, merge_generators([g for _, g in parts]))
 
 
 def _run_children(
-    loaded: LoadedScenario,
-    schedule: Schedule,
-    out_dir: Path,
-    base_url: str,
-    hooks: EngineHooks,
-    recorder: RecorderProcess,
-) -> tuple[list[dict[str, Any]], int, float]:
+    job: LoadJob, recorder: RecorderProcess
+) -> tuple[list[tuple[EngineReport, GeneratorSummary]], int, float]:
     """Start the generators, release them at one instant, collect what each reports."""
-    children = _Children(loaded, out_dir, base_url, recorder.inputs)
+    children = _Children(job, recorder.inputs)
     marks_stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -296,7 +254,7 @@ def _run_children(
         children.t0.value = t0_ns
         children.go.set()
         marks = threading.Thread(
-            target=fire_phase_marks, args=(schedule, t0_ns, hooks, marks_stop), daemon=True
+            target=fire_phase_marks, args=(job.schedule, t0_ns, job.hooks, marks_stop), daemon=True
         )
         marks.start()
         return _collect(children, len(children.procs)), t0_ns, start_epoch

@@ -24,7 +24,8 @@ from infbench.analysis.slo import RuleResult, check_run, parse_slo
 from infbench.analysis.stats import PhaseInfo, lag_limit_ms, lagging, phase_summary, validity
 from infbench.errors import ResultFormatError
 from infbench.load.engine import EngineHooks, EngineReport
-from infbench.load.local import LoadResult, highest_us, run_local
+from infbench.load.job import LoadJob, LoadResult
+from infbench.load.local import highest_us, run_local
 from infbench.load.processes import resolve_processes, run_processes
 from infbench.load.ray.driver import run_ray
 from infbench.observe.join import join_observed
@@ -215,17 +216,15 @@ class _Measured:
     resilience: Resilience | None
 
 
-def _start_load(
-    loaded: LoadedScenario, schedule: Schedule, results: ResultDir, url: str, hooks: EngineHooks
-) -> LoadResult:
+def _start_load(job: LoadJob) -> LoadResult:
     """The load on the scenario's engine: this process, generator processes, or Ray actors."""
-    client = loaded.scenario.client
+    client = job.loaded.scenario.client
     processes = resolve_processes(client.processes)
     if client.engine == "ray":
-        return run_ray(loaded, schedule, results.path, url, hooks, client.ray)
+        return run_ray(job, client.ray)
     if processes == 1:
-        return run_local(loaded, schedule, results.path, url, hooks)
-    return run_processes(loaded, schedule, results.path, url, hooks, processes)
+        return run_local(job)
+    return run_processes(job, processes)
 
 
 def _measure(
@@ -245,7 +244,7 @@ def _measure(
     if supervisor is not None:
         supervisor.watch()
     try:
-        load = _start_load(loaded, schedule, results, target.base_url, engine_hooks)
+        load = _start_load(LoadJob(loaded, schedule, results.path, target.base_url, engine_hooks))
     finally:
         if injector is not None:
             injector.stop()
@@ -289,9 +288,8 @@ def _run_record(
 ) -> tuple[RunRecord, list[RuleResult]]:
     """run.json of a finished (or interrupted) run, and its SLO verdicts."""
     report = measured.load.report
-    generator_json = dict(measured.load.generator)
-    warnings = [*warnings, *generator_json.pop("warnings", [])]  # a Ray run's: actors, clocks
-    generator = GeneratorSummary.from_json(generator_json)
+    generator = measured.load.generator
+    warnings = [*warnings, *measured.load.warnings]  # a Ray run's: actors, clocks
     phases, warmup = _summaries(schedule, measured.load.tallies, report)
     server = measured.server.to_json() if measured.server is not None else None
     cost = loaded.scenario.cost

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from infbench.load.engine import EngineHooks
+from infbench.load.job import LoadJob
 from infbench.load.local import run_local, start_recorder
 from infbench.recorder.recorder import IntervalStats
 from infbench.scenario.source import LoadedScenario
-from infbench.schedule.arrivals import Schedule
 
 __all__ = ["Generator"]
 
@@ -72,24 +72,17 @@ class Generator:
     """
 
     def __init__(
-        self,
-        loaded: LoadedScenario,
-        share: Schedule,
-        seq_bases: list[int],
-        stride: tuple[int, int],
-        base_url: str,
-        dataset: bytes | None,
+        self, job: LoadJob, seq_bases: list[int], stride: tuple[int, int], dataset: bytes | None
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="infbench-ray-"))
-        self.loaded = _with_local_dataset(loaded, self.tmp, dataset)
-        self.share, self.seq_bases, self.stride, self.base_url = share, seq_bases, stride, base_url
+        self.seq_bases, self.stride = seq_bases, stride
         # The recorder process starts now, before the driver picks the common start: spawning
         # it takes a second or more on a busy host, which would make the first arrivals late.
         self._seconds: Callable[[IntervalStats, int, str], None] = lambda *_: None
         hooks = EngineHooks(on_interval=lambda *args: self._seconds(*args))
-        self.recorder = start_recorder(
-            self.loaded.scenario, share, self.tmp, hooks, rows_header=False
-        )
+        loaded = _with_local_dataset(job.loaded, self.tmp, dataset)
+        self.job = dataclasses.replace(job, loaded=loaded, out_dir=self.tmp, hooks=hooks)
+        self.recorder = start_recorder(self.job, rows_header=False)
 
     def node(self) -> dict[str, Any]:
         import ray
@@ -124,11 +117,7 @@ class Generator:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         try:
             result = run_local(
-                self.loaded,
-                self.share,
-                self.tmp,
-                self.base_url,
-                EngineHooks(on_phase=on_phase),
+                dataclasses.replace(self.job, hooks=EngineHooks(on_phase=on_phase)),
                 t0_ns=t0_ns,
                 stride=self.stride,
                 seq_bases=self.seq_bases,
@@ -142,8 +131,10 @@ class Generator:
         shutil.rmtree(self.tmp, ignore_errors=True)
         return {
             "tallies": [tally.to_wire() for tally in result.tallies],
-            "report": dataclasses.asdict(result.report),
-            "generator": {**result.generator, "start_late_ms": round(late_ms, 3)},
+            "report": result.report,
+            "generator": dataclasses.replace(
+                result.generator, extra={"start_late_ms": round(late_ms, 3)}
+            ),
             "files": files,
         }
 

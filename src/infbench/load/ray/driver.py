@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 
 from infbench.errors import InfbenchError
 from infbench.load.engine import EngineHooks
-from infbench.load.local import LoadResult
-from infbench.load.processes import fire_phase_marks, generator_summary, slice_schedule
+from infbench.load.job import LoadJob, LoadResult, merge_generators
+from infbench.load.processes import fire_phase_marks, share_of, slice_schedule
 from infbench.load.ray.actor import Generator
 from infbench.load.ray.merge import hand_on_second, merge_results
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.tally import PhaseTally
 from infbench.results.percentile import value_at_percentile
+from infbench.results.records import GeneratorSummary
 from infbench.scenario.request import RaySettings
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule, sequence_bases
@@ -137,41 +138,25 @@ def _first_line(exc: BaseException) -> str:
 class _RayRun:
     """One run's actors and queues, as the driver sees them."""
 
-    def __init__(
-        self,
-        ray: Any,
-        loaded: LoadedScenario,
-        schedule: Schedule,
-        out_dir: Path,
-        base_url: str,
-        hooks: EngineHooks,
-        settings: RaySettings,
-    ) -> None:
+    def __init__(self, ray: Any, job: LoadJob, settings: RaySettings) -> None:
         from ray.util.queue import Queue
 
-        self.ray, self.loaded, self.schedule, self.out_dir = ray, loaded, schedule, out_dir
-        self.hooks, self.settings, self.base_url = hooks, settings, base_url
+        self.ray, self.job, self.settings = ray, job, settings
+        schedule = job.schedule
         self.n = settings.actors or _default_actors(ray, settings.num_cpus)
         # Queues are small actors of their own; 0 CPUs so they never wait for the generators'.
         self.feed = Queue(actor_options={"num_cpus": 0})
         self.control = Queue(actor_options={"num_cpus": 0})
-        data = _dataset_bytes(loaded)
-        shared = ray.put(loaded), ray.put(data) if data is not None else None
+        data = _dataset_bytes(job.loaded)
+        dataset = ray.put(data) if data is not None else None
         generator = ray.remote(Generator)
         self.actors = [
             generator.options(
-                name=f"infbench-{out_dir.name}-{k}",  # so `ray list actors` tells them apart
+                name=f"infbench-{job.out_dir.name}-{k}",  # so `ray list actors` tells them apart
                 num_cpus=settings.num_cpus,
                 scheduling_strategy="SPREAD",
                 max_restarts=0,
-            ).remote(
-                shared[0],
-                slice_schedule(schedule, k, self.n),
-                sequence_bases(schedule),
-                (k, self.n),
-                base_url,
-                shared[1],
-            )
+            ).remote(share_of(job, k, self.n), sequence_bases(schedule), (k, self.n), dataset)
             for k in range(self.n)
         ]
         self.nodes: list[dict[str, Any]] = []
@@ -214,9 +199,9 @@ class _RayRun:
         return mono + int(lead * 1e9), wall + lead
 
     def collect(self) -> None:
-        timeout = self.loaded.scenario.request.timeout
-        deadline = time.monotonic() + self.schedule.total_duration_s + 2 * timeout + 60
-        seconds, pending = _Seconds(self.schedule, self.hooks, self.n), list(self.refs)
+        timeout = self.job.loaded.scenario.request.timeout
+        deadline = time.monotonic() + self.job.schedule.total_duration_s + 2 * timeout + 60
+        seconds, pending = _Seconds(self.job.schedule, self.job.hooks, self.n), list(self.refs)
         while pending:
             if self.stop_requested.is_set():
                 self.interrupt()
@@ -280,25 +265,25 @@ class _RayRun:
             raise InfbenchError("every Ray generator died: " + "; ".join(self.died.values()))
         parts, wires = [], [self.wires[k] for k in sorted(self.wires)]
         for k, wire in sorted(self.wires.items()):
-            parts.append(self.out_dir / f"generator-{k}")
+            parts.append(self.job.out_dir / f"generator-{k}")
             parts[-1].mkdir()
             for name, data in wire.pop("files").items():
                 (parts[-1] / name).write_bytes(data)
             report = wire["report"]  # the actor's monotonic clock, rebased onto the driver's
-            report["end_ns"] = t0_ns + report["end_ns"] - report["t0_ns"]
-            wire["generator"].update(
-                self._actor_figures(k), lag_p99_ms=_lag_p99_ms(self.schedule, wire)
-            )
-        tallies, merged = merge_results(self.out_dir, parts, wires, (t0_ns, start_wall))
+            report.end_ns = t0_ns + report.end_ns - report.t0_ns
+            own = wire["generator"]
+            figures = self._actor_figures(k) | {"lag_p99_ms": _lag_p99_ms(self.job.schedule, wire)}
+            wire["generator"] = dataclasses.replace(own, extra={**own.extra, **figures})
+        tallies, merged = merge_results(self.job.out_dir, parts, wires, (t0_ns, start_wall))
         for k in self.died:
             # Its share is known exactly; what it sent before dying died with it.
-            share = slice_schedule(self.schedule, k, self.n)
+            share = slice_schedule(self.job.schedule, k, self.n)
             for tally, plan in zip(tallies, share.phases, strict=True):
                 tally.dropped += plan.scheduled
         # Ctrl-C on the driver is an interrupted run even when the actors had already sent
         # their last arrivals by the time the request to stop reached them.
         merged.interrupted |= self.stopping
-        return LoadResult(tallies, merged, self._generator(wires))
+        return LoadResult(tallies, merged, self._generator(wires), tuple(self._warnings()))
 
     def _actor_figures(self, k: int) -> dict[str, Any]:
         clock = self.clocks[k]
@@ -309,23 +294,22 @@ class _RayRun:
             "rtt_ms": round(clock.rtt_s * 1e3, 3),
         }
 
-    def _generator(self, wires: list[dict[str, Any]]) -> dict[str, Any]:
-        summary = generator_summary(wires)
-        for k, reason in sorted(self.died.items()):
-            summary["per_process"].append({**self._actor_figures(k), "died": reason})
-        summary["per_process"].sort(key=lambda entry: entry["actor"])
-        summary.update(
+    def _generator(self, wires: list[dict[str, Any]]) -> GeneratorSummary:
+        summary = merge_generators([wire["generator"] for wire in wires])
+        died = [{**self._actor_figures(k), "died": why} for k, why in self.died.items()]
+        per_process = sorted([*(summary.per_process or ()), *died], key=lambda p: p["actor"])
+        return dataclasses.replace(
+            summary,
+            per_process=tuple(per_process),
             processes=self.n,
             engine="ray",
             nodes=len({node["node_id"] for node in self.nodes}),
-            warnings=self._warnings(),
         )
-        return summary
 
     def _warnings(self) -> list[str]:
         warnings = []
         for k, reason in sorted(self.died.items()):
-            share = slice_schedule(self.schedule, k, self.n)
+            share = slice_schedule(self.job.schedule, k, self.n)
             warnings.append(
                 f"Ray generator {k} on {self.nodes[k]['node_ip']} died mid-run ({reason}): its "
                 f"{sum(p.scheduled for p in share.phases)} scheduled arrivals are counted as "
@@ -338,11 +322,11 @@ class _RayRun:
                 f"±{self.clocks[worst].rtt_s * 500:.1f} ms: seconds and rows of different "
                 "nodes may be misaligned by that much (latencies are not affected)"
             )
-        if urlsplit(self.base_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        if urlsplit(self.job.base_url).hostname in ("127.0.0.1", "localhost", "::1"):
             here = _driver_ip(self.ray)
             if any(node["node_ip"] != here for node in self.nodes):
                 warnings.append(
-                    f"the target URL {self.base_url} is a loopback address but Ray generators "
+                    f"the target URL {self.job.base_url} is a loopback address but Ray generators "
                     "run on other nodes: give the target an address they can reach"
                 )
         return warnings
@@ -354,15 +338,9 @@ def _driver_ip(ray: Any) -> str | None:
     return None
 
 
-def run_ray(
-    loaded: LoadedScenario,
-    schedule: Schedule,
-    out_dir: Path,
-    base_url: str,
-    hooks: EngineHooks,
-    settings: RaySettings,
-) -> LoadResult:
-    """The schedule run by Ray actors from one common start, results merged into ``out_dir``."""
+def run_ray(job: LoadJob, settings: RaySettings) -> LoadResult:
+    """The schedule run by Ray actors from one common start, results merged into the job's
+    result folder."""
     import ray
 
     connected = _connect(ray, settings.address)
@@ -370,11 +348,11 @@ def run_ray(
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
     try:
-        run = _RayRun(ray, loaded, schedule, out_dir, base_url, hooks, settings)
+        run = _RayRun(ray, job, settings)
         run.ready()
         t0_ns, start_wall = run.start()
         threading.Thread(
-            target=fire_phase_marks, args=(schedule, t0_ns, hooks, marks_stop), daemon=True
+            target=fire_phase_marks, args=(job.schedule, t0_ns, job.hooks, marks_stop), daemon=True
         ).start()
         with _stop_on_signals(run.stop_requested, main):
             run.collect()

@@ -71,4 +71,4 @@ def merge_results(
     merge_row_files(out_dir / "requests.csv.gz", rows, streamed=streamed)
     for part in parts:
         shutil.rmtree(part, ignore_errors=True)
-    return tallies, merge_reports(wires, t0_ns, start_epoch)
+    return tallies, merge_reports([wire["report"] for wire in wires], t0_ns, start_epoch)
