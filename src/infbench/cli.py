@@ -17,7 +17,7 @@ from infbench import __version__
 from infbench.errors import GateFailed, InfbenchError, Interrupted, InvalidRun
 
 if TYPE_CHECKING:
-    from infbench.run.measure import RunOutcome
+    from infbench.results.records import RunRecord
 
 app = typer.Typer(
     name="infbench",
@@ -117,7 +117,7 @@ def run(
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        outcome = run_scenario(
+        run = run_scenario(
             scenario,
             out,
             overrides,
@@ -134,22 +134,23 @@ def run(
             Interrupted("interrupted before the load started; the target was stopped")
         ) from None
     if as_json:
-        sys.stdout.write(json.dumps(outcome.run.to_json(), indent=2, default=str) + "\n")
-    _check_outcome(outcome, strict)
+        sys.stdout.write(json.dumps(run.to_json(), indent=2, default=str) + "\n")
+    _check_run(run, strict)
 
 
-def _check_outcome(outcome: RunOutcome, strict: bool) -> None:
+def _check_run(run: RunRecord, strict: bool) -> None:
     """A finished run can still fail: interrupted, an SLO broken, or invalid under --strict."""
-    if outcome.run.status == "failed":  # the recorder was lost: what it wrote is kept
-        reason = outcome.run.invalid_reasons[0]
-        raise _fail(InvalidRun(f"{reason}; results in {outcome.run.result_dir}"))
-    if outcome.interrupted:
-        raise _fail(Interrupted(f"interrupted; partial results kept in {outcome.run.result_dir}"))
-    failed = [r for r in outcome.slo if not r.passed]
+    from infbench.run.measure import slo_verdicts
+
+    if run.status == "failed":  # the recorder was lost: what it wrote is kept
+        raise _fail(InvalidRun(f"{run.invalid_reasons[0]}; results in {run.result_dir}"))
+    if run.interrupted:
+        raise _fail(Interrupted(f"interrupted; partial results kept in {run.result_dir}"))
+    failed = [r for r in slo_verdicts(run) if not r.passed]
     if failed:
         raise _fail(GateFailed("; ".join(r.message for r in failed)))
-    if strict and not outcome.run.valid:
-        raise _fail(InvalidRun("invalid run: " + "; ".join(outcome.run.invalid_reasons)))
+    if strict and not run.valid:
+        raise _fail(InvalidRun("invalid run: " + "; ".join(run.invalid_reasons)))
 
 
 @app.command()

@@ -194,8 +194,8 @@ def _execute_on_ray(
     schedule = build_schedule(loaded.scenario.workload, tmp_path)
     results = ResultDir(new_run_dir(tmp_path / "r", "onray"))
     observer = _AtPhaseStart(lambda: action(results))
-    outcome = execute(loaded, schedule, results, TargetInfo("url", server_url), observer)
-    return outcome.run.to_json(), schedule, results.path
+    run = execute(loaded, schedule, results, TargetInfo("url", server_url), observer)
+    return run.to_json(), schedule, results.path
 
 
 def test_an_actor_that_dies_is_reported_and_its_arrivals_dropped(

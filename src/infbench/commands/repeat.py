@@ -26,7 +26,7 @@ from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import tag_totals
 from infbench.results.records import GeneratorSummary, PhaseSummary, RunRecord, Timings
 from infbench.results.rundir import ResultDir
-from infbench.run.measure import RunOutcome, highest_us, slo_records
+from infbench.run.measure import highest_us, slo_records
 
 __all__ = ["aggregate_repetitions", "merged_histograms"]
 
@@ -90,7 +90,7 @@ def _run_dir(run: RunRecord) -> Path:
 
 def aggregate_repetitions(
     results: ResultDir, runs: list[RunRecord], slo: Mapping[str, Any]
-) -> RunOutcome:
+) -> RunRecord:
     """Write the aggregate run.json and summaries for the repetitions in ``runs``."""
     first = runs[0]
     timeout = first.scenario.request_timeout_s
@@ -129,4 +129,4 @@ def aggregate_repetitions(
         result_dir=str(results.path),
     )
     results.finalize(aggregate, with_timeseries=False)
-    return RunOutcome(run=aggregate, slo=rules, interrupted=interrupted)
+    return aggregate

@@ -15,8 +15,9 @@ from infbench.observe.setup import observer_setup
 from infbench.report.console import LiveView, WaitView, print_run
 from infbench.report.html import write_run_html_quietly
 from infbench.report.resilience_view import print_resilience
+from infbench.results.records import RunRecord
 from infbench.results.rundir import ResultDir, free_space_warning, new_run_dir
-from infbench.run.measure import RunOutcome, execute
+from infbench.run.measure import execute, slo_verdicts
 from infbench.scenario.source import LoadedScenario, load_scenario
 from infbench.schedule.arrivals import Schedule, build_schedule
 from infbench.targets.cleanup import clean_leftovers
@@ -38,7 +39,7 @@ def run_scenario(
     console: Console,
     repeat: int = 1,
     wait_console: Console | None = None,
-) -> RunOutcome:
+) -> RunRecord:
     """Load scenario, build schedule, start target, run engine, save results, render report.
 
     ``wait_console`` shows what a readiness wait is waiting for (stderr in the CLI; None: quiet).
@@ -57,15 +58,13 @@ def run_scenario(
     warnings = _disk_warnings(out_root, schedule, repeat, console)
     waiting = WaitView(wait_console)
     if repeat == 1:
-        outcome = _measure(
-            loaded, schedule, ResultDir(run_dir), url, live, console, waiting, warnings
-        )
+        run = _measure(loaded, schedule, ResultDir(run_dir), url, live, console, waiting, warnings)
     else:
-        outcome = _repeat(loaded, schedule, run_dir, url, live, console, waiting, repeat, warnings)
-    print_run(console, outcome.run, outcome.slo)
-    print_resilience(console, outcome.run)
+        run = _repeat(loaded, schedule, run_dir, url, live, console, waiting, repeat, warnings)
+    print_run(console, run, slo_verdicts(run))
+    print_resilience(console, run)
     write_run_html_quietly(run_dir, console)
-    return outcome
+    return run
 
 
 def _measure(
@@ -77,7 +76,7 @@ def _measure(
     console: Console,
     waiting: WaitView,
     warnings: list[str],
-) -> RunOutcome:
+) -> RunRecord:
     """One run with a freshly started target, stopped again whatever happens."""
     log, pid_file = results.file("server.log"), results.file(PID_FILE)
     spec = loaded.scenario.target
@@ -120,20 +119,19 @@ def _repeat(
     waiting: WaitView,
     repeat: int,
     warnings: list[str],
-) -> RunOutcome:
+) -> RunRecord:
     """N independent runs (the target restarted for each) in run-1 .. run-N, then an aggregate."""
-    outcomes = []
+    runs = []
     for index in range(1, repeat + 1):
         child = run_dir / f"run-{index}"
         child.mkdir()
         console.print(f"[bold]repetition {index}/{repeat}[/]")
-        outcome = _measure(
-            loaded, schedule, ResultDir(child), url, live, console, waiting, warnings
+        runs.append(
+            _measure(loaded, schedule, ResultDir(child), url, live, console, waiting, warnings)
         )
-        outcomes.append(outcome)
-        if outcome.interrupted:
+        if runs[-1].interrupted:
             break
-    return aggregate_repetitions(ResultDir(run_dir), [o.run for o in outcomes], loaded.scenario.slo)
+    return aggregate_repetitions(ResultDir(run_dir), runs, loaded.scenario.slo)
 
 
 def _disk_warnings(root: Path, schedule: Schedule, repeat: int, console: Console) -> list[str]:

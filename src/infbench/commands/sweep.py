@@ -145,7 +145,7 @@ class _Sweep:
 
         quiet = Console(file=io.StringIO(), width=100)
         started = time.monotonic()
-        outcome = run_scenario(
+        run = run_scenario(
             self.loaded.path,
             level_dir,
             [*self.overrides, *extra],
@@ -155,10 +155,10 @@ class _Sweep:
             repeat=repeat,
         )
         self.budget.spent(time.monotonic() - started, repeat)
-        if outcome.interrupted:
+        if run.interrupted:
             self.save()
             raise Interrupted(f"interrupted; the sweep so far is in {self.directory}")
-        return outcome.run
+        return run
 
     def save(self) -> None:
         self.doc["runs"] = self.budget.runs

@@ -539,6 +539,11 @@ class RunRecord(_Record):
         default=None, metadata=_reads(_repetitions, omit_none=True)
     )
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped early (Ctrl-C, SIGTERM): what was recorded until then is kept."""
+        return self.status == "interrupted"
+
     def phase(self, name: str) -> PhaseSummary | None:
         return next((p for p in self.phases if p.name == name), None)
 

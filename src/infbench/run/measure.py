@@ -49,7 +49,7 @@ from infbench.schedule.arrivals import Schedule
 from infbench.targets.base import EventStream, Supervising, TargetInfo
 from infbench.targets.faults import FaultInjector, first_measured_phase
 
-__all__ = ["Observing", "RunOutcome", "execute", "highest_us", "slo_records"]
+__all__ = ["Observing", "execute", "highest_us", "slo_records", "slo_verdicts"]
 
 
 class Observing(Protocol):
@@ -60,13 +60,6 @@ class Observing(Protocol):
     def phase_ended(self, name: str) -> None: ...
     def latest(self) -> dict[str, float | None]: ...
     def stop(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    run: RunRecord
-    slo: list[RuleResult]
-    interrupted: bool
 
 
 class _Hooks:
@@ -121,6 +114,12 @@ def _summaries(
         elif plan.name in report.phase_windows or tally.completed or tally.dropped:
             phases.append(summary)
     return phases, warmup
+
+
+def slo_verdicts(run: RunRecord) -> list[RuleResult]:
+    """The scenario's SLO (as run.json stores it) checked on the run's phases: what the run
+    prints under its tables and its exit code follow."""
+    return check_run(parse_slo(run.scenario.slo or {}), run.phases)
 
 
 def slo_records(results: list[RuleResult]) -> tuple[SloResult, ...]:
@@ -266,16 +265,17 @@ def execute(
     supervisor: Supervising | None = None,
     events: EventStream | None = None,
     warnings: list[str] | None = None,
-) -> RunOutcome:
-    """Run the load (with the scenario's faults when a supervisor is given), then finalize."""
+) -> RunRecord:
+    """Run the load (with the scenario's faults when a supervisor is given), then finalize;
+    the run record is what run.json holds."""
     injector = None
     if loaded.scenario.faults and supervisor is not None:
         injector = FaultInjector(loaded.scenario.faults, supervisor, first_measured_phase(schedule))
     hooks = _Hooks(results, observer, display, injector)
     measured = _measure(loaded, schedule, results, target, hooks, supervisor, events)
-    run, slo = _run_record(loaded, schedule, results, target, measured, warnings or [])
+    run = _run_record(loaded, schedule, results, target, measured, warnings or [])
     results.finalize(run)
-    return RunOutcome(run=run, slo=slo, interrupted=measured.load.report.interrupted)
+    return run
 
 
 def _run_record(
@@ -285,8 +285,8 @@ def _run_record(
     target: TargetInfo,
     measured: _Measured,
     warnings: list[str],
-) -> tuple[RunRecord, list[RuleResult]]:
-    """run.json of a finished (or interrupted) run, and its SLO verdicts."""
+) -> RunRecord:
+    """run.json of a finished (or interrupted) run, with its SLO verdicts."""
     report = measured.load.report
     generator = measured.load.generator
     warnings = [*warnings, *measured.load.warnings]  # a Ray run's: actors, clocks
@@ -326,7 +326,7 @@ def _run_record(
         result_dir=str(results.path),
         pid=os.getpid(),
     )
-    return run, slo
+    return run
 
 
 def _status(report: EngineReport) -> str:
