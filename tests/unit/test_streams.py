@@ -11,7 +11,6 @@ OpenAI API reference for ``stream_options.include_usage`` (every other chunk car
 from __future__ import annotations
 
 import json
-from array import array
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infbench.senders.streams import SseReader, StreamTimes, TextStreamReader, stream_times
+from infbench.senders.streams import SseReader, TextStreamReader
 from infbench.wire import ERROR_CODES, ERROR_KINDS
 
 MS = 1_000_000
@@ -313,11 +312,10 @@ def test_two_tokens_every_20ms_after_60ms_ttft_with_role_chunk_pings_and_split_f
     assert (reader.chunks, reader.output_tokens, reader.tokens_source) == (5, 10, "usage")
     assert reader.input_tokens == 12
     assert list(reader.gaps) == [20 * MS] * 4  # ITL
-    times = stream_times(0, MS, reader.first_token_ns, reader.last_token_ns, reader.output_tokens)
-    assert times == StreamTimes(ttft_ns=60 * MS, ttft_sent_ns=59 * MS, tpot_ns=80 * MS // 9)
+    assert (reader.first_token_ns, reader.last_token_ns) == (60 * MS, 140 * MS)  # TTFT, TPOT's span
 
 
-# --- tokens, text streams, shared gaps, timings ---------------------------------------------------
+# --- tokens, text streams ---------------------------------------------------
 
 
 def test_tokenizer_counts_the_whole_text_when_no_usage_came() -> None:
@@ -349,30 +347,6 @@ def test_text_stream_stamps_every_non_empty_piece() -> None:
     for data in (b"Hel", b"lo w\xc3", b"\xa9"):  # é split between two pieces
         counted.feed(data, 1)
     assert (counted.output_tokens, counted.tokens_source) == (len("Hello wé"), "tokenizer")
-
-
-def test_readers_can_share_one_gap_buffer() -> None:
-    gaps: array[int] = array("q")
-    first, second = SseReader("openai-chat", gaps=gaps), TextStreamReader(gaps=gaps)
-    first.feed(HELLO, 10)
-    first.feed(WORLD, 25)
-    second.feed(b"a", 100)
-    second.feed(b"b", 107)
-    second.feed(b"c", 110)
-    assert first.gaps is gaps and list(gaps) == [15, 7, 3]
-
-
-@pytest.mark.parametrize(
-    ("stamps", "expected"),
-    [
-        ((0, 10, 0, 0, 0), None),  # no content arrived
-        ((0, 10, 50, 50, 1), StreamTimes(50, 40, None)),  # one token: no TPOT
-        ((0, 10, 50, 90, 2), StreamTimes(50, 40, 40)),
-        ((100, 110, 150, 250, 11), StreamTimes(50, 40, 10)),
-    ],
-)
-def test_stream_times(stamps: tuple[int, int, int, int, int], expected: StreamTimes | None) -> None:
-    assert stream_times(*stamps) == expected
 
 
 def test_stream_error_is_appended_after_the_existing_kinds() -> None:

@@ -16,8 +16,7 @@ chunk, a comment, the usage chunk and ``[DONE]`` carry none. All events of one r
 read's stamp: the client cannot know more, so their gaps are 0.
 
 ITL: each gap between consecutive content chunks is appended to ``gaps``, an ``array('q')`` of
-nanoseconds (raw integers, no object per gap kept). Pass one shared array to many readers and the
-recorder can put the whole buffer into the ITL histogram in one batch.
+nanoseconds (raw integers, no object per gap kept).
 
 Errors (first one wins, later events still counted):
 
@@ -39,26 +38,21 @@ Errors (first one wins, later events still counted):
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from infbench.senders.chunk_schema import decode_chunk
 from infbench.wire import ErrorKind
 
 __all__ = [
     "EVENT_MAX_BYTES",
     "SseReader",
-    "StreamTimes",
     "TextStreamReader",
     "TokensSource",
-    "stream_times",
 ]
 
 TokensSource = Literal["usage", "tokenizer", "chunks"]
-_decode = json.JSONDecoder().decode  # skips json.loads' per-call keyword and encoding checks
-_BAD_SHAPE = (ValueError, TypeError, AttributeError, IndexError, KeyError)
 # The longest line or event a stream may send: far above any real chunk (a vLLM chunk with 20
 # top logprobs is a few KiB), far below the response cap. Past it the answer is ``too_large``.
 EVENT_MAX_BYTES = 1024 * 1024
@@ -79,11 +73,11 @@ class _Stream:
         "last_token_ns",
     )
 
-    def __init__(self, count_tokens: Callable[[str], int] | None, gaps: array[int] | None) -> None:
+    def __init__(self, count_tokens: Callable[[str], int] | None) -> None:
         self.first_token_ns = 0  # 0: no content arrived (the stamp layout's "did not happen")
         self.last_token_ns = 0
         self.chunks = 0
-        self.gaps: array[int] = array("q") if gaps is None else gaps
+        self.gaps: array[int] = array("q")
         self.input_tokens = 0  # usage.prompt_tokens; 0 when the server sent none
         self.error: ErrorKind | None = None
         self.cut = False  # a line or event passed EVENT_MAX_BYTES: the sender drops the answer
@@ -134,9 +128,9 @@ class SseReader(_Stream):
         self,
         api: Literal["openai-chat", "openai-completions"],
         count_tokens: Callable[[str], int] | None = None,
-        gaps: array[int] | None = None,
+        keep_text: bool = False,
     ) -> None:
-        super().__init__(count_tokens, gaps)
+        super().__init__(count_tokens)
         self.done = False  # [DONE] seen
         self.finished = False  # a chunk with a finish_reason seen
         self._chat = api == "openai-chat"
@@ -146,8 +140,8 @@ class SseReader(_Stream):
         self._data: bytes | None = None  # the current event's first data line
         self._more: list[bytes] | None = None  # its further data lines (rare)
         self._event = b""
-        # Kept only for a tokenizer; otherwise no text outlives its chunk.
-        self._texts: list[str] | None = [] if count_tokens is not None else None
+        # Kept only for a tokenizer or a conversation's history; else no text outlives its chunk.
+        self._texts: list[str] | None = [] if count_tokens is not None or keep_text else None
 
     def feed(self, data: bytes, now_ns: int) -> None:
         """Take one body piece received at ``now_ns``; complete events are handled at once."""
@@ -160,6 +154,17 @@ class SseReader(_Stream):
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
             self._cr = False
+        end = len(data) - 2  # one whole one-line event and nothing pending: most reads
+        if (
+            self._data is None
+            and not self._partial
+            and data[:6] == b"data: "
+            and data.find(b"\n", 6) == end
+            and data[end + 1] == 10
+        ):
+            self._dispatch(data[6:end], now_ns)
+            self._event = b""
+            return
         if self._partial:
             if 10 not in data:
                 self._hold(data)
@@ -234,43 +239,35 @@ class SseReader(_Stream):
         if not payload:
             return
         try:
-            obj = _decode(payload.decode())
-            choices = obj.get("choices")
-            if choices:
-                choice = choices[0]
-                if self._chat:
-                    delta = choice.get("delta")
-                    text = delta and (
-                        delta.get("content")
-                        or delta.get("reasoning_content")
-                        or delta.get("reasoning")
-                    )
-                else:
-                    text = choice.get("text")
-                if choice.get("finish_reason"):
-                    self.finished = True
-                if text:
-                    if type(text) is not str:
-                        raise TypeError(text)
-                    self._stamp(now_ns)
-                    if self._texts is not None:
-                        self._texts.append(text)
-            # {"error": {...}} as vLLM and OpenAI stream it (a null "error" is none, as in the
-            # OpenAI client); {"object": "error", ...} is vLLM's bare error body.
-            if obj.get("error") or (not choices and obj.get("object") == "error"):
-                self._fail("stream_error")
-            usage = obj.get("usage")
-            if usage:  # the last chunk (choices: []), or every chunk with continuous usage
-                self._usage(usage)
-        except _BAD_SHAPE:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            chunk = decode_chunk(payload)
+        except ValueError:  # not JSON, not UTF-8, or not the shape of a chunk
             self._fail("protocol")
-
-    def _usage(self, usage: Any) -> None:
-        output, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
-        if type(output) is int:
-            self._usage_output = output
-        if type(prompt) is int:
-            self.input_tokens = prompt
+            return
+        choices = chunk.choices
+        if choices:
+            choice = choices[0]
+            if self._chat:
+                delta = choice.delta
+                text = delta and (delta.content or delta.reasoning_content or delta.reasoning)
+            else:
+                text = choice.text
+            if choice.finish_reason:
+                self.finished = True
+            if text:
+                self._stamp(now_ns)
+                if self._texts is not None:
+                    self._texts.append(text)
+        # {"error": {...}} as vLLM and OpenAI stream it (a null "error" is none, as in the
+        # OpenAI client); {"object": "error", ...} is vLLM's bare error body.
+        if chunk.error or (not choices and chunk.object == "error"):
+            self._fail("stream_error")
+        usage = chunk.usage
+        if usage is not None:  # the last chunk (choices: []), or every chunk with continuous usage
+            output, prompt = usage.completion_tokens, usage.prompt_tokens
+            if type(output) is int:
+                self._usage_output = output
+            if type(prompt) is int:
+                self.input_tokens = prompt
 
     def end(self) -> ErrorKind | None:
         """The body ended cleanly: the request's error kind, ``reset`` unless ``[DONE]`` came,
@@ -283,6 +280,11 @@ class SseReader(_Stream):
     def _text(self) -> str:
         return "".join(self._texts or ())
 
+    @property
+    def text(self) -> str | None:
+        """The answer's text when it was kept (``keep_text`` or a tokenizer), else None."""
+        return None if self._texts is None else "".join(self._texts)
+
 
 class TextStreamReader(_Stream):
     """One request's plain streamed text: every non-empty body piece is a content chunk."""
@@ -290,10 +292,10 @@ class TextStreamReader(_Stream):
     __slots__ = ("_pieces",)
 
     def __init__(
-        self, count_tokens: Callable[[str], int] | None = None, gaps: array[int] | None = None
+        self, count_tokens: Callable[[str], int] | None = None, keep_text: bool = False
     ) -> None:
-        super().__init__(count_tokens, gaps)
-        self._pieces: list[bytes] | None = [] if count_tokens is not None else None
+        super().__init__(count_tokens)
+        self._pieces: list[bytes] | None = [] if count_tokens is not None or keep_text else None
 
     def feed(self, data: bytes, now_ns: int) -> None:
         if data:
@@ -309,24 +311,7 @@ class TextStreamReader(_Stream):
         # Joined before decoding: a UTF-8 character may be split between pieces.
         return b"".join(self._pieces or ()).decode("utf-8", "replace")
 
-
-@dataclass(frozen=True, slots=True)
-class StreamTimes:
-    """Per-request streaming figures in ns. ``tpot_ns`` is None below two output tokens."""
-
-    ttft_ns: int  # first content chunk − intended (includes any wait in the generator)
-    ttft_sent_ns: int  # first content chunk − sent, beside it like service time
-    tpot_ns: int | None
-
-
-def stream_times(
-    intended_ns: int, sent_ns: int, first_token_ns: int, last_token_ns: int, output_tokens: int
-) -> StreamTimes | None:
-    """TTFT and TPOT = (last − first) / (output tokens − 1) (DESIGN §5b); None with no content.
-
-    Integer ns: the truncation is below a nanosecond, far under the histograms' resolution.
-    """
-    if not first_token_ns:
-        return None
-    tpot = (last_token_ns - first_token_ns) // (output_tokens - 1) if output_tokens >= 2 else None
-    return StreamTimes(first_token_ns - intended_ns, first_token_ns - sent_ns, tpot)
+    @property
+    def text(self) -> str | None:
+        """The answer's text when it was kept (``keep_text`` or a tokenizer), else None."""
+        return None if self._pieces is None else self._text()
