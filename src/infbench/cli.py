@@ -156,38 +156,12 @@ def _check_run(run: RunRecord, strict: bool) -> None:
 @app.command()
 def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
     """Check a scenario file and preview each phase's request count and rate."""
-    from infbench.analysis.slo import parse_slo
-    from infbench.scenario.source import load_scenario
-    from infbench.schedule.arrivals import build_schedule
-    from infbench.targets.faults import check_faults
-    from infbench.units import format_duration
+    from infbench.commands.validate import validate_scenario
 
     try:
-        loaded = load_scenario(scenario, set_ or [])
-        parse_slo(loaded.scenario.slo)
-        schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
-        check_faults(loaded.scenario, schedule, None)
+        validate_scenario(scenario, set_ or [], _console())
     except InfbenchError as exc:
         raise _fail(exc) from None
-    from rich.table import Table
-
-    console = _console()
-    table = Table(title=f"{loaded.scenario.name}: valid", title_justify="left")
-    for column in ("phase", "process", "duration", "requests", "mean rate/s"):
-        table.add_column(column, justify="left" if column in ("phase", "process") else "right")
-    for plan in schedule.phases:
-        closed = plan.closed is not None
-        table.add_row(
-            plan.name + (" (warm-up)" if plan.warmup else ""),
-            plan.process,
-            format_duration(plan.duration_s),
-            f"closed loop, {plan.closed.concurrency} workers"
-            if plan.closed
-            else f"{plan.scheduled:,}",
-            "–" if closed else f"{plan.mean_rate:,.2f}",
-        )
-    console.print(table)
-    console.print(f"schedule sha256 {schedule.sha256}", style="dim")
 
 
 @app.command()
@@ -248,17 +222,29 @@ def report(
     open_: Annotated[bool, typer.Option("--open", help="Open it in a web browser.")] = False,
 ) -> None:
     """Render a run's report.html again (one self-contained file, plots inline)."""
-    from infbench.report.html import write_run_html
+    from infbench.commands.report import render_report
 
     try:
-        path = write_run_html(run_dir)
+        render_report(run_dir, _console(), open_browser=open_)
     except InfbenchError as exc:
         raise _fail(exc) from None
-    _console().print(f"report: {path}", markup=False, highlight=False)
-    if open_:
-        import webbrowser
 
-        webbrowser.open(path.resolve().as_uri())
+
+@app.command()
+def show(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(help="A run, `run --repeat` or sweep result directory.", show_default=False),
+    ],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, md or json.")] = "table",
+) -> None:
+    """Print a finished run's tables again (also a --repeat aggregate or a sweep)."""
+    from infbench.commands.show import show_results
+
+    try:
+        show_results(run_dir, fmt, _console())
+    except InfbenchError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -317,14 +303,9 @@ def cleanup(
     ] = Path("results"),
 ) -> None:
     """Stop servers left running by an infbench that was killed (found by their pid files)."""
-    from infbench.targets.cleanup import clean_leftovers
+    from infbench.commands.cleanup import run_cleanup
 
-    found = clean_leftovers(root)
-    console = _console()
-    for leftover in found:
-        console.print(leftover.describe(), markup=False, highlight=False)
-    if not found:
-        console.print(f"nothing to clean up under {root}", markup=False, highlight=False)
+    run_cleanup(root, _console())
 
 
 # sweep's options, named here so that the command itself stays short

@@ -11,6 +11,7 @@ from typing import Any
 
 from infbench.analysis.metrics import HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_PATHS, metric_value
 from infbench.errors import ScenarioError
+from infbench.figure_format import Unit, format_figure
 from infbench.results.records import PhaseSummary
 from infbench.units import parse_duration, parse_percent
 
@@ -38,8 +39,13 @@ class RuleResult:
     passed: bool
 
     @property
+    def _unit(self) -> Unit:
+        metric = self.rule.metric
+        return "ms" if metric in LATENCY_METRICS else "fraction" if metric == "error_rate" else "/s"
+
+    @property
     def message(self) -> str:
-        shown = "no data" if self.value is None else f"{self.value:g}"
+        shown = "no data" if self.value is None else format_figure(self.value, self._unit, 4)
         op = "≥" if self.rule.higher_is_better else "≤"
         verdict = "ok" if self.passed else "FAILED"
         return (

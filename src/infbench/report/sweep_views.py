@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from infbench.analysis.metrics import COMPARE_METRICS
-from infbench.analysis.slo import Rule
 from infbench.figure_format import MISSING, format_figure
 from infbench.report.tables import fit, new_grid
 
@@ -78,16 +78,17 @@ _LEVEL_WIDTHS = (7, 10, 8, 8, 7, 5)
 
 
 def print_levels(
-    console: Console, levels: list[dict[str, Any]], header: bool, rules: list[Rule] | None = None
+    console: Console, levels: list[dict[str, Any]], header: bool, rules: Sequence[Any] | None = None
 ) -> None:
     """One fixed-width line per level as it finishes (a table would wait for the last); on a
     terminal too narrow for the line, the level as a table folded to fit. The verdict follows
-    on its own line when the two do not fit one, never broken."""
+    on its own line when the two do not fit one, never broken. With ``rules`` (the SLO, as
+    parsed or as sweep.json holds it) the header names the verdict column."""
     fixed = sum(_LEVEL_WIDTHS) + 2 * (len(_LEVEL_WIDTHS) - 1) <= console.width
     if header and fixed:
-        names = [*_LEVEL_COLUMNS, "verdict ×runs, 95% CI"] if rules else list(_LEVEL_COLUMNS)
-        widths = (*_LEVEL_WIDTHS, 0)
-        line = "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=False))
+        line = "  ".join(n.rjust(w) for n, w in zip(_LEVEL_COLUMNS, _LEVEL_WIDTHS, strict=True))
+        if rules and len(line) + 23 <= console.width:  # else the verdicts go below each level
+            line += "  verdict ×runs, 95% CI"
         console.print(line, style="bold", highlight=False, soft_wrap=True)
     for level in levels:
         cells = _level_cells(level)

@@ -127,12 +127,13 @@ def _stack(grid: Grid) -> list[RenderableType]:
     parts: list[RenderableType] = [] if grid.title is None else [_as_text(grid.title)]
     for row in grid.rows:
         key = Text(" · ").join(_as_text(cell) for cell in row[: grid.keys])
-        table = Table(title=key, title_justify="left", box=None, show_header=False)
+        key.stylize("bold")
+        table = Table(box=None, show_header=False)  # a title would wrap at the table's width
         table.add_column(no_wrap=True, overflow="fold", style="dim")
         table.add_column(justify="right", no_wrap=True, overflow="fold")
         for column, cell in zip(grid.columns[grid.keys :], row[grid.keys :], strict=True):
             table.add_row(column.header, cell)
-        parts.append(table)
+        parts += [key, table]
     return parts
 
 
