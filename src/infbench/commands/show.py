@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from infbench.analysis.slo import RuleResult, check_run, parse_slo
+from infbench.analysis.slo import RuleResult
 from infbench.errors import ResultFormatError, ScenarioError, UsageError
 from infbench.report.console import print_run, repetitions_grid, run_markdown
 from infbench.report.resilience_view import print_resilience
@@ -24,6 +24,7 @@ from infbench.report.sweep_views import print_grid, print_levels, print_result
 from infbench.report.tables import fit, to_markdown
 from infbench.results.records import RunRecord
 from infbench.results.rundir import load_run
+from infbench.run.measure import slo_verdicts
 
 __all__ = ["FORMATS", "show_results"]
 
@@ -81,12 +82,11 @@ def _show_run(path: Path, fmt: str, console: Console) -> None:
 
 
 def _slo(run: RunRecord) -> list[RuleResult]:
-    """The scenario's SLO against the stored phases (what ``run`` printed under its tables)."""
+    """The SLO lines ``run`` printed under its tables, derived again from run.json."""
     try:
-        rules = parse_slo(run.scenario.slo or {})
+        return slo_verdicts(run)
     except ScenarioError as exc:  # written by another infbench version, or edited by hand
         raise ResultFormatError(f"{run.result_dir}/run.json: scenario.{exc}") from None
-    return check_run(rules, run.phases)
 
 
 def _repetitions(path: Path, run: RunRecord) -> dict[str, RunRecord]:
