@@ -227,23 +227,19 @@ def _start_load(job: LoadJob) -> LoadResult:
 
 
 def _measure(
-    loaded: LoadedScenario,
-    schedule: Schedule,
-    results: ResultDir,
-    target: TargetInfo,
+    job: LoadJob,
     hooks: _Hooks,
     supervisor: Supervising | None,
     events: EventStream | None,
 ) -> _Measured:
     """Observers and supervisor on, the load, then everything stopped whatever happened."""
-    observer, injector = hooks.observer, hooks.injector
-    engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
+    observer, injector, results = hooks.observer, hooks.injector, hooks.results
     if observer is not None:
         observer.start()
     if supervisor is not None:
         supervisor.watch()
     try:
-        load = _start_load(LoadJob(loaded, schedule, results.path, target.base_url, engine_hooks))
+        load = _start_load(job)
     finally:
         if injector is not None:
             injector.stop()
@@ -272,21 +268,19 @@ def execute(
     if loaded.scenario.faults and supervisor is not None:
         injector = FaultInjector(loaded.scenario.faults, supervisor, first_measured_phase(schedule))
     hooks = _Hooks(results, observer, display, injector)
-    measured = _measure(loaded, schedule, results, target, hooks, supervisor, events)
-    run = _run_record(loaded, schedule, results, target, measured, warnings or [])
+    engine_hooks = EngineHooks(on_interval=hooks.on_interval, on_phase=hooks.on_phase)
+    job = LoadJob(loaded, schedule, results.path, target.base_url, engine_hooks)
+    measured = _measure(job, hooks, supervisor, events)
+    run = _run_record(job, results, target, measured, warnings or [])
     results.finalize(run)
     return run
 
 
 def _run_record(
-    loaded: LoadedScenario,
-    schedule: Schedule,
-    results: ResultDir,
-    target: TargetInfo,
-    measured: _Measured,
-    warnings: list[str],
+    job: LoadJob, results: ResultDir, target: TargetInfo, measured: _Measured, warnings: list[str]
 ) -> RunRecord:
     """run.json of a finished (or interrupted) run, with its SLO verdicts."""
+    loaded, schedule = job.loaded, job.schedule
     report = measured.load.report
     generator = measured.load.generator
     warnings = [*warnings, *measured.load.warnings]  # a Ray run's: actors, clocks
