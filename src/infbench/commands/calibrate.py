@@ -36,6 +36,7 @@ from rich.markup import escape
 
 from infbench.analysis.search import LevelVerdict, SearchSettings, search_max
 from infbench.errors import UsageError
+from infbench.figure_format import format_figure
 from infbench.scenario.model import Scenario
 from infbench.schedule.arrivals import Schedule
 from infbench.schedule.peak import peak_rate
@@ -313,30 +314,29 @@ def _save(path: Path, document: dict[str, Any]) -> None:
 
 def _show_level(console: Console, sender: str, level: Level) -> None:
     verdict = "[green]kept up[/]" if level.passed else f"[red]fell behind[/] ({level.reason})"
-    lag = "–" if level.lag_p99_ms is None else f"{level.lag_p99_ms:.3f} ms"
+    lag = format_figure(level.lag_p99_ms, "ms")
     console.print(f"  {sender:8} {level.rate:>9,.0f}/s  lag p99 {lag:>10}  {verdict}")
 
 
 def print_calibration(console: Console, document: dict[str, Any]) -> None:
-    from rich.table import Table
+    from infbench.report.tables import fit, new_grid
 
     machine = document["machine"]
     title = f"generator capacity on {machine['cpu_model']} ({machine['cores']} cores)"
-    table = Table(title=title, title_justify="left")
-    columns = ("sender", "capacity req/s", "lag p99 ms", "closed loop req/s", "CPU µs/req")
-    for column in (*columns, "levels"):
-        table.add_column(column, justify="left" if column == "sender" else "right")
+    columns = ("sender", "capacity/s", "lag p99", "closed loop/s", "CPU/req", "levels")
+    grid = new_grid(title, columns)
     for name, entry in document["senders"].items():
-        capacity = entry["capacity_rps"]
-        table.add_row(
+        capacity, cpu_us = entry["capacity_rps"], entry["cpu_us_per_request"]
+        grid.add_row(
             name,
-            f"{capacity:,.0f}" if capacity else "none passed",
-            "–" if entry["lag_p99_ms"] is None else f"{entry['lag_p99_ms']:.3f}",
-            f"{entry['closed_loop_rps']:,}",
-            "–" if entry["cpu_us_per_request"] is None else f"{entry['cpu_us_per_request']:.1f}",
+            format_figure(capacity, "count") if capacity else "none passed",
+            format_figure(entry["lag_p99_ms"], "ms"),
+            format_figure(entry["closed_loop_rps"], "count"),
+            format_figure(None if cpu_us is None else cpu_us / 1000, "ms"),
             f"{len(entry['levels'])} ({entry['stopped_by']})",
         )
-    console.print(table)
+    for table in fit(console, grid):
+        console.print(table)
 
 
 def run_calibration(

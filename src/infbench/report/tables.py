@@ -63,13 +63,16 @@ def fit(console: Console, grid: Grid, width: int | None = None) -> list[Renderab
     """The grid as rich renderables no wider than ``width`` (default: the console's)."""
     width = width or console.width
     every = list(range(len(grid.columns)))
-    whole = _table(grid, every, with_title=True)
-    if _width(console, whole) <= width:
-        return [whole]
-    groups = _fold(console, grid, width)
-    if groups is not None:
-        return [_table(grid, group, with_title=i == 0) for i, group in enumerate(groups)]
-    return _stack(grid)
+    groups: list[list[int]] | None = [every]
+    if _width(console, _table(grid, every, with_title=False)) > width:
+        groups = _fold(console, grid, width)
+    if groups is None:
+        return _stack(grid)
+    tables = [_table(grid, group, with_title=i == 0) for i, group in enumerate(groups)]
+    if grid.title is not None and _as_text(grid.title).cell_len > _width(console, tables[0]):
+        tables[0].title = None  # a table wraps its title to its own width: give it the terminal's
+        return [_as_text(grid.title), *tables]
+    return tables
 
 
 def _table(grid: Grid, indexes: Sequence[int], *, with_title: bool) -> Table:
