@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -167,12 +167,9 @@ def validate(scenario: ScenarioPath, set_: SetOption = None) -> None:
 @app.command()
 def schema() -> None:
     """Print the scenario file's JSON schema (for editors and CI linting)."""
-    from infbench.scenario.model import Scenario
+    from infbench.commands.schema import scenario_schema
 
-    document: dict[str, Any] = Scenario.model_json_schema(by_alias=True)
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "infbench scenario v1"
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.write(json.dumps(scenario_schema(), indent=2) + "\n")
 
 
 @app.command()
