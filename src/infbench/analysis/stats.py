@@ -31,6 +31,7 @@ __all__ = [
     "histogram_summary",
     "lag_limit_ms",
     "lagging",
+    "loop_lag_limit_ms",
     "mann_whitney_p",
     "phase_summary",
     "relative_diffs",
@@ -122,8 +123,14 @@ def phase_summary(tally: PhaseTally, info: PhaseInfo) -> PhaseSummary:
         bytes_in=tally.bytes_in,
         bytes_out=tally.bytes_out,
         out_of_range=tally.out_of_range,
+        loop_lag_ms=_loop_lag(hists.get("loop_lag")),
         **(_streamed(tally, duration) if tally.streamed else {}),
     )
+
+
+def _loop_lag(hist: HdrHistogram | None) -> LagPercentiles | None:
+    """None where no generator timed its loop (a run in virtual time, or from before)."""
+    return _lag(hist) if hist is not None and hist.get_total_count() else None
 
 
 def _streamed(tally: PhaseTally, duration_s: float) -> dict[str, Any]:
@@ -147,6 +154,25 @@ def _streamed(tally: PhaseTally, duration_s: float) -> dict[str, Any]:
 def lag_limit_ms(phase: PhaseSummary) -> float:
     """The send lag p99 a valid phase stays under: 1 ms, or 5 % of its latency p50."""
     return max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * (phase.latency_ms.p50 or 0.0))
+
+
+def loop_lag_limit_ms(phase: PhaseSummary) -> float:
+    """The loop lag p99 a valid phase stays under: 1 ms, or 5 % of its TTFT p50 (of its
+    latency p50 when not streamed): a reply read later than that is the generator's delay."""
+    base = phase.ttft_ms.p50 if phase.ttft_ms is not None else phase.latency_ms.p50
+    return max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * (base or 0.0))
+
+
+def _loop_lag_reason(phase: PhaseSummary) -> str | None:
+    lag = phase.loop_lag_ms
+    if lag is None or lag.p99 is None or lag.p99 <= loop_lag_limit_ms(phase):
+        return None
+    return (
+        f"phase {phase.name}: loop lag p99 {lag.p99:.3f} ms exceeds "
+        f"{loop_lag_limit_ms(phase):.3f} ms (the generator read the answers late: its event "
+        "loop was busy; spread the load over more client.processes, or run fewer streams "
+        "or connections per process)"
+    )
 
 
 def lagging(phases: Sequence[PhaseSummary]) -> list[PhaseSummary]:
@@ -173,6 +199,8 @@ def validity(
                 f"phase {phase.name}: send lag p99 {phase.lag_ms.p99:.3f} ms exceeds "
                 f"{lag_limit_ms(phase):.3f} ms ({why})"
             )
+        if loop_reason := _loop_lag_reason(phase):
+            reasons.append(loop_reason)
         if phase.dropped:
             reasons.append(
                 f"phase {phase.name}: {phase.dropped} arrivals dropped (no free connection "

@@ -24,6 +24,7 @@ import numpy as np
 
 from infbench.load.clock import Clock, MonotonicClock
 from infbench.load.loop import cancel, quiet_interpreter, restore_signal_handlers, stop_on_signals
+from infbench.load.loop_lag import LoopLagProbe
 from infbench.load.priority import DispatchPriority, Priority, dispatch_priority
 from infbench.load.slots import ArrivalQueue, Slots
 from infbench.recorder.recorder import IntervalStats
@@ -134,6 +135,7 @@ class Engine:
         self._backlog = ArrivalQueue(self.timeout_ns, self._now, self._drop)
         self._abandoning = False
         self._phases_task: asyncio.Task[None] | None = None
+        self._loop_lag: LoopLagProbe | None = None  # on the real clock only (not in tests)
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
 
@@ -382,6 +384,8 @@ class Engine:
         if self.report.recorder_lost is not None:
             return
         try:
+            if self._loop_lag is not None:
+                self._loop_lag.hand_over()
             self.stamps.hand_over(self._now(), self._offered, self._sent, self._in_flight)
         except OSError as exc:
             self.report.recorder_lost = f"the recorder process is gone ({exc})"
@@ -407,6 +411,9 @@ class Engine:
             # arrivals late, so the start instant is fixed after it.
             with quiet_interpreter(), dispatch_priority(self.priority) as priority:
                 self._fix_start()
+                if isinstance(self.clock, MonotonicClock):  # loop lag in real time only
+                    t0 = self.report.t0_ns
+                    self._loop_lag = LoopLagProbe.started(loop, self.stamps, self.schedule, t0)
                 ticker = loop.create_task(self._ticker(priority))
                 await self._dispatch()
             self.report.priority = priority.applied
@@ -415,6 +422,8 @@ class Engine:
             if ticker is not None:
                 await cancel(ticker)
             self.report.end_ns = self._now()
+            if self._loop_lag is not None:
+                self._loop_lag.stop()
             self._hand_over()
             self.report.spin_s = self.clock.spin_ns / 1e9
             await self.sender.close()

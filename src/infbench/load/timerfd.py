@@ -70,6 +70,20 @@ class TimerFd:
         if self._LIBC.timerfd_settime(self.fd, _TFD_TIMER_ABSTIME, self._spec, None) != 0:
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
+    def arm_every(self, first_ns: int, interval_ns: int) -> None:
+        """Fire at ``first_ns`` and every ``interval_ns`` after it (a periodic timer)."""
+        assert self._LIBC is not None
+        interval = self._spec.it_interval
+        interval.tv_sec, interval.tv_nsec = divmod(interval_ns, 1_000_000_000)
+        self.arm_at(first_ns)
+
+    def expirations(self) -> int:
+        """How many times it fired since the last call (0 when it has not)."""
+        try:
+            return int.from_bytes(os.read(self.fd, 8), "little")
+        except BlockingIOError:
+            return 0
+
     def clear(self) -> None:
         """Consume the expiry count, so the descriptor stops being readable."""
         with contextlib.suppress(BlockingIOError):  # re-armed after it fired: nothing yet

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 from infbench.recorder.hdr import new_histogram, record_values, release_histogram
-from infbench.recorder.stamps import StampArray
+from infbench.recorder.stamps import SEGMENT_METRICS, StampArray
 from infbench.recorder.tally import PhaseTally
 from infbench.results.hlog import IntervalLogWriter
 from infbench.results.percentile import values_at_percentiles
@@ -42,8 +42,8 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 
-# The ITL gaps of one streamed answer: its phase, when it was done, the gaps (ns).
-GapSegment = tuple[int, int, IntArray]
+# Values of one of SEGMENT_METRICS: phase, metric, when (ns), the values (ns).
+GapSegment = tuple[int, int, int, IntArray]
 
 
 def tpot_ns(rows: StampArray) -> IntArray:
@@ -89,6 +89,7 @@ class IntervalStats:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     in_flight: int = 0
+    loop_lag_p99_ms: float | None = None  # the generator's 1 ms timer (worst of processes)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class _Second:
 
     histograms: dict[tuple[int, str], HdrHistogram] = field(default_factory=dict)
     latency: HdrHistogram | None = None  # every phase's successes, for the per-second p50/p99
+    loop_lag: HdrHistogram | None = None  # every phase's loop-lag samples, for its p99
     completed: int = 0
     errors: int = 0
 
@@ -172,11 +174,13 @@ class Recorder:
                 self._pause()
                 self._by_second(phase, rows, second[stamps["phase"] == phase])
                 self._pause()
-        for phase, done_ns, values in gaps:
+        for phase, metric, at_ns, values in gaps:
+            name = SEGMENT_METRICS[metric]
             micros = self._values(None, values)
-            record_values(self.tallies[phase].histograms["itl"], micros)
-            at = max((done_ns - self._t0_ns) // NS_PER_S, self._next_second)
-            self._record_second(self._seconds.setdefault(at, _Second()), phase, "itl", micros)
+            histograms = self.tallies[phase].histograms
+            record_values(histograms.setdefault(name, new_histogram(self.highest_us)), micros)
+            at = max((at_ns - self._t0_ns) // NS_PER_S, self._next_second)
+            self._record_second(self._seconds.setdefault(at, _Second()), phase, name, micros)
 
     def _tally(self, phase: int, rows: StampArray) -> None:
         tally = self.tallies[phase]
@@ -280,6 +284,10 @@ class Recorder:
             if bucket.latency is None:
                 bucket.latency = new_histogram(self.highest_us)
             record_values(bucket.latency, values)
+        elif metric == "loop_lag":
+            if bucket.loop_lag is None:
+                bucket.loop_lag = new_histogram(self.highest_us)
+            record_values(bucket.loop_lag, values)
 
     # --- seconds --------------------------------------------------------------------------------
 
@@ -337,6 +345,10 @@ class Recorder:
             p50_us, p99_us = values_at_percentiles(bucket.latency, (50.0, 99.0))
             p50, p99 = p50_us / 1000.0, p99_us / 1000.0
             release_histogram(bucket.latency)
+        loop_lag = None
+        if bucket.loop_lag is not None:
+            loop_lag = values_at_percentiles(bucket.loop_lag, (99.0,))[0] / 1000.0
+            release_histogram(bucket.loop_lag)
         return IntervalStats(
             start_s=float(second),
             offered=after[0] - before[0],
@@ -346,6 +358,7 @@ class Recorder:
             latency_p50_ms=p50,
             latency_p99_ms=p99,
             in_flight=after[2],
+            loop_lag_p99_ms=loop_lag,
         )
 
     def close(self) -> None:

@@ -21,6 +21,10 @@ import numpy.typing as npt
 from infbench.wire import BATCH_HEADER, STAMP, STAMP_FIELDS
 
 __all__ = [
+    "ITL",
+    "ITL_TOKEN",
+    "LOOP_LAG",
+    "SEGMENT_METRICS",
     "STAMP_DTYPE",
     "BatchSink",
     "PipeSink",
@@ -30,6 +34,9 @@ __all__ = [
     "read_gaps",
 ]
 
+# What a segment of values handed over beside the stamps is of (its index is on the wire).
+SEGMENT_METRICS = ("itl", "loop_lag", "itl_token")
+ITL, LOOP_LAG, ITL_TOKEN = range(3)
 STAMP_DTYPE = np.dtype([(name, "<i8") for name in STAMP_FIELDS])
 StampArray = npt.NDArray[np.void]
 CAPACITY = 16_384  # stamps per batch at most: 1.3 MB, a third of a second at 50k requests/s
@@ -54,7 +61,8 @@ class StampBuffer:
         self._buffer = bytearray(BATCH_HEADER.size + capacity * STAMP.size)
         self._count = 0
         self._pack = STAMP.pack_into
-        # ITL gaps of streamed answers, per answer: phase, done, count, then the gaps (ns).
+        # Segments: phase, metric, at (ns), count, then the values (ns): ITL gaps per answer,
+        # loop-lag samples per hand-over.
         self._gaps = array("q")
 
     def add(
@@ -83,8 +91,13 @@ class StampBuffer:
 
     def add_gaps(self, phase: int, done_ns: int, gaps: Sequence[int]) -> None:
         """The gaps between a streamed answer's content chunks, for the ITL histogram."""
-        self._gaps.extend((phase, done_ns, len(gaps)))
-        self._gaps.extend(gaps)
+        self.add_segment(phase, done_ns, gaps, ITL)
+
+    def add_segment(self, phase: int, at_ns: int, values: Sequence[int], metric: int) -> None:
+        """Values (ns) of one of ``SEGMENT_METRICS`` for a phase, placed in the second of
+        ``at_ns``: ITL gaps, loop-lag samples, gaps per token."""
+        self._gaps.extend((phase, metric, at_ns, len(values)))
+        self._gaps.extend(values)
 
     def hand_over(self, now_ns: int, offered: int, sent: int, in_flight: int) -> None:
         """Send the stamps so far with the generator's totals (then the gaps, if any, as a
@@ -105,15 +118,15 @@ def read_batch(data: bytes) -> tuple[tuple[int, int, int, int, int], StampArray]
     return header, stamps
 
 
-def read_gaps(data: bytes) -> list[tuple[int, int, npt.NDArray[np.int64]]]:
-    """The gaps message of a hand-over: (phase, done ns, gaps) per streamed answer."""
+def read_gaps(data: bytes) -> list[tuple[int, int, int, npt.NDArray[np.int64]]]:
+    """The segments message of a hand-over: (phase, metric, at ns, values) per segment."""
     words = np.frombuffer(data, dtype="<i8")
     segments = []
     at = 0
     while at < words.size:
-        phase, done_ns, count = (int(w) for w in words[at : at + 3])
-        segments.append((phase, done_ns, words[at + 3 : at + 3 + count]))
-        at += 3 + count
+        phase, metric, at_ns, count = (int(w) for w in words[at : at + 4])
+        segments.append((phase, metric, at_ns, words[at + 4 : at + 4 + count]))
+        at += 4 + count
     return segments
 
 

@@ -26,7 +26,8 @@ from infbench.recorder.hdr import new_histogram
 
 __all__ = ["METRICS", "STREAM_METRICS", "PhaseTally"]
 
-METRICS = ("latency", "service", "lag", "ttfb", "failed")
+# loop_lag: the lateness of each generator's 1 ms timer (load/loop_lag.py), not per request.
+METRICS = ("latency", "service", "lag", "ttfb", "failed", "loop_lag")
 # Streamed answers (DESIGN §5b) add: TTFT from the intended time and from the send, TPOT, ITL.
 STREAM_METRICS = ("ttft", "ttft_sent", "tpot", "itl")
 

@@ -29,7 +29,7 @@ from infbench.report.figures import (
     shade_phases,
     style,
 )
-from infbench.report.health_plots import lag_distribution, resources
+from infbench.report.health_plots import lag_distribution, loop_lag_distribution, resources
 from infbench.report.token_plots import token_plots
 from infbench.results.rundata import Distribution, FloatArray, RunData
 
@@ -232,4 +232,5 @@ def run_plots(data: RunData) -> list[tuple[str, Plot | None, str]]:
         ("Errors over time", errors_over_time(data), why("requests.csv.gz", "no failed requests")),
         ("Resources", resources(data), why(series, "no CPU, memory or batch samples")),
         ("Send lag", lag_distribution(data), why(hlog, "no requests were sent")),
+        ("Loop lag", loop_lag_distribution(data), why(hlog, "no generator timed its loop")),
     ]

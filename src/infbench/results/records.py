@@ -35,11 +35,13 @@ __all__ = [
     "ServerPhase",
     "ServerQuantiles",
     "ServerSummary",
+    "SessionCounts",
     "SloResult",
     "StoredScenario",
     "TargetSummary",
     "Timings",
     "TtfbPercentiles",
+    "TurnFigures",
 ]
 
 FORMAT_VERSION = 1
@@ -267,6 +269,37 @@ class CostFigures(_Record):
 
 
 @dataclass(frozen=True)
+class SessionCounts(_Record):
+    """``sessions`` of a conversation phase (DESIGN §5c): sessions started, completed (every
+    turn answered), cut (a turn not sent because the phase ended), failed (a turn failed or
+    was dropped, which ends its session), and the turns sent in all."""
+
+    started: int = 0
+    completed: int = 0
+    cut: int = 0
+    failed: int = 0
+    turns: int = 0
+
+
+@dataclass(frozen=True)
+class TurnFigures(_Record):
+    """One entry of ``turns``: the requests of turn index ``turn`` (1 = a session's first),
+    their TTFT from intended and their mean input tokens (the growing context)."""
+
+    turn: int = 0
+    requests: int = 0
+    ok: int = 0
+    ttft_ms: Percentiles | None = field(default=None, metadata=_optional(Percentiles))
+    input_tokens: float | None = None
+
+
+def _turns(value: Any) -> tuple[TurnFigures, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(TurnFigures.from_json(v) for v in value if isinstance(v, Mapping))
+
+
+@dataclass(frozen=True)
 class PhaseSummary(_Record):
     """One entry of ``phases[]`` (and ``warmup``): the stable machine contract of DESIGN §8.
 
@@ -299,6 +332,10 @@ class PhaseSummary(_Record):
     bytes_in: int = 0
     bytes_out: int = 0
     out_of_range: int = 0
+    # the lateness of the generators' 1 ms timer (DESIGN §5); absent in runs from before it
+    loop_lag_ms: LagPercentiles | None = field(
+        default=None, metadata=_optional(LagPercentiles, omit_none=True)
+    )
     ttft_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
     ttft_sent_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
     tpot_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
@@ -319,6 +356,12 @@ class PhaseSummary(_Record):
     energy_j_per_request: float | None = field(default=None, metadata=_OMIT_NONE)
     energy_j_per_1k_output_tokens: float | None = field(default=None, metadata=_OMIT_NONE)
     cost: CostFigures | None = field(default=None, metadata=_optional(CostFigures, omit_none=True))
+    sessions: SessionCounts | None = field(
+        default=None, metadata=_optional(SessionCounts, omit_none=True)
+    )
+    turns: tuple[TurnFigures, ...] | None = field(
+        default=None, metadata=_reads(_turns, omit_none=True)
+    )
 
     @property
     def requests(self) -> int:

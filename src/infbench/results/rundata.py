@@ -209,7 +209,8 @@ def _distributions(
 ) -> dict[str, dict[str, Distribution]]:
     """Each metric's whole histogram per phase, pooled over ``logs`` (repetitions)."""
     result: dict[str, dict[str, Distribution]] = {}
-    for metric in ("latency", "service", "lag", "failed", "ttft", "ttft_sent", "tpot", "itl"):
+    metrics = ("latency", "service", "lag", "failed", "ttft", "ttft_sent", "tpot", "itl")
+    for metric in (*metrics, "loop_lag", "itl_token"):
         per_phase: dict[str, Distribution] = {}
         for phase in phases:
             parts = [log[phase].metric(metric) for log in logs if phase in log]

@@ -61,6 +61,7 @@ TIMESERIES_COLUMNS = (
     "in_flight",
     "latency_p50_ms",
     "latency_p99_ms",
+    "loop_lag_p99_ms",
     "server_cpu_pct",
     "server_rss_mb",
     "server_in_progress",

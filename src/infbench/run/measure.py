@@ -86,6 +86,7 @@ class _Hooks:
             "in_flight": in_flight,
             "latency_p50_ms": stats.latency_p50_ms,
             "latency_p99_ms": stats.latency_p99_ms,
+            "loop_lag_p99_ms": stats.loop_lag_p99_ms,
         }
         if self.observer is not None:
             row.update(self.observer.latest())

@@ -31,6 +31,7 @@ def hand_on_second(
     first = parts[0][0]
     p99s = [s.latency_p99_ms for s, _ in parts if s.latency_p99_ms is not None]
     p50s = [s.latency_p50_ms for s, _ in parts if s.latency_p50_ms is not None]
+    lags = [s.loop_lag_p99_ms for s, _ in parts if s.loop_lag_p99_ms is not None]
     merged = IntervalStats(
         start_s=first.start_s,
         offered=sum(s.offered for s, _ in parts),
@@ -41,6 +42,7 @@ def hand_on_second(
         # time series show the median of the processes' medians and the worst p99.
         latency_p50_ms=sorted(p50s)[len(p50s) // 2] if p50s else None,
         latency_p99_ms=max(p99s) if p99s else None,
+        loop_lag_p99_ms=max(lags) if lags else None,  # the worst process's loop
     )
     in_flight = sum(n for _, n in parts)
     hooks.on_interval(merged, in_flight, phase_at(schedule, merged.start_s))
