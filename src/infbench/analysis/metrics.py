@@ -54,7 +54,6 @@ METRIC_PATHS: dict[str, tuple[str | None, str]] = {
     "itl_p99": ("itl_ms", "p99"),
     "output_tps": (None, "output_tps"),
 }
-_UNIT_SUFFIX = {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}
 HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps", "output_tps"})
 LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
 

@@ -70,7 +70,3 @@ class KubernetesTarget(Model):
                 + KUBE_EXTRA
             )
         return self
-
-
-PodPick = Literal["random", "oldest", "named"]
-KubeAction = Literal["delete_pod", "scale"]
