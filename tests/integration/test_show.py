@@ -162,3 +162,18 @@ def test_show_names_the_fix_for_what_is_not_a_result(
     (directory.parent / "broken" / "run.json").write_text("{")
     code, output = cli("show", str(directory.parent / "broken"), columns=200)
     assert code == 2 and "corrupt or truncated JSON" in output
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80])
+def test_the_validate_preview_keeps_every_cell_whole(tmp_path: Path, columns: int) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    closed = "    - {name: workers, duration: 90s, arrival: {process: closed, concurrency: 12}}\n"
+    scenario.write_text(SCENARIO.format(url="http://127.0.0.1:9").replace("slo:", closed + "slo:"))
+    code, output = cli("validate", str(scenario), columns=columns)
+    assert code == 0, output
+    assert "…" not in output
+    assert (
+        max(len(line.rstrip()) for line in output.splitlines() if "sha256" not in line) <= columns
+    )
+    for cell in ("warmup (warm-up)", "a-long-phase-name", "closed loop, 12 workers", "90s", "46.0"):
+        assert cell in output, output
