@@ -4,7 +4,6 @@ latency against offered load. They read the sweep document and nothing else."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 
 from infbench.analysis.metrics import COMPARE_METRICS
 from infbench.figure_format import MISSING, format_figure
+from infbench.report.sweep_plot import write_sweep_plot
 from infbench.report.tables import fit, new_grid
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from infbench.compare.comparison import Comparison
 
 __all__ = [
-    "PLOT_FILE",
     "grid_rows",
     "markdown",
     "print_grid",
@@ -33,9 +32,7 @@ __all__ = [
     "write_outputs",
 ]
 
-PLOT_FILE = "latency-vs-load.png"
 GRID_METRICS = ("p50", "p99", "achieved_rps", "error_rate")
-_LATENCY_RULES = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 _LEVEL_COLUMNS = ("rate/s", "achieved/s", "p50", "p99", "errors", "valid")
 
 
@@ -211,55 +208,6 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(directory: Path, doc: dict[str, Any]) -> str | None:
-    levels = doc.get("levels") or []
-    levels = sorted((lv for lv in levels if lv.get("rate")), key=lambda lv: lv["rate"])
-    if not levels:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-
-    from infbench.report.token_plots import streamed_levels, ttft_against_load
-
-    rates = [lv["rate"] for lv in levels]
-    streamed = streamed_levels(levels)  # a TTFT panel in the middle when the levels streamed
-    fig, (left, *ttft, right) = plt.subplots(1, 2 + streamed, figsize=(11 + 5.5 * streamed, 4.2))
-    for key, style in (("p50_ms", "o-"), ("p90_ms", "s--"), ("p99_ms", "^-")):
-        values = [lv.get(key) or math.nan for lv in levels]
-        left.plot(rates, values, style, label=key.removesuffix("_ms"))
-    for rule in doc.get("slo", []):
-        if rule["metric"] in _LATENCY_RULES:
-            left.axhline(rule["value"], color="gray", linestyle=":", label=f"SLO {rule['metric']}")
-    bad = [lv for lv in levels if not lv.get("valid")]
-    if bad:
-        left.plot([lv["rate"] for lv in bad], [lv.get("p99_ms") or math.nan for lv in bad],
-                  "x", color="red", markersize=10, label="invalid run")  # fmt: skip
-    result = doc.get("result") or {}
-    if result.get("max_rate") and result.get("first_failing_rate"):
-        left.axvspan(result["max_rate"], result["first_failing_rate"], color="orange", alpha=0.25,
-                     label="capacity interval")  # fmt: skip
-    left.set(xlabel="offered load (req/s)", ylabel="latency from intended send (ms)",
-             yscale="log", title="latency against offered load")  # fmt: skip
-    left.legend()
-    right.plot(rates, [lv.get("achieved_rps") or math.nan for lv in levels], "o-", label="achieved")
-    right.plot(rates, rates, ":", color="gray", label="offered")
-    if rates[-1] >= 8 * rates[0]:  # a geometric sweep reads best on a log axis
-        for axis in (left, *ttft, right):
-            axis.set_xscale("log")
-    right.set(xlabel="offered load (req/s)", ylabel="req/s", title="throughput")
-    right.legend()
-    for ax in ttft:
-        ttft_against_load(ax, doc, levels)
-    for axis in (left, *ttft, right):
-        axis.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(directory / PLOT_FILE, dpi=110)
-    plt.close(fig)
-    return PLOT_FILE
-
-
 def verdict_json(verdict: LevelVerdict) -> dict[str, Any]:
     return {
         "passed": verdict.passed,
@@ -297,7 +245,7 @@ def result_json(result: SearchResult, precision: float) -> dict[str, Any]:
 
 def write_outputs(directory: Path, doc: dict[str, Any]) -> None:
     """sweep.json (atomically, so a reader never sees half), summary.md and the plot."""
-    plot = _plot(directory, doc)
+    plot = write_sweep_plot(directory, doc)
     if plot:
         doc["plot"] = plot
     (directory / "summary.md").write_text(markdown(doc), encoding="utf-8")

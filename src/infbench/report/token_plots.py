@@ -1,5 +1,6 @@
 """The report's views of streamed phases (DESIGN §5b): the tokens table, TTFT and ITL by
-percentile, output tokens per second, TTFT base vs candidate, and TTFT against offered load.
+percentile, output tokens per second, and TTFT base vs candidate (TTFT against offered load is
+the sweep figure's, report/sweep_plot.py).
 
 Each view draws figures that run.json, latency.hlog and requests.csv.gz already hold (read by
 rundata.py and token_data.py); none computes a statistic. A run without a streamed phase gets
@@ -8,14 +9,16 @@ none of them, so its pages stay as they were.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from infbench.analysis.resilience import resilience_plot_data
-from infbench.report.compare_plots import BASE_COLOR, CAND_COLOR
+from infbench.report.compare_plots import (
+    PercentileFigure,
+    compare_by_percentile,
+)
 from infbench.report.fault_marks import draw_faults
 from infbench.report.figures import (
     Plot,
@@ -39,15 +42,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "TTFT_RULES",
     "compare_token_plots",
-    "streamed_levels",
     "token_plots",
     "tokens_section",
-    "ttft_against_load",
 ]
 
-TTFT_RULES = ("ttft", "ttft_p50", "ttft_p99")  # SLO metrics drawn on the TTFT-vs-load panel
 _WARMUP_COLOR = "#9a9a9a"
 
 
@@ -242,47 +241,23 @@ def token_plots(
 # --- the comparison page -------------------------------------------------------------------------
 
 
-def _ttft_panel(ax: Axes, base: RunData, cand: RunData, phase: str) -> None:
-    largest = 2
-    for data, label, color in ((base, "base", BASE_COLOR), (cand, "candidate", CAND_COLOR)):
-        dist = data.distributions["ttft"][phase]
-        largest = max(largest, dist.total)
-        ax.plot(*percentile_curve(dist), color=color, label=f"{label} TTFT")
-        if phase in data.distributions["ttft_sent"]:
-            x, y = percentile_curve(data.distributions["ttft_sent"][phase])
-            ax.plot(x, y, "--", color=color, lw=1, label=f"{label} TTFT from send")
-    percentile_axis(ax, largest)
-    ax.set_ylabel("time to first token (ms)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(phase)
-    ax.legend(loc="lower right", fontsize=9)  # the curves start high: room below
-
-
-def compare_ttft(base: RunData, cand: RunData, phases: Sequence[str]) -> Plot | None:
-    both = base.distributions["ttft"].keys() & cand.distributions["ttft"].keys()
-    shown = [phase for phase in phases if phase in both]
-    if not shown:
-        return None
-    cols = min(2, len(shown))
-    rows = math.ceil(len(shown) / cols)
-    with style():
-        fig, axes = new_figure(3.6 * rows + 0.6, rows, cols)
-        for ax, phase in zip(axes, shown, strict=False):
-            _ttft_panel(ax, base, cand, phase)
-        for ax in axes[len(shown) :]:
-            ax.set_visible(False)
-        fig.suptitle("Time to first token by percentile per phase: base vs candidate")
-        return Plot(
-            "compare-ttft-percentiles",
-            "TTFT distributions, base vs candidate",
-            "Line charts, one per streamed phase: time to first token in milliseconds against "
-            "percentile on a log scale of 1/(1-p), base in blue and candidate in orange, TTFT "
-            "from the actual send dashed",
-            "A candidate curve below the base reaches its first token sooner at that "
-            "percentile. The ttft rows of the verdict table say which differences are beyond "
-            "noise.",
-            encode(fig),
-        )
+TTFT_BY_PERCENTILE = PercentileFigure(
+    "ttft",
+    "ttft_sent",
+    "TTFT",
+    "TTFT from send",
+    "time to first token (ms)",
+    "lower right",  # the curves start high: room below
+    "compare-ttft-percentiles",
+    "Time to first token by percentile per phase: base vs candidate",
+    "TTFT distributions, base vs candidate",
+    "Line charts, one per streamed phase: time to first token in milliseconds against "
+    "percentile on a log scale of 1/(1-p), base in blue and candidate in orange, TTFT "
+    "from the actual send dashed",
+    "A candidate curve below the base reaches its first token sooner at that "
+    "percentile. The ttft rows of the verdict table say which differences are beyond "
+    "noise.",
+)
 
 
 def compare_token_plots(
@@ -292,37 +267,4 @@ def compare_token_plots(
     nothing for two runs that did not stream."""
     if not base.distributions["ttft"] and not cand.distributions["ttft"]:
         return []
-    return [("TTFT distributions", compare_ttft(base, cand, phases))]
-
-
-# --- the sweep's plot ----------------------------------------------------------------------------
-
-
-def streamed_levels(levels: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether any level of sweep.json holds TTFT figures (its phase streamed)."""
-    return any(level.get("ttft_p50_ms") is not None for level in levels)
-
-
-def ttft_against_load(
-    ax: Axes, doc: Mapping[str, Any], levels: Sequence[Mapping[str, Any]]
-) -> None:
-    """TTFT p50/p90/p99 of each level against its offered rate (``levels`` sorted by rate),
-    with the sweep's TTFT rules, its invalid levels and its capacity interval."""
-    rates = [level["rate"] for level in levels]
-    for key, fmt in (("ttft_p50_ms", "o-"), ("ttft_p90_ms", "s--"), ("ttft_p99_ms", "^-")):
-        values = [level.get(key) or math.nan for level in levels]
-        ax.plot(rates, values, fmt, label="TTFT " + key.removeprefix("ttft_").removesuffix("_ms"))
-    for rule in doc.get("slo", []):
-        if rule["metric"] in TTFT_RULES:
-            ax.axhline(rule["value"], color="gray", linestyle=":", label=f"SLO {rule['metric']}")
-    bad = [level for level in levels if not level.get("valid")]
-    if bad:
-        ax.plot([lv["rate"] for lv in bad], [lv.get("ttft_p99_ms") or math.nan for lv in bad],
-                "x", color="red", markersize=10, label="invalid run")  # fmt: skip
-    result = doc.get("result") or {}
-    if result.get("max_rate") and result.get("first_failing_rate"):
-        ax.axvspan(result["max_rate"], result["first_failing_rate"], color="orange", alpha=0.25,
-                   label="capacity interval")  # fmt: skip
-    ax.set(xlabel="offered load (req/s)", ylabel="time to first token from intended send (ms)",
-           yscale="log", title="TTFT against offered load")  # fmt: skip
-    ax.legend()
+    return [("TTFT distributions", compare_by_percentile(base, cand, phases, TTFT_BY_PERCENTILE))]
