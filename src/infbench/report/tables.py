@@ -23,7 +23,7 @@ from rich.text import Text
 __all__ = ["Cell", "Column", "Grid", "fit", "new_grid", "to_markdown"]
 
 Cell = str | Text
-MAX_FOLDS = 3  # beyond three folded tables a row is easier to read stacked
+MAX_FOLDS = 4  # beyond four folded tables a row is easier to read stacked
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,11 @@ def fit(console: Console, grid: Grid, width: int | None = None) -> list[Renderab
         groups = _fold(console, grid, width)
     if groups is None:
         return _stack(grid)
-    tables = [_table(grid, group, with_title=i == 0) for i, group in enumerate(groups)]
+    tables: list[Table] = [_table(grid, g, with_title=i == 0) for i, g in enumerate(groups)]
     if grid.title is not None and _as_text(grid.title).cell_len > _width(console, tables[0]):
         tables[0].title = None  # a table wraps its title to its own width: give it the terminal's
         return [_as_text(grid.title), *tables]
-    return tables
+    return [*tables]
 
 
 def _table(grid: Grid, indexes: Sequence[int], *, with_title: bool) -> Table:
@@ -122,7 +122,12 @@ def _fold(console: Console, grid: Grid, width: int) -> list[list[int]] | None:
         groups = [figures[bounds[i] : bounds[i + 1]] for i in range(count)]
         if all(fits(group) for group in groups):
             return [keys + group for group in groups]
-    return None
+    groups = [[]]  # uneven widths: fill each group as far as it goes
+    for index in figures:
+        if groups[-1] and not fits([*groups[-1], index]):
+            groups.append([])
+        groups[-1].append(index)
+    return [keys + group for group in groups] if len(groups) <= MAX_FOLDS else None
 
 
 def _stack(grid: Grid) -> list[RenderableType]:
