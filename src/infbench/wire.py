@@ -59,7 +59,8 @@ class Outcome:
 
     A streamed answer (DESIGN §5b) also carries the stamps of its first and last content
     chunks, their count, token counts with their source (``TOKEN_SOURCES``) and ``gaps``, the
-    nanoseconds between consecutive content chunks (ITL).
+    nanoseconds between consecutive content chunks (ITL); ``text`` only when kept
+    (``SenderOptions.keep_text``: a conversation sends it back in its next turn).
     """
 
     done_ns: int
@@ -74,6 +75,7 @@ class Outcome:
     output_tokens: int = 0
     tokens_source: int = 0
     gaps: Sequence[int] = ()
+    text: str | None = None  # the streamed answer, when the sender was asked to keep it
 
     @property
     def ok(self) -> bool:

@@ -26,12 +26,14 @@ from infbench.load.clock import Clock, MonotonicClock
 from infbench.load.loop import cancel, quiet_interpreter, restore_signal_handlers, stop_on_signals
 from infbench.load.loop_lag import LoopLagProbe
 from infbench.load.priority import DispatchPriority, Priority, dispatch_priority
+from infbench.load.sessions import SessionRunner
 from infbench.load.slots import ArrivalQueue, Slots
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.stamps import StampBuffer
 from infbench.schedule.arrivals import PhasePlan, Schedule, sequence_bases, worker_think_sampler
 from infbench.senders.base import Sender
 from infbench.wire import ERROR_CODES, Outcome, PreparedRequest
+from infbench.workload.conversations import ConversationSource
 
 __all__ = ["Engine", "EngineHooks", "EngineReport"]
 
@@ -126,7 +128,7 @@ class Engine:
         self._offered = 0
         self._sent = 0
         self.report.sent_by_phase = [0] * len(schedule.phases)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._slots = Slots(connections)
         # Senders that can write a request at once on an idle connection (the fast sender).
@@ -135,6 +137,12 @@ class Engine:
         self._backlog = ArrivalQueue(self.timeout_ns, self._now, self._drop)
         self._abandoning = False
         self._phases_task: asyncio.Task[None] | None = None
+        # request.conversations: arrivals of open-loop phases start sessions of turns.
+        self._sessions = (
+            SessionRunner(requests, self._send_turn, self.clock, self._stop.is_set)
+            if isinstance(requests, ConversationSource)
+            else None
+        )
         self._loop_lag: LoopLagProbe | None = None  # on the real clock only (not in tests)
         # One thread, so hooks (display, observer snapshots) run in the order they were fired.
         self._hook_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infbench-hooks")
@@ -203,15 +211,33 @@ class Engine:
             return
         await self._send_held(phase, seq, intended_ns, self.requests.request(seq))
 
+    async def _send_turn(
+        self, phase: int, seq: int, intended_ns: int, request: PreparedRequest
+    ) -> Outcome | None:
+        """A session's turn (load/sessions.py): its outcome, None when it was dropped."""
+        self._offered += 1
+        if not self._slots.try_take() and not await self._wait_for_slot(phase, seq, intended_ns):
+            return None
+        return await self._send_held(phase, seq, intended_ns, request)
+
+    def _start_session(self, end_ns: int, phase: int, seq: int, intended_ns: int) -> None:
+        assert self._sessions is not None
+        task = asyncio.get_running_loop().create_task(
+            self._sessions.run(phase, seq, intended_ns, end_ns)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _send_held(
         self, phase: int, seq: int, intended_ns: int, request: PreparedRequest
-    ) -> None:
+    ) -> Outcome:
         self._in_flight += 1
         try:
             sent_ns = self._now()
             self._count_sent(phase)
             outcome = await self.sender.send(request)
             self._stamp(phase, seq, intended_ns, sent_ns, request, outcome)
+            return outcome
         finally:
             self._in_flight -= 1
             self._give()
@@ -260,6 +286,9 @@ class Engine:
     async def _open_phase(self, phase: int, plan: PhasePlan, start_ns: int) -> None:
         offsets = plan.offsets if plan.offsets is not None else np.empty(0)
         first_of_process, processes = self._stride
+        arrive = self._spawn
+        if self._sessions is not None:  # each arrival starts a session, cut at the phase's end
+            arrive = partial(self._start_session, start_ns + int(plan.duration_s * 1e9))
         base = self._seq_bases[phase] + first_of_process
         for first in range(0, len(offsets), CHUNK):
             due_times = (
@@ -278,7 +307,7 @@ class Engine:
                     behind = 0
                 if self._stop.is_set():
                     return
-                self._spawn(phase, base + index * processes, due_ns)
+                arrive(phase, base + index * processes, due_ns)
                 behind += 1
 
     async def _closed_worker(

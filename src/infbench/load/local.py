@@ -145,7 +145,7 @@ def finish_recorder(
 
 
 def _new_sender(scenario: Scenario, base_url: str, base_dir: Path) -> Sender:
-    tokenizer = scenario.request.tokenizer
+    tokenizer, conversations = scenario.request.tokenizer, scenario.request.conversations
     options = SenderOptions(
         base_url=base_url,
         connections=scenario.client.connections,
@@ -158,6 +158,7 @@ def _new_sender(scenario: Scenario, base_url: str, base_dir: Path) -> Sender:
         count_tokens=load_token_counter(base_dir / Path(tokenizer).expanduser())
         if tokenizer
         else None,
+        keep_text=conversations is not None and conversations.history == "generated",
     )
     return make_sender(scenario.client.sender, options)
 

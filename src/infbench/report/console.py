@@ -16,6 +16,7 @@ from infbench.figure_format import MISSING, format_figure
 from infbench.recorder.recorder import IntervalStats
 from infbench.report.server_view import observed_grids, quantile_text
 from infbench.report.tables import Grid, fit, new_grid, to_markdown
+from infbench.report.turns_view import traffic_grids
 from infbench.results.records import RunRecord, ServerPhase
 from infbench.schedule.arrivals import Schedule
 from infbench.units import format_duration
@@ -141,6 +142,7 @@ def phase_grids(run: RunRecord) -> list[Grid]:
     """
     grids = [_traffic_grid(run), _latency_grid(run), _tokens_grid(run), _server_grid(run)]
     grids += observed_grids(run)  # report/server_view.py: the LLM server, GPUs, cost
+    grids += traffic_grids(run)  # report/turns_view.py: sessions, TTFT by turn, trace lengths
     return [grid for grid in grids if grid is not None]
 
 

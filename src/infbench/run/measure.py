@@ -43,6 +43,7 @@ from infbench.results.records import (
     Timings,
 )
 from infbench.results.rundir import ResultDir, environment_record
+from infbench.run.turns import with_turns
 from infbench.scenario.secrets import redact_argv, redact_url
 from infbench.scenario.source import LoadedScenario
 from infbench.schedule.arrivals import Schedule
@@ -286,6 +287,7 @@ def _run_record(
     generator = measured.load.generator
     warnings = [*warnings, *measured.load.warnings]  # a Ray run's: actors, clocks
     phases, warmup = _summaries(schedule, measured.load.tallies, report)
+    phases = with_turns(phases, loaded, results.file("requests.csv.gz"))
     server = measured.server.to_json() if measured.server is not None else None
     cost = loaded.scenario.cost
     joined = join_observed(phases, server, cost, instances_for(loaded.scenario))

@@ -10,11 +10,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from infbench.scenario.common import LocalPath, Model, PositiveDuration
+from infbench.units import Duration
 
 __all__ = [
     "OPENAI_PATHS",
     "Api",
     "Client",
+    "Conversations",
     "Dataset",
     "FromTrace",
     "LengthFilter",
@@ -23,6 +25,7 @@ __all__ = [
     "Request",
     "SharedPrefix",
     "SyntheticPrompts",
+    "ThinkTime",
     "TokenCount",
 ]
 
@@ -129,6 +132,32 @@ class Prompts(Model):
         return self
 
 
+class ThinkTime(Model):
+    """A user's time between reading an answer and sending the next turn: mean ``mean``,
+    coefficient of variation ``cv`` (0 fixed, 1 exponential, else gamma)."""
+
+    mean: Annotated[Duration, Field(ge=0)]
+    cv: Annotated[float, Field(ge=0)] = 1.0
+
+
+class Conversations(Model):
+    """Sessions of turns (DESIGN §5c): each arrival starts a session; turn k is sent the
+    think time after turn k-1's answer ended, with the whole history."""
+
+    path: LocalPath
+    history: Literal["generated", "recorded"] = "generated"
+    think: Annotated[Duration, Field(ge=0)] | ThinkTime = 0.0
+    max_turns: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_context_tokens: Annotated[int, Field(ge=1)] | None = None
+    session_header: str | None = None
+    order: Literal["random", "sequential"] = "random"
+
+    @property
+    def think_mean_cv(self) -> tuple[float, float]:
+        think = self.think
+        return (think.mean, think.cv) if isinstance(think, ThinkTime) else (float(think), 0.0)
+
+
 # What the request speaks (DESIGN §5b): plain HTTP, or a streaming LLM endpoint whose body
 # infbench builds and whose answer it reads chunk by chunk.
 Api = Literal["http", "openai-chat", "openai-completions", "text-stream"]
@@ -147,6 +176,7 @@ class Request(Model):
     body: Any = None
     dataset: Dataset | None = None
     prompts: Prompts | None = None  # generated rows, instead of a dataset's
+    conversations: Conversations | None = None  # sessions of turns, instead of single prompts
     timeout: PositiveDuration = 30.0
     max_response_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
     # openai-*: the body is built from these (DESIGN §3); `prompt` and `messages` are templates.
@@ -184,6 +214,8 @@ class Request(Model):
             raise ValueError("`path` must start with / (the target's URL gives scheme and host)")
         if self.dataset is not None and self.prompts is not None:
             raise ValueError("rows come from `dataset` or from `prompts`: give one of them")
+        if self.conversations is not None:
+            self._check_conversations()
         if self.tokenizer is not None:
             self._check_tokenizer()
         lengths = self.dataset.lengths if self.dataset is not None else None
@@ -205,6 +237,17 @@ class Request(Model):
             )
         return self
 
+    def _check_conversations(self) -> None:
+        if self.dataset is not None or self.prompts is not None:
+            raise ValueError("`conversations` give the prompts: remove `dataset` / `prompts`")
+        if self.api not in OPENAI_PATHS:
+            raise ValueError(
+                "`conversations` send chat history: set `api: openai-chat` (or "
+                "openai-completions)"
+            )
+        if self.prompt is not None or self.messages is not None:
+            raise ValueError("`conversations` give the messages: remove `prompt` / `messages`")
+
     def _check_tokenizer(self) -> None:
         if self.api == "http":
             raise ValueError("`tokenizer` counts a streamed answer's tokens: set `api` too")
@@ -223,7 +266,7 @@ class Request(Model):
             raise ValueError("`api: openai-completions` takes `prompt`, not `messages`")
         if self.prompt is not None and self.messages is not None:
             raise ValueError(f"`api: {self.api}` takes `prompt` or `messages`, not both")
-        if self.prompt_template is None and self.messages is None:
+        if self.prompt_template is None and self.messages is None and not self.conversations:
             raise ValueError(
                 f"`api: {self.api}` needs `prompt` (or `messages`), or rows that carry a "
                 "`prompt` field: `dataset` or `prompts`"

@@ -51,6 +51,8 @@ class SenderOptions:
     stream: str = ""
     # Counts a streamed answer's output tokens when the server sends no usage (a tokenizer).
     count_tokens: Callable[[str], int] | None = None
+    # Keep each streamed answer's text in its Outcome (a conversation's next turn sends it).
+    keep_text: bool = False
 
 
 class Sender(Protocol):
@@ -79,8 +81,8 @@ def new_reader(options: SenderOptions) -> StreamReader | None:
     if not options.stream:
         return None
     if options.stream == "text-stream":
-        return TextStreamReader(options.count_tokens)
-    return SseReader(options.stream, options.count_tokens)  # type: ignore[arg-type]
+        return TextStreamReader(options.count_tokens, options.keep_text)
+    return SseReader(options.stream, options.count_tokens, options.keep_text)  # type: ignore[arg-type]
 
 
 def streamed_outcome(
@@ -93,6 +95,7 @@ def streamed_outcome(
         done_ns, first_byte_ns, status, error, bytes_in,
         reader.first_token_ns, reader.last_token_ns, reader.chunks, reader.input_tokens,
         reader.output_tokens, TOKEN_SOURCES.index(reader.tokens_source), reader.gaps,
+        reader.text,
     )  # fmt: skip
 
 

@@ -13,12 +13,13 @@ from typing import Any
 from infbench.scenario.request import Request
 from infbench.schedule.arrivals import Schedule, sequence_bases
 from infbench.wire import PreparedRequest
+from infbench.workload.conversations import ConversationSource
 from infbench.workload.requests import RequestFactory, render_row
 from infbench.workload.trace_prompts import TraceRequests
 
 __all__ = ["RequestSource", "check_requests", "request_source"]
 
-RequestSource = RequestFactory | TraceRequests
+RequestSource = RequestFactory | TraceRequests | ConversationSource
 
 
 def request_source(
@@ -31,6 +32,8 @@ def request_source(
     """The requests of a run of ``schedule`` (request numbers from ``seq_bases``, default
     those of the whole schedule)."""
     bases = seq_bases if seq_bases is not None else sequence_bases(schedule)
+    if request.conversations is not None:
+        return ConversationSource.from_scenario(request, base_dir, seed)
     if request.prompts is not None and request.prompts.from_trace is not None:
         source = "the trace"
 

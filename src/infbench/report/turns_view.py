@@ -1,0 +1,78 @@
+"""Console grids of LLM traffic as users have it (report/console.py calls ``traffic_grids``
+with one line): the sessions of conversation phases, TTFT by turn index (it grows with the
+context), and the lengths a trace replay sent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from infbench.figure_format import MISSING, format_figure
+from infbench.report.tables import Grid, new_grid
+from infbench.results.records import PhaseSummary, RunRecord
+
+__all__ = ["traffic_grids"]
+
+
+def traffic_grids(run: RunRecord) -> list[Grid]:
+    """Each grid only when some phase has its figures."""
+    grids = [_sessions_grid(run.phases), _turns_grid(run.phases), _trace_grid(run.phases)]
+    return [grid for grid in grids if grid is not None]
+
+
+def _sessions_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
+    chats = [p for p in phases if p.sessions is not None]
+    if not chats:
+        return None
+    grid = new_grid(
+        "sessions (cut: the phase ended before their next turn)",
+        ("phase", "started", "completed", "cut", "failed", "turns sent"),
+    )
+    for phase in chats:
+        s = phase.sessions
+        assert s is not None
+        counts = (s.started, s.completed, s.cut, s.failed, s.turns)
+        grid.add_row(phase.name, *(format_figure(n, "count") for n in counts))
+    return grid
+
+
+def _turns_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
+    chats = [p for p in phases if p.turns]
+    if not chats:
+        return None
+    grid = new_grid(
+        "TTFT by turn (from the turn's intended time: the answer before it + think time)",
+        ("phase", "turn", "requests", "TTFT p50", "TTFT p90", "TTFT p99", "input tokens"),
+        keys=2,
+    )
+    for phase in chats:
+        for turn in phase.turns or ():
+            ttft = turn.ttft_ms
+            grid.add_row(
+                phase.name,
+                str(turn.turn),
+                format_figure(turn.requests, "count"),
+                format_figure(ttft.p50, "ms") if ttft else MISSING,
+                format_figure(ttft.p90, "ms") if ttft else MISSING,
+                format_figure(ttft.p99, "ms") if ttft else MISSING,
+                format_figure(turn.input_tokens),
+            )
+    return grid
+
+
+def _trace_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
+    replays = [p for p in phases if p.process == "trace" and p.output_tokens is not None]
+    if not replays:
+        return None
+    grid = new_grid(
+        "trace replay: the lengths sent (means per answered request, from the server's usage)",
+        ("phase", "requests", "input tokens", "output tokens"),
+    )
+    for phase in replays:
+        ok = phase.ok or None
+        mean_in = phase.input_tokens / ok if ok and phase.input_tokens is not None else None
+        mean_out = phase.output_tokens / ok if ok and phase.output_tokens is not None else None
+        grid.add_row(
+            phase.name, format_figure(phase.ok, "count"), format_figure(mean_in),
+            format_figure(mean_out),
+        )  # fmt: skip
+    return grid
