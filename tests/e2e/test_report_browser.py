@@ -23,11 +23,14 @@ from infbench.report.page import CSP
 from report_run import make_run_dir
 
 CHROMIUM = Path(os.environ.get("INFBENCH_CHROMIUM", "/usr/bin/chromium"))
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is absent: install the Debian package `chromium` (.ci/run does) "
-    "to open the report in a real browser",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is absent: install the Debian package `chromium` (.ci/run does) "
+        "to open the report in a real browser",
+    ),
+]
 FLAGS = (
     "--headless",
     "--no-sandbox",

@@ -75,9 +75,10 @@ def test_killed_server_is_restarted_and_its_outage_measured(tmp_path: Path) -> N
     assert fault["baseline_p50_ms"] is not None
     assert fault["recovered"] is True and fault["recovery_s"] is not None
     assert fault["recovery_s"] < 3.0
-    if fault["failed_requests"]:
-        assert 0 <= fault["first_error_after_s"] < 1.0
-        assert fault["error_window_s"] >= 0
+    # 40 req/s, one each 25 ms, meet the server down while it starts again: some must fail
+    assert fault["failed_requests"] > 0
+    assert 0 <= fault["first_error_after_s"] < 1.0
+    assert fault["error_window_s"] >= 0
     (restart,) = section["restarts"]
     assert restart["relaunched"] and restart["exit_code"] == -9 and restart["startup_s"] > 0
     assert restart["time_s"] >= fault["time_s"]

@@ -113,9 +113,11 @@ def test_pause_stops_the_tree_and_resume_continues_it(handle: CommandHandle) -> 
 
 def test_stop_while_paused_is_quick(handle: CommandHandle) -> None:
     handle.supervisor.pause()
-    started = time.monotonic()
+    process = handle.supervisor.process
+    assert process is not None
     handle.stop()
-    assert time.monotonic() - started < 3.0  # resumed first, so SIGTERM is heard at once
+    # resumed first, so the SIGTERM was heard: a stopped tree would have waited for the SIGKILL
+    assert process.returncode() in (0, -15)
 
 
 def test_restart_action_relaunches_gracefully(handle: CommandHandle) -> None:

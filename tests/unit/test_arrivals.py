@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import time
 from typing import Any
 
 import numpy as np
@@ -169,11 +168,12 @@ def test_steps_poisson_rate_and_time_changed_cv() -> None:
     _assert_unit_poisson(np.interp(offsets, edges, cum))
 
 
-def test_million_arrivals_well_under_a_second() -> None:
-    start = time.perf_counter()
+def test_a_million_arrivals_come_as_one_sorted_array() -> None:
+    """Drawn in bulk (numpy), not one by one; benchmarks/ measures how fast."""
     offsets = poisson_offsets(10_000, 100, rng())
-    assert len(offsets) > 990_000
-    assert time.perf_counter() - start < 0.5
+    assert abs(len(offsets) - 1_000_000) < 5_000  # 5 standard deviations of Poisson(1e6)
+    assert offsets.dtype == np.float64 and np.all(np.diff(offsets) >= 0)
+    assert offsets[0] > 0 and offsets[-1] < 10_000
 
 
 # --- hypothesis properties -----------------------------------------------------------------------
