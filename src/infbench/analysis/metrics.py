@@ -18,6 +18,7 @@ __all__ = [
     "COMPARE_METRICS",
     "HIGHER_IS_BETTER",
     "LATENCY_METRICS",
+    "MEASURED_PATHS",
     "METRIC_PATHS",
     "SERVER_METRICS",
     "MetricSpec",
@@ -68,15 +69,47 @@ def metric_value(phase: PhaseSummary, metric: str) -> float | None:
 
 # Server-side figures (observe.py) by compare name -> field of ServerPhase (run.json's
 # server.phases[<phase>]).
+# Figures a phase has only when the run measured them (an LLM server's own view, GPUs, cost):
+# compare name -> attribute path in a phases[] entry. Compared, like the server's figures, as
+# point values and only where both runs have them; a server quantile is an interpolation
+# inside a histogram bucket, so its rows are never tested, only shown (verdict ``~``).
+MEASURED_PATHS: dict[str, tuple[str, ...]] = {
+    "server_queue_p50": ("server_llm", "queue_ms", "p50"),
+    "server_queue_p99": ("server_llm", "queue_ms", "p99"),
+    "server_ttft_p50": ("server_llm", "ttft_ms", "p50"),
+    "server_ttft_p99": ("server_llm", "ttft_ms", "p99"),
+    "server_itl_p99": ("server_llm", "itl_ms", "p99"),
+    "outside_engine_p50": ("outside_engine_ms", "p50"),
+    "outside_engine_p99": ("outside_engine_ms", "p99"),
+    "server_waiting_max": ("server_llm", "waiting_max"),
+    "kv_cache_usage_max": ("server_llm", "kv_cache_usage_max"),
+    "preemptions": ("server_llm", "preemptions"),
+    "gpu_power_w": ("gpu", "power_mean_w"),
+    "energy_j_per_request": ("energy_j_per_request",),
+    "energy_j_per_1k_output_tokens": ("energy_j_per_1k_output_tokens",),
+    "cost_per_1m_requests": ("cost", "per_1m_requests"),
+    "cost_per_1m_output_tokens": ("cost", "per_1m_output_tokens"),
+}
+
+# Server-side figures (observe.py) by compare name -> field of ServerPhase (run.json's
+# server.phases[<phase>]), and the measured figures above (by their path, read from phases[]).
 SERVER_METRICS: dict[str, str] = {
     "server_p50": "duration_p50_ms",
     "server_p99": "duration_p99_ms",
     "server_cpu_pct": "cpu_pct_mean",
     "server_rss_mb": "rss_mb_max",
+    **{name: ".".join(path) for name, path in MEASURED_PATHS.items()},
 }
 
 
-_FIGURE_UNITS: dict[str, Unit] = {"ms": "ms", "req/s": "/s", "%": "%", "MB": "MB", "tok/s": "/s"}
+_FIGURE_UNITS: dict[str, Unit] = {
+    "ms": "ms",
+    "req/s": "/s",
+    "%": "%",
+    "MB": "MB",
+    "tok/s": "/s",
+    "plain": "plain",  # joules, a price (its currency in run.json), a share, a count
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +121,7 @@ class MetricSpec:
     """
 
     name: str
-    unit: Literal["ms", "req/s", "%", "MB", "tok/s"]
+    unit: Literal["ms", "req/s", "%", "MB", "tok/s", "plain"]
     higher_is_better: bool = False
     absolute: bool = False
 
@@ -130,12 +163,23 @@ COMPARE_METRICS: dict[str, MetricSpec] = {
         MetricSpec("server_p99", "ms"),
         MetricSpec("server_cpu_pct", "%"),
         MetricSpec("server_rss_mb", "MB"),
+        *(MetricSpec(name, "ms") for name in MEASURED_PATHS if name.endswith(("_p50", "_p99"))),
+        *(
+            MetricSpec(name, "plain")
+            for name in MEASURED_PATHS
+            if not name.endswith(("_p50", "_p99"))
+        ),
     )
 }
 
 
 def server_value(run: RunRecord, phase: str, metric: str) -> float | None:
     """A server-side figure of one phase, or None when the run has no server metrics."""
+    if metric in MEASURED_PATHS:
+        holder: object = run.phase(phase)
+        for name in MEASURED_PATHS[metric]:
+            holder = getattr(holder, name, None)
+        return float(holder) if isinstance(holder, int | float) else None
     figures = run.server_phase(phase)
     value = getattr(figures, SERVER_METRICS[metric]) if figures is not None else None
     return float(value) if isinstance(value, int | float) else None

@@ -46,6 +46,7 @@ from infbench.analysis.slo import Rule, parse_slo
 from infbench.commands.sweep_plan import expand_grid, parse_rates, parse_slo_text
 from infbench.compare.comparison import CompareSettings, Side, compare, with_seconds
 from infbench.errors import GateFailed, Interrupted, UsageError
+from infbench.report.cost_view import cost_at_capacity, cost_entry, print_cost
 from infbench.report.sweep_views import (
     grid_rows,
     print_grid,
@@ -238,7 +239,7 @@ def level_entry(label: str, rate: float | None, run: RunRecord, phase: str) -> d
         "error_rate": entry.error_rate,
         "valid": run.valid,
         "invalid_reasons": list(run.invalid_reasons),
-    } | _ttft_entry(entry)
+    } | _ttft_entry(entry) | cost_entry(entry)
 
 
 def _ttft_entry(entry: PhaseSummary) -> dict[str, Any]:
@@ -348,8 +349,10 @@ def _find_max(sweep: _Sweep, index: int, phase: str, rules: list[Rule]) -> None:
     sweep.doc["levels"] = []
     result = search_max(_probe(sweep, index, phase, rules), settings, sweep.budget.allows)
     sweep.doc["result"] = result_json(result, settings.precision)
+    sweep.doc["result"]["cost_at_capacity"] = cost_at_capacity(sweep.doc)
     sweep.save()
     print_result(sweep.console, sweep.doc)
+    print_cost(sweep.console, sweep.doc)
 
 
 def _grid(sweep: _Sweep) -> None:

@@ -16,6 +16,7 @@ from infbench.analysis.metrics import LATENCY_METRICS
 from infbench.report.compare_html import write_compare_html
 from infbench.report.page import absent, facts, figure, page, table, write_atomically
 from infbench.report.server_plots import server_view_over_time
+from infbench.report.server_view import measured_html
 from infbench.report.token_plots import tokens_section
 from infbench.results.records import Environment, GeneratorSummary, RunRecord, TargetSummary
 from infbench.results.rundata import load_run_data
@@ -70,6 +71,7 @@ def write_run_html(run_dir: Path, out: Path | None = None) -> Path:
     run = load_run(run_dir)
     data = load_run_data(run)
     tables = _phase_section(run.record) + tokens_section(run.record)  # tokens: streamed only
+    tables += measured_html(run.record)  # an LLM server's own view, GPUs, cost: when measured
     parts = [_header(run), tables, "<h2>Plots</h2>"]
     parts += [f'<p class="absent">{escape(note)}</p>' for note in data.notes]
     for title, plot, note in run_plots(data):

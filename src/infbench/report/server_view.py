@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from infbench.figure_format import MISSING, format_figure, significant
+from infbench.report.page import table
 from infbench.report.tables import Grid, new_grid
+from infbench.results.measured import MEASURED_COLUMNS, measured_rows
 from infbench.results.records import PhaseSummary, RunRecord, ServerQuantiles
+from infbench.results.rundir import format_cell
 
-__all__ = ["bucket_text", "observed_grids", "quantile_text"]
+__all__ = ["bucket_text", "measured_html", "observed_grids", "quantile_text"]
 
 Bounds = Sequence[float | None] | None
 
@@ -121,3 +124,19 @@ def _gpu_cost_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
             _money(cost.per_1m_output_tokens if cost else None, currency),
         )
     return grid
+
+
+def measured_html(run: RunRecord) -> str:
+    """report.html's table of summary.csv's measured columns; "" when no phase has them."""
+    rows = measured_rows(run.phases)
+    if rows is None:
+        return ""
+    intro = (
+        "<p>The server's own histograms are known to their buckets: its quantiles (ms) are "
+        "interpolations inside them (run.json holds each bucket's bounds). Outside engine = "
+        "client TTFT from the intended send − server TTFT, quantile by quantile. Energy is "
+        "power integrated over the phase; cost is at the phase's achieved throughput.</p>"
+    )
+    headers = ["phase", *MEASURED_COLUMNS]
+    cells = [[format_cell(v) for v in row] for row in rows]
+    return "<h3>LLM server, GPU and cost</h3>" + intro + table(headers, cells, table_id="measured")

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from infbench.analysis.metrics import COMPARE_METRICS
 from infbench.figure_format import MISSING, format_figure
+from infbench.report.cost_view import write_cost_plot
 from infbench.report.sweep_plot import write_sweep_plot
 from infbench.report.tables import fit, new_grid
 
@@ -248,6 +249,7 @@ def write_outputs(directory: Path, doc: dict[str, Any]) -> None:
     plot = write_sweep_plot(directory, doc)
     if plot:
         doc["plot"] = plot
+    doc["cost_plot"] = write_cost_plot(directory, doc)  # report/cost_view.py: priced levels
     (directory / "summary.md").write_text(markdown(doc), encoding="utf-8")
     partial = directory / "sweep.json.partial"
     partial.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from infbench import __version__
 from infbench.errors import ResultFormatError, UsageError
+from infbench.results.measured import MEASURED_COLUMNS, measured_rows
 from infbench.results.records import (
     FORMAT_VERSION,
     Environment,
@@ -273,6 +274,11 @@ class ResultDir:
         header = list(SUMMARY_COLUMNS) + (
             list(SERVER_COLUMNS) if rows and len(rows[0]) > len(SUMMARY_COLUMNS) else []
         )
+        measured = measured_rows(phases)  # an LLM server's own view, GPUs, cost
+        if measured is not None:
+            header += MEASURED_COLUMNS
+            cells = [[format_cell(v) for v in extra[1:]] for extra in measured]
+            rows = [row + more for row, more in zip(rows, cells, strict=True)]
         with open(self.file("summary.csv"), "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
