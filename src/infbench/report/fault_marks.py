@@ -65,28 +65,19 @@ def _error_window(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
         return
     start, end = fault.error_window
     # A window of one failed request has no width; keep it visible as a thin band.
-    ax.axvspan(
-        start,
-        max(end, start + 0.2),
-        color=FAULT_COLOR,
-        alpha=0.15,
-        lw=0,
-        zorder=1,
-        label=label("error window"),
-    )
+    _band(ax, start, max(end, start + 0.2), FAULT_COLOR, 0.15, label("error window"))
+
+
+def _band(ax: Axes, start: float, end: float, color: str, alpha: float, label: str | None) -> None:
+    """A span of time behind the curves (zorder 1)."""
+    ax.axvspan(start, end, color=color, alpha=alpha, lw=0, zorder=1, label=label)
 
 
 def _recovery(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
     if fault.recovered_at_s is None:
         return
-    ax.axvline(
-        fault.recovered_at_s,
-        color=RECOVERED_COLOR,
-        ls=":",
-        lw=1.6,
-        zorder=3,
-        label=label("recovered"),
-    )
+    at = fault.recovered_at_s
+    ax.axvline(at, color=RECOVERED_COLOR, ls=":", lw=1.6, zorder=3, label=label("recovered"))
 
 
 def _threshold(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
@@ -109,15 +100,8 @@ def _threshold(ax: Axes, fault: FaultMarks, label: _Legend) -> None:
 def _restart(ax: Axes, exited_s: float, ready_s: float | None, label: _Legend) -> None:
     """A band from a supervised restart to readiness; never ready: to the end of the plot
     (so the x limits must be set first)."""
-    ax.axvspan(
-        exited_s,
-        ready_s if ready_s is not None and ready_s > exited_s else ax.get_xlim()[1],
-        color=RESTART_COLOR,
-        alpha=0.2,
-        lw=0,
-        zorder=1,
-        label=label("server restarting"),
-    )
+    end_s = ready_s if ready_s is not None and ready_s > exited_s else ax.get_xlim()[1]
+    _band(ax, exited_s, end_s, RESTART_COLOR, 0.2, label("server restarting"))
 
 
 def draw_faults(ax: Axes, plot: ResiliencePlot | None, latency_axis: bool = False) -> None:

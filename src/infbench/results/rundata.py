@@ -32,7 +32,7 @@ from infbench.results.hlog import (
 from infbench.results.percentile import bucket_percentiles
 from infbench.results.rows import read_row_chunks
 from infbench.results.rundir import TIMESERIES_COLUMNS, RunResult, load_run
-from infbench.results.token_data import OutputTokens, read_output_tokens
+from infbench.results.token_data import OutputTokens, by_second, read_output_tokens
 
 __all__ = ["Distribution", "PhaseWindow", "RunData", "load_run_data", "percentile_values"]
 
@@ -147,7 +147,7 @@ def read_errors(path: Path) -> tuple[IntArray, dict[str, IntArray]]:
     columns = {"done_ns": "int64", "status": "int64", "error": "str"}
     for chunk in read_row_chunks(path, columns):
         _count_errors(chunk, counts)
-    return _error_matrix(counts)
+    return by_second(counts)
 
 
 def _count_errors(chunk: Any, counts: dict[tuple[int, str], int]) -> None:
@@ -160,18 +160,6 @@ def _count_errors(chunk: Any, counts: dict[tuple[int, str], int]) -> None:
     labels = failed["error"].where(~http, failed["error"] + " " + failed["status"].astype(str))
     for (second, label), n in labels.groupby([seconds, labels]).size().items():
         counts[(int(second), str(label))] = counts.get((int(second), str(label)), 0) + int(n)
-
-
-def _error_matrix(counts: dict[tuple[int, str], int]) -> tuple[IntArray, dict[str, IntArray]]:
-    if not counts:
-        return np.zeros(0, dtype=np.int64), {}
-    first = min(s for s, _ in counts)
-    seconds = np.arange(first, max(s for s, _ in counts) + 1, dtype=np.int64)
-    by_class: dict[str, IntArray] = {}
-    for (second, label), n in sorted(counts.items()):
-        row = by_class.setdefault(label, np.zeros(len(seconds), dtype=np.int64))
-        row[second - first] += n
-    return seconds, by_class
 
 
 def _merge(parts: Iterable[tuple[IntArray, MetricSeconds]]) -> tuple[IntArray, MetricSeconds]:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from infbench.results.rows import read_row_chunks
 
-__all__ = ["OutputTokens", "read_output_tokens"]
+__all__ = ["OutputTokens", "by_second", "read_output_tokens"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -39,15 +39,21 @@ def read_output_tokens(path: Path) -> OutputTokens:
     columns = {"phase": "str", "done_ns": "int64", "output_tokens": "int64"}
     for chunk in read_row_chunks(path, columns):
         _add(chunk, sums)
-    if not sums:
-        return OutputTokens(np.zeros(0, dtype=np.int64), {})
-    first = min(s for s, _ in sums)
-    seconds = np.arange(first, max(s for s, _ in sums) + 1, dtype=np.int64)
-    by_phase: dict[str, IntArray] = {}
-    for (second, phase), tokens in sorted(sums.items()):
-        row = by_phase.setdefault(phase, np.zeros(len(seconds), dtype=np.int64))
-        row[second - first] += tokens
-    return OutputTokens(seconds, by_phase)
+    return OutputTokens(*by_second(sums))
+
+
+def by_second(counts: Mapping[tuple[int, str], int]) -> tuple[IntArray, dict[str, IntArray]]:
+    """Counts keyed by (second, name) as one row per name over every second from the first to
+    the last (zeros between)."""
+    if not counts:
+        return np.zeros(0, dtype=np.int64), {}
+    first = min(s for s, _ in counts)
+    seconds = np.arange(first, max(s for s, _ in counts) + 1, dtype=np.int64)
+    rows: dict[str, IntArray] = {}
+    for (second, name), n in sorted(counts.items()):
+        row = rows.setdefault(name, np.zeros(len(seconds), dtype=np.int64))
+        row[second - first] += n
+    return seconds, rows
 
 
 def _add(chunk: Any, sums: dict[tuple[int, str], int]) -> None:
