@@ -30,7 +30,9 @@ __all__ = [
     "Leftover",
     "PidFile",
     "ProcessId",
+    "process_id",
     "read_pid_file",
+    "read_record",
     "write_pid_file",
 ]
 
@@ -103,7 +105,18 @@ def write_pid_file(
         os.replace(tmp, path)
 
 
-def _process_id(value: Any) -> ProcessId | None:
+def read_record(path: Path, version: int) -> dict[str, Any] | None:
+    """A JSON record file's object, or None when it is unreadable or of another version: a
+    record that cannot be trusted is left alone, never acted on."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("version") == version else None
+
+
+def process_id(value: Any) -> ProcessId | None:
+    """A record's ``{pid, create_time}``, or None when it is not one."""
     if not isinstance(value, dict):
         return None
     pid, created = value.get("pid"), value.get("create_time")
@@ -114,18 +127,15 @@ def _process_id(value: Any) -> ProcessId | None:
 
 def read_pid_file(path: Path) -> PidFile | None:
     """The file's content, or None when it is unreadable or not a version-1 pid file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("version") != VERSION:
+    data = read_record(path, VERSION)
+    if data is None:
         return None
     raw = data.get("processes")
-    processes = tuple(p for p in map(_process_id, raw if isinstance(raw, list) else []) if p)
+    processes = tuple(p for p in map(process_id, raw if isinstance(raw, list) else []) if p)
     port = data.get("port")
     return PidFile(
         path=path,
-        owner=_process_id(data.get("owner")),
+        owner=process_id(data.get("owner")),
         processes=processes,
         argv0=str(data.get("argv0") or ""),
         port=port if isinstance(port, int) else None,

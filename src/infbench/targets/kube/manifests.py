@@ -30,7 +30,7 @@ import yaml
 
 from infbench.errors import ScenarioError, TargetError
 from infbench.targets.kube.api import Cluster, Json, NotFound
-from infbench.targets.pidfile import ProcessId
+from infbench.targets.pidfile import ProcessId, process_id, read_record
 
 __all__ = [
     "KINDS",
@@ -206,18 +206,10 @@ def delete_object(cluster: Cluster, applied: AppliedObject, result_dir: str) -> 
 
 def read_kube_file(path: Path) -> tuple[ProcessId | None, str | None, list[AppliedObject]] | None:
     """(owner, context, objects) of a record file, or None when unreadable or another version."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    data = read_record(path, VERSION)
+    if data is None:
         return None
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        return None
-    owner = data.get("owner")
-    owner_id = (
-        ProcessId(owner["pid"], float(owner["create_time"]))
-        if isinstance(owner, dict) and isinstance(owner.get("pid"), int)
-        else None
-    )
+    owner_id = process_id(data.get("owner"))
     objects = [
         AppliedObject(str(o["kind"]), str(o["namespace"]), str(o["name"]), o.get("uid"))
         for o in data.get("objects") or []
