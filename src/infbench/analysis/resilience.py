@@ -45,12 +45,29 @@ __all__ = [
     "resilience_section",
 ]
 
-PRE_FAULT_S = 5.0
-TOLERANCE = 0.10
-FLOOR_MS = 1.0
-HOLD_BINS = 2
-QUIET_S = 1.0
-MIN_BASELINE = 3  # successes needed before a fault for a baseline p50
+
+@dataclass(frozen=True)
+class Method:
+    """How recovery is judged; run.json's ``resilience.method`` records it."""
+
+    pre_fault_s: float = 5.0  # the baseline is the p50 of the successes this long before
+    tolerance: float = 0.10  # recovered: back within this fraction of the baseline ...
+    floor_ms: float = 1.0  # ... or this many ms, whichever is more
+    hold_bins: int = 2  # for this many one-second bins in a row
+    quiet_s: float = 1.0  # errors further apart than this are separate windows
+    min_baseline: int = 3  # successes needed before a fault for a baseline p50
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "pre_fault_s": self.pre_fault_s,
+            "tolerance": self.tolerance,
+            "floor_ms": self.floor_ms,
+            "hold_s": float(self.hold_bins),
+            "quiet_s": self.quiet_s,
+        }
+
+
+METHOD = Method()
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -98,7 +115,7 @@ def _error_window(done: FloatArray, failed: BoolArray) -> tuple[float, float, in
     between = np.searchsorted(successes, errors[1:]) - np.searchsorted(
         successes, errors[:-1], side="right"
     )
-    breaks = (np.diff(errors) > QUIET_S) & (between > 0)
+    breaks = (np.diff(errors) > METHOD.quiet_s) & (between > 0)
     last = int(np.argmax(breaks)) if breaks.any() else len(errors) - 1
     return float(errors[0]), float(errors[last]), last + 1
 
@@ -121,15 +138,17 @@ def _recovery(rows: Rows, start_s: float, end_s: float, threshold_ms: float) -> 
         streak += 1
         if streak == 1:
             first = start_s + k - 1
-        if streak == HOLD_BINS:
+        if streak == METHOD.hold_bins:
             return first
     return None
 
 
 def analyse_fault(rows: Rows, fault_s: float, boundary_s: float) -> dict[str, Any]:
     """The figures of one fault (see the module docstring), JSON-ready."""
-    before = (rows.done_s >= fault_s - PRE_FAULT_S) & (rows.done_s < fault_s) & ~rows.failed
-    baseline = float(np.median(rows.latency_ms[before])) if before.sum() >= MIN_BASELINE else None
+    before = (rows.done_s >= fault_s - METHOD.pre_fault_s) & (rows.done_s < fault_s) & ~rows.failed
+    baseline = (
+        float(np.median(rows.latency_ms[before])) if before.sum() >= METHOD.min_baseline else None
+    )
     lo, hi = np.searchsorted(rows.done_s, [fault_s, boundary_s])
     window = _error_window(rows.done_s[lo:hi], rows.failed[lo:hi])
     result: dict[str, Any] = {
@@ -150,7 +169,7 @@ def analyse_fault(rows: Rows, fault_s: float, boundary_s: float) -> dict[str, An
         result["failed_requests"] = failed
     if baseline is None:
         return result
-    threshold = baseline + max(TOLERANCE * baseline, FLOOR_MS)
+    threshold = baseline + max(METHOD.tolerance * baseline, METHOD.floor_ms)
     result["threshold_ms"] = round(threshold, 3)
     start = window[1] if window is not None else fault_s
     recovered_at = _recovery(rows, start, boundary_s, threshold)
@@ -184,13 +203,7 @@ def resilience_section(
             entry.update(analyse_fault(rows, time_s, boundary))
         analysed.append(entry)
     return {
-        "method": {
-            "pre_fault_s": PRE_FAULT_S,
-            "tolerance": TOLERANCE,
-            "floor_ms": FLOOR_MS,
-            "hold_s": float(HOLD_BINS),
-            "quiet_s": QUIET_S,
-        },
+        "method": METHOD.to_json(),
         "faults": analysed,
         "restarts": restarts,
     }
