@@ -76,6 +76,7 @@ class Outcome:
     tokens_source: int = 0
     gaps: Sequence[int] = ()
     text: str | None = None  # the streamed answer, when the sender was asked to keep it
+    token_gaps: Sequence[int] = ()  # each gap ÷ the tokens its later chunk carried (when known)
 
     @property
     def ok(self) -> bool:

@@ -121,3 +121,21 @@ def test_a_64_mib_runaway_line_costs_about_what_an_ordinary_stream_does(
     assert ordinary["ok"] == 1 and runaway["errors"] == {"too_large": 1}, (ordinary, runaway)
     # Copying the growing line on every read peaked near 290 MB; cut at 1 MiB it adds ~nothing.
     assert runaway["peak_mb"] - ordinary["peak_mb"] < 100, (ordinary, runaway)
+
+
+def test_itl_per_token_from_continuous_usage(tmp_path: Path) -> None:
+    """Chunks of 1, 4 and 2 tokens 20 ms apart, with the running usage on each (vLLM's
+    continuous_usage_stats): the chunk gaps are 20 ms, the gaps per token 5 and 10 ms."""
+    knobs = {"chunk_tokens": (1, 4, 2), "continuous_usage": True, "itl_s": 0.02}
+    with StreamServer(ttft_s=0.005, **knobs) as server:
+        loaded = load_scenario(scenario(tmp_path, server.url, "fast", rate=4))
+        schedule = build_schedule(loaded.scenario.workload, tmp_path)
+        result = run_local(LoadJob(loaded, schedule, tmp_path, server.url))
+    (tally,) = result.tallies
+    assert tally.ok == 1 and tally.output_tokens == 7
+    itl, per_token = tally.histograms["itl"], tally.histograms["itl_token"]
+    assert itl.get_total_count() == per_token.get_total_count() == 2
+    assert itl.get_min_value() >= 19_000 and itl.get_max_value() <= 40_000  # µs
+    # 20 ms ÷ 4 and 20 ms ÷ 2 (scheduling noise only adds, and is divided too)
+    assert 4_500 <= per_token.get_min_value() <= 10_000 <= per_token.get_max_value() <= 20_000
+    assert per_token.get_min_value() * 1.6 < per_token.get_max_value()

@@ -328,7 +328,9 @@ def test_tokenizer_counts_the_whole_text_when_no_usage_came() -> None:
     reader = SseReader("openai-chat", count_tokens=count)
     reader.feed(ROLE + HELLO + WORLD + STOP + DONE, 1)
     assert reader.end() is None
-    assert (reader.output_tokens, reader.tokens_source, seen) == (2, "tokenizer", ["Hello world"])
+    assert (reader.output_tokens, reader.tokens_source) == (2, "tokenizer")
+    # every chunk after the first is counted for its gap per token; the total on the whole text
+    assert seen == [" world", "Hello world"] and list(reader.token_gaps) == [0]
     with_usage = SseReader("openai-chat", count_tokens=count)
     with_usage.feed(HELLO + WORLD + USAGE + DONE, 1)
     assert (with_usage.output_tokens, with_usage.tokens_source) == (2, "usage")

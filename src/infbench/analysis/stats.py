@@ -133,6 +133,12 @@ def _loop_lag(hist: HdrHistogram | None) -> LagPercentiles | None:
     return _lag(hist) if hist is not None and hist.get_total_count() else None
 
 
+def _token_gaps(hist: HdrHistogram | None) -> Percentiles | None:
+    """ITL per token: only where the tokens of each chunk were known (per-chunk usage or a
+    tokenizer), else absent."""
+    return _percentiles(hist) if hist is not None and hist.get_total_count() else None
+
+
 def _streamed(tally: PhaseTally, duration_s: float) -> dict[str, Any]:
     """A streamed phase's keys (DESIGN §5b, §8); tokens_source is the most common source."""
     hists = tally.histograms
@@ -142,6 +148,7 @@ def _streamed(tally: PhaseTally, duration_s: float) -> dict[str, Any]:
         "ttft_sent_ms": _percentiles(hists["ttft_sent"]),
         "tpot_ms": _percentiles(hists["tpot"]),
         "itl_ms": _percentiles(hists["itl"]),
+        "itl_token_ms": _token_gaps(hists.get("itl_token")),
         "input_tokens": tally.input_tokens,
         "output_tokens": tally.output_tokens,
         "output_tps": round(tally.output_tokens / duration_s, 4),

@@ -29,7 +29,7 @@ from infbench.load.priority import DispatchPriority, Priority, dispatch_priority
 from infbench.load.sessions import SessionRunner
 from infbench.load.slots import ArrivalQueue, Slots
 from infbench.recorder.recorder import IntervalStats
-from infbench.recorder.stamps import StampBuffer
+from infbench.recorder.stamps import ITL_TOKEN, StampBuffer
 from infbench.schedule.arrivals import PhasePlan, Schedule, sequence_bases, worker_think_sampler
 from infbench.senders.base import Sender
 from infbench.wire import ERROR_CODES, Outcome, PreparedRequest
@@ -264,6 +264,8 @@ class Engine:
             )  # fmt: skip
             if outcome.gaps:
                 self.stamps.add_gaps(phase, outcome.done_ns, outcome.gaps)
+            if outcome.token_gaps:
+                self.stamps.add_segment(phase, outcome.done_ns, outcome.token_gaps, ITL_TOKEN)
         full = self.stamps.add(
             seq, phase, intended_ns, sent_ns, outcome.first_byte_ns, outcome.done_ns,
             outcome.status, ERROR_CODES[outcome.error], len(body) if body else 0,

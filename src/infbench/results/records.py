@@ -340,6 +340,8 @@ class PhaseSummary(_Record):
     ttft_sent_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
     tpot_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
     itl_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
+    # itl_ms ÷ the tokens each later chunk carried, where known (per-chunk usage or a tokenizer)
+    itl_token_ms: Percentiles | None = field(default=None, metadata=_STREAMED)
     input_tokens: int | None = field(default=None, metadata=_OMIT_NONE)
     output_tokens: int | None = field(default=None, metadata=_OMIT_NONE)
     output_tps: float | None = field(default=None, metadata=_OMIT_NONE)

@@ -42,7 +42,7 @@ from array import array
 from collections.abc import Callable
 from typing import Literal
 
-from infbench.senders.chunk_schema import decode_chunk
+from infbench.senders.chunk_schema import Usage, decode_chunk
 from infbench.wire import ErrorKind
 
 __all__ = [
@@ -71,6 +71,7 @@ class _Stream:
         "gaps",
         "input_tokens",
         "last_token_ns",
+        "token_gaps",
     )
 
     def __init__(self, count_tokens: Callable[[str], int] | None) -> None:
@@ -78,6 +79,8 @@ class _Stream:
         self.last_token_ns = 0
         self.chunks = 0
         self.gaps: array[int] = array("q")
+        # each gap ÷ the tokens its later chunk carried, where they are known (itl_token)
+        self.token_gaps: array[int] = array("q")
         self.input_tokens = 0  # usage.prompt_tokens; 0 when the server sent none
         self.error: ErrorKind | None = None
         self.cut = False  # a line or event passed EVENT_MAX_BYTES: the sender drops the answer
@@ -257,6 +260,8 @@ class SseReader(_Stream):
                 self._stamp(now_ns)
                 if self._texts is not None:
                     self._texts.append(text)
+                if self.chunks > 1 and (chunk.usage is not None or self._count_tokens):
+                    self._token_gap(text, chunk.usage)
         # {"error": {...}} as vLLM and OpenAI stream it (a null "error" is none, as in the
         # OpenAI client); {"object": "error", ...} is vLLM's bare error body.
         if chunk.error or (not choices and chunk.object == "error"):
@@ -268,6 +273,19 @@ class SseReader(_Stream):
                 self._usage_output = output
             if type(prompt) is int:
                 self.input_tokens = prompt
+
+    def _token_gap(self, text: str, usage: Usage | None) -> None:
+        """The gap just stamped ÷ the tokens this chunk carried: from the running usage
+        (vLLM's continuous_usage_stats), else the tokenizer on the chunk's text."""
+        count = usage.completion_tokens if usage is not None else None
+        if type(count) is int:
+            carried = count - max(self._usage_output, 0)  # the usage before this chunk's
+        elif self._count_tokens is not None:
+            carried = self._count_tokens(text)
+        else:
+            return
+        if carried > 0:
+            self.token_gaps.append(self.gaps[-1] // carried)
 
     def end(self) -> ErrorKind | None:
         """The body ended cleanly: the request's error kind, ``reset`` unless ``[DONE]`` came,
