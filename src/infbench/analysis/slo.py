@@ -15,7 +15,18 @@ from infbench.figure_format import Unit, format_figure
 from infbench.results.records import PhaseSummary
 from infbench.units import parse_duration, parse_percent
 
-__all__ = ["Rule", "RuleResult", "check_run", "parse_slo", "parse_threshold"]
+__all__ = [
+    "Rule",
+    "RuleResult",
+    "check_run",
+    "goodput_latency_ms",
+    "parse_slo",
+    "parse_threshold",
+]
+
+# The SLO's latency rule a request must meet to count toward goodput: the strictest one a
+# single request can be held to, the highest percentile given.
+_GOODPUT_LATENCY = ("max", "p999", "p99", "p95", "p90", "mean", "p50")
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,13 @@ def parse_slo(slo: Mapping[str, Any]) -> list[Rule]:
         except (TypeError, ValueError) as exc:
             raise ScenarioError(f"slo.{metric}: {exc}, got {raw!r}") from None
     return rules
+
+
+def goodput_latency_ms(rules: Sequence[Rule]) -> float | None:
+    """The latency bound (ms) a request must meet to count toward goodput; None: no bound."""
+    by_metric = {rule.metric: rule for rule in rules}
+    bound = next((by_metric[m] for m in _GOODPUT_LATENCY if m in by_metric), None)
+    return bound.threshold if bound is not None else None
 
 
 def check_run(rules: list[Rule], phases: Sequence[PhaseSummary]) -> list[RuleResult]:

@@ -27,7 +27,7 @@ from infbench.analysis.metrics import (
     metric_value,
     server_value,
 )
-from infbench.analysis.slo import parse_slo
+from infbench.analysis.slo import goodput_latency_ms, parse_slo
 from infbench.analysis.stats import (
     FloatArray,
     SecondsBootstrap,
@@ -77,7 +77,6 @@ _PERCENTILES: dict[str, tuple[str, float]] = {
 _STREAM_METRICS = frozenset(
     {"ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p50", "itl_p99", "output_tps"}
 )
-_GOODPUT_BOUNDS = ("max", "p999", "p99", "p95", "p90", "mean", "p50")  # as the runner picks it
 _MWU: Method = "mann-whitney"
 PHASE_METRICS = tuple(name for name in COMPARE_METRICS if name not in SERVER_METRICS)
 
@@ -334,11 +333,10 @@ def _goodput_limit_us(run: RunResult) -> float | None:
     if slo is None:
         return None
     try:
-        rules = {rule.metric: rule for rule in parse_slo(slo)}
+        bound_ms = goodput_latency_ms(parse_slo(slo))
     except InfbenchError:
         return None
-    bound = next((rules[m] for m in _GOODPUT_BOUNDS if m in rules), None)
-    return bound.threshold * 1000.0 if bound is not None else None
+    return bound_ms * 1000.0 if bound_ms is not None else None
 
 
 def _resampled(metric: str, boot: SecondsBootstrap, side: Side, phase: str) -> FloatArray | None:

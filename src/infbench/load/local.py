@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from infbench.analysis.slo import parse_slo
+from infbench.analysis.slo import goodput_latency_ms, parse_slo
 from infbench.load.engine import Engine, EngineReport
 from infbench.load.job import LoadJob, LoadResult
 from infbench.load.loop import run_async
@@ -39,8 +39,6 @@ __all__ = [
     "start_recorder",
 ]
 
-_PERCENTILE_ORDER = ("max", "p999", "p99", "p95", "p90", "mean", "p50")
-
 
 def highest_us(timeout_s: float) -> int:
     """Histogram ceiling: a request may wait a timeout for a connection and another to finish."""
@@ -50,14 +48,15 @@ def highest_us(timeout_s: float) -> int:
 def goodput_bounds(slo: dict[str, Any]) -> Goodput:
     """A request counts toward goodput when it succeeded within every per-request bound of
     the SLO: its latency bound (the highest percentile given), ttft and tpot."""
-    rules = {rule.metric: rule for rule in parse_slo(slo)}
-    latency = next((rules[m] for m in _PERCENTILE_ORDER if m in rules), None)
+    parsed = parse_slo(slo)
+    rules = {rule.metric: rule for rule in parsed}
+    latency_ms = goodput_latency_ms(parsed)
 
     def micros(metric: str) -> int | None:
         return int(rules[metric].threshold * 1000) if metric in rules else None
 
     return Goodput(
-        latency_us=int(latency.threshold * 1000) if latency else None,
+        latency_us=int(latency_ms * 1000) if latency_ms is not None else None,
         ttft_us=micros("ttft"),
         tpot_us=micros("tpot"),
     )
