@@ -7,17 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from infbench.report.figures import (
-    Plot,
-    encode,
-    headroom,
-    legend_below,
-    new_figure,
-    percentile_axis,
-    percentile_curve,
-    shade_phases,
-    style,
-)
+from infbench.report import figures
+from infbench.report.figures import Plot
 from infbench.results.rundata import RunData
 
 if TYPE_CHECKING:
@@ -78,11 +69,11 @@ def _percentile_panel(
     for data, label, color in ((base, "base", BASE_COLOR), (cand, "candidate", CAND_COLOR)):
         dist = data.distributions[spec.solid][phase]
         largest = max(largest, dist.total)
-        ax.plot(*percentile_curve(dist), color=color, label=f"{label} {spec.solid_label}")
+        ax.plot(*figures.percentile_curve(dist), color=color, label=f"{label} {spec.solid_label}")
         if phase in data.distributions[spec.dashed]:
-            x, y = percentile_curve(data.distributions[spec.dashed][phase])
+            x, y = figures.percentile_curve(data.distributions[spec.dashed][phase])
             ax.plot(x, y, "--", color=color, lw=1, label=f"{label} {spec.dashed_label}")
-    percentile_axis(ax, largest)
+    figures.percentile_axis(ax, largest)
     ax.set_ylabel(spec.ylabel)
     ax.set_ylim(bottom=0)
     ax.set_title(phase)
@@ -99,14 +90,14 @@ def compare_by_percentile(
         return None
     cols = min(2, len(shown))
     rows = math.ceil(len(shown) / cols)
-    with style():
-        fig, axes = new_figure(3.6 * rows + 0.6, rows, cols)
+    with figures.style():
+        fig, axes = figures.new_figure(3.6 * rows + 0.6, rows, cols)
         for ax, phase in zip(axes, shown, strict=False):
             _percentile_panel(ax, base, cand, phase, spec)
         for ax in axes[len(shown) :]:
             ax.set_visible(False)
         fig.suptitle(spec.suptitle)
-        return Plot(spec.key, spec.title, spec.alt, spec.caption, encode(fig))
+        return Plot(spec.key, spec.title, spec.alt, spec.caption, figures.encode(fig))
 
 
 def compare_percentiles(base: RunData, cand: RunData, phases: Sequence[str]) -> Plot | None:
@@ -118,9 +109,9 @@ def compare_latency_over_time(base: RunData, cand: RunData) -> Plot | None:
     """p50 and p99 per second of both runs on one time axis (phases shaded as in the base)."""
     if not len(base.seconds) and not len(cand.seconds):
         return None
-    with style():
-        fig, (ax,) = new_figure(4.6)
-        shade_phases(ax, base.windows)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.6)
+        figures.shade_phases(ax, base.windows)
         for data, label, color in ((base, "base", BASE_COLOR), (cand, "candidate", CAND_COLOR)):
             x = data.seconds + 0.5
             ax.plot(
@@ -129,9 +120,9 @@ def compare_latency_over_time(base: RunData, cand: RunData) -> Plot | None:
             ax.plot(x, data.percentiles["latency_p50"], "--", color=color, label=f"{label} p50")
         ax.set_xlabel("time since the run started (s)")
         ax.set_ylabel("latency (ms)")
-        headroom(ax)
+        figures.headroom(ax)
         ax.set_title("Latency over time: base vs candidate (per second)")
-        legend_below(ax)
+        figures.legend_below(ax)
         return Plot(
             "compare-latency-over-time",
             "Latency over time, base vs candidate",
@@ -139,5 +130,5 @@ def compare_latency_over_time(base: RunData, cand: RunData) -> Plot | None:
             "the base (blue) and the candidate (orange)",
             "Both runs from their own start; phase bands are the base's. Look for a difference "
             "that holds through a phase rather than a single spike.",
-            encode(fig),
+            figures.encode(fig),
         )

@@ -7,19 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infbench.analysis.stats import LAG_LIMIT_FRACTION_OF_P50, LAG_LIMIT_MS
-from infbench.report.figures import (
-    Plot,
-    encode,
-    headroom,
-    legend_below,
-    log_ticks,
-    new_figure,
-    percentile_axis,
-    percentile_curve,
-    phase_color,
-    shade_phases,
-    style,
-)
+from infbench.report import figures
+from infbench.report.figures import Plot
 from infbench.results.rundata import FloatArray, RunData
 
 if TYPE_CHECKING:
@@ -61,13 +50,13 @@ def _panel(
     ax: Axes, data: RunData, ylabel: str, lines: list[tuple[str, str, str]], top: bool
 ) -> None:
     x = data.timeseries["second"] + 0.5
-    shade_phases(ax, data.windows, labels=top)
+    figures.shade_phases(ax, data.windows, labels=top)
     for column, label, color in lines:
         values = data.timeseries[column]
         if _measured(values):
             ax.plot(x, values, color=color, marker=".", ms=4, label=label)
     ax.set_ylabel(ylabel)
-    headroom(ax)
+    figures.headroom(ax)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
@@ -81,8 +70,8 @@ def resources(data: RunData) -> Plot | None:
     if not panels:
         return None
     server = any(_measured(data.timeseries[c]) for c in data.timeseries if c.startswith("server"))
-    with style():
-        fig, axes = new_figure(2.4 * len(panels) + 0.6, len(panels), 1, sharex=True)
+    with figures.style():
+        fig, axes = figures.new_figure(2.4 * len(panels) + 0.6, len(panels), 1, sharex=True)
         for index, (ax, (label, lines)) in enumerate(zip(axes, panels, strict=True)):
             _panel(ax, data, label, lines, top=index == 0)
         axes[-1].set_xlabel("time since the run started (s)")
@@ -100,7 +89,7 @@ def resources(data: RunData) -> Plot | None:
             "Server and generator resources",
             "Line charts: CPU percent, memory RSS in MB and adaptive batch size per second",
             caption,
-            encode(fig),
+            figures.encode(fig),
         )
 
 
@@ -120,7 +109,7 @@ def _lag_limits(data: RunData, loop: bool = False) -> list[tuple[str, float, str
         span = f"{low:.3g} ms" if high - low < 0.0005 else f"{low:.3g}–{high:.3g} ms"
         return [(f"validity bound on p99 ({span})", low, "#d62728")]
     return [
-        (f"{name}: bound on p99 ({limit:.3g} ms)", limit, phase_color(index))
+        (f"{name}: bound on p99 ({limit:.3g} ms)", limit, figures.phase_color(index))
         for index, (name, limit) in enumerate(limits.items())
     ]
 
@@ -154,27 +143,27 @@ def _lag_plot(data: RunData, metric: str, names: tuple[str, str], caption: str) 
     if not lag:
         return None
     label, title = names
-    with style():
-        fig, (ax,) = new_figure(4.4)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.4)
         for index, name in enumerate(data.phase_names):
             if name in lag:
-                x, y = percentile_curve(lag[name])
-                ax.plot(x, np.maximum(y, 0.001), color=phase_color(index), label=name)
+                x, y = figures.percentile_curve(lag[name])
+                ax.plot(x, np.maximum(y, 0.001), color=figures.phase_color(index), label=name)
         for text, limit, color in _lag_limits(data, loop=metric == "loop_lag"):
             ax.axhline(limit, ls=":", lw=1.5, color=color, label=text)
-        percentile_axis(ax, max(d.total for d in lag.values()))
+        figures.percentile_axis(ax, max(d.total for d in lag.values()))
         ax.set_yscale("log")
         low, high = ax.get_ylim()
         ax.set_ylim(low, high)
-        log_ticks(ax.yaxis, low, high)
+        figures.log_ticks(ax.yaxis, low, high)
         ax.set_ylabel(f"{label} (ms, log scale)")
         ax.set_title(title)
-        legend_below(ax)
+        figures.legend_below(ax)
         return Plot(
             metric,
             f"{label.capitalize()} distribution",
             f"Line chart: {label} in milliseconds against percentile on a log scale, one line "
             "per phase, with the validity bound dotted",
             caption,
-            encode(fig),
+            figures.encode(fig),
         )

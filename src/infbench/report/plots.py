@@ -14,21 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infbench.analysis.resilience import resilience_plot_data
+from infbench.report import figures
 from infbench.report.fault_marks import draw_faults
-from infbench.report.figures import (
-    Plot,
-    encode,
-    headroom,
-    integer_ticks,
-    legend_below,
-    log_ticks,
-    new_figure,
-    percentile_axis,
-    percentile_curve,
-    phase_color,
-    shade_phases,
-    style,
-)
+from infbench.report.figures import Plot
 from infbench.report.health_plots import lag_distribution, loop_lag_distribution, resources
 from infbench.report.token_plots import token_plots
 from infbench.results.rundata import Distribution, FloatArray, RunData
@@ -41,17 +29,17 @@ __all__ = ["run_plots"]
 
 
 def _time_axis(ax: Axes, data: RunData, ylabel: str, latency_axis: bool = False) -> None:
-    shade_phases(ax, data.windows)
+    figures.shade_phases(ax, data.windows)
     ax.set_xlabel("time since the run started (s)")
     ax.set_ylabel(ylabel)
-    headroom(ax)
+    figures.headroom(ax)
     if data.windows:
         ax.set_xlim(0, max(w.end_s for w in data.windows) + 1)
     draw_faults(ax, resilience_plot_data(data.run.record.resilience), latency_axis)
 
 
 def _figure_data(fig: Figure, key: str, title: str, alt: str, caption: str) -> Plot:
-    return Plot(key, title, alt, caption, encode(fig))
+    return Plot(key, title, alt, caption, figures.encode(fig))
 
 
 # --- the plots -----------------------------------------------------------------------------------
@@ -61,8 +49,8 @@ def latency_over_time(data: RunData) -> Plot | None:
     if not len(data.seconds):
         return None
     x = data.seconds + 0.5
-    with style():
-        fig, (ax,) = new_figure(4.4)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.4)
         lines = (
             ("latency_p50", "latency p50", "#1f77b4", "-"),
             ("latency_p99", "latency p99", "#d62728", "-"),
@@ -73,7 +61,7 @@ def latency_over_time(data: RunData) -> Plot | None:
             ax.plot(x, data.percentiles[key], dash, color=color, label=label, marker=".", ms=4)
         _time_axis(ax, data, "latency (ms)", latency_axis=True)
         ax.set_title("Latency over time (per second, by completion time)")
-        legend_below(ax)
+        figures.legend_below(ax)
         return _figure_data(
             fig,
             "latency-over-time",
@@ -91,14 +79,14 @@ def rate_over_time(data: RunData) -> Plot | None:
     if not len(series["second"]):
         return None
     x = series["second"] + 0.5
-    with style():
-        fig, (ax,) = new_figure(4.0)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.0)
         ax.plot(x, series["offered"], "--", color="#7f7f7f", marker=".", label="offered (due)")
         ax.plot(x, series["completed"], color="#1f77b4", marker=".", label="achieved (completed)")
         ax.plot(x, series["completed"] - series["errors"], color="#2ca02c", lw=1, label="ok")
         _time_axis(ax, data, "requests per second")
         ax.set_title("Offered vs achieved rate")
-        legend_below(ax, 3)
+        figures.legend_below(ax, 3)
         return _figure_data(
             fig,
             "rate-over-time",
@@ -113,20 +101,22 @@ def percentile_distribution(data: RunData) -> Plot | None:
     latency, service = data.distributions["latency"], data.distributions["service"]
     if not latency:
         return None
-    with style():
-        fig, (ax,) = new_figure(4.8)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.8)
         for index, name in enumerate(data.phase_names):
-            color = phase_color(index)
+            color = figures.phase_color(index)
             if name in latency:
-                ax.plot(*percentile_curve(latency[name]), color=color, label=f"{name} latency")
+                ax.plot(
+                    *figures.percentile_curve(latency[name]), color=color, label=f"{name} latency"
+                )
             if name in service:
-                x, y = percentile_curve(service[name])
+                x, y = figures.percentile_curve(service[name])
                 ax.plot(x, y, "--", color=color, lw=1, label=f"{name} service time")
-        percentile_axis(ax, max(d.total for d in latency.values()))
+        figures.percentile_axis(ax, max(d.total for d in latency.values()))
         ax.set_ylabel("latency (ms)")
         ax.set_ylim(bottom=0)
         ax.set_title("Latency by percentile, per phase (HDR)")
-        legend_below(ax, max(len(latency), 2))  # a column per phase: latency over service
+        figures.legend_below(ax, max(len(latency), 2))  # a column per phase: latency over service
         return _figure_data(
             fig,
             "percentiles",
@@ -149,7 +139,7 @@ def _histogram_bins(dists: Sequence[Distribution]) -> tuple[FloatArray, bool]:
 
 def _histogram_panel(ax: Axes, data: RunData, name: str, bins: FloatArray, log: bool) -> None:
     """One phase: successes in the phase's color, failures in red over them."""
-    color = phase_color(data.phase_names.index(name))
+    color = figures.phase_color(data.phase_names.index(name))
     for metric, label, shade in (("latency", "ok", color), ("failed", "failed", "#d62728")):
         dist = data.distributions[metric].get(name)
         if dist is not None:
@@ -158,10 +148,10 @@ def _histogram_panel(ax: Axes, data: RunData, name: str, bins: FloatArray, log: 
     ax.set_title(name)
     if log:
         ax.set_xscale("log")
-        log_ticks(ax.xaxis, bins[0], bins[-1])
+        figures.log_ticks(ax.xaxis, bins[0], bins[-1])
     ax.set_xlabel("latency (ms)" + (", log scale" if log else ""))
     ax.set_ylabel("requests")
-    integer_ticks(ax.yaxis)
+    figures.integer_ticks(ax.yaxis)
     ax.legend(loc="upper right")
 
 
@@ -173,8 +163,8 @@ def latency_histogram(data: RunData) -> Plot | None:
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     bins, log = _histogram_bins([*latency.values(), *failed.values()])
-    with style():
-        fig, axes = new_figure(3.0 * rows + 0.6, rows, cols, sharex=True)
+    with figures.style():
+        fig, axes = figures.new_figure(3.0 * rows + 0.6, rows, cols, sharex=True)
         for ax, name in zip(axes, names, strict=False):
             _histogram_panel(ax, data, name, bins, log)
         for ax in axes[len(names) :]:
@@ -195,16 +185,16 @@ def errors_over_time(data: RunData) -> Plot | None:
     if not data.errors:
         return None
     x = data.error_seconds + 0.5
-    with style():
-        fig, (ax,) = new_figure(4.0)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.0)
         bottom = np.zeros(len(x))
         for index, (label, counts) in enumerate(sorted(data.errors.items())):
             ax.bar(x, counts, width=0.9, bottom=bottom, label=label, color=f"C{(index + 3) % 10}")
             bottom = bottom + counts
         _time_axis(ax, data, "failed requests per second")
-        integer_ticks(ax.yaxis)
+        figures.integer_ticks(ax.yaxis)
         ax.set_title("Errors over time, by class")
-        legend_below(ax)
+        figures.legend_below(ax)
         return _figure_data(
             fig,
             "errors-over-time",

@@ -15,23 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infbench.analysis.resilience import resilience_plot_data
+from infbench.report import figures
 from infbench.report.compare_plots import (
     PercentileFigure,
     compare_by_percentile,
 )
 from infbench.report.fault_marks import draw_faults
-from infbench.report.figures import (
-    Plot,
-    encode,
-    headroom,
-    legend_below,
-    new_figure,
-    percentile_axis,
-    percentile_curve,
-    phase_color,
-    shade_phases,
-    style,
-)
+from infbench.report.figures import Plot
 from infbench.report.page import table
 from infbench.results.records import PhaseSummary, RunRecord
 from infbench.results.rundata import RunData
@@ -108,24 +98,26 @@ def _percentile_plot(
     solid, dashed = (data.distributions.get(m, {}) for m in metrics)
     if not solid:
         return None
-    fig, (ax,) = new_figure(4.8)
+    fig, (ax,) = figures.new_figure(4.8)
     for index, name in enumerate(data.phase_names):
-        color = phase_color(index)
+        color = figures.phase_color(index)
         if name in solid:
-            ax.plot(*percentile_curve(solid[name]), color=color, label=f"{name} {labels[0]}")
+            ax.plot(
+                *figures.percentile_curve(solid[name]), color=color, label=f"{name} {labels[0]}"
+            )
         if name in dashed:
-            x, y = percentile_curve(dashed[name])
+            x, y = figures.percentile_curve(dashed[name])
             ax.plot(x, y, "--", color=color, lw=1, label=f"{name} {labels[1]}")
-    percentile_axis(ax, max(d.total for d in [*solid.values(), *dashed.values()]))
+    figures.percentile_axis(ax, max(d.total for d in [*solid.values(), *dashed.values()]))
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.set_title(title)
-    legend_below(ax, max(len(solid), 2))  # a column per phase: solid over dashed
+    figures.legend_below(ax, max(len(solid), 2))  # a column per phase: solid over dashed
     return fig
 
 
 def ttft_distribution(data: RunData) -> Plot | None:
-    with style():
+    with figures.style():
         fig = _percentile_plot(
             data,
             ("ttft", "ttft_sent"),
@@ -144,12 +136,12 @@ def ttft_distribution(data: RunData) -> Plot | None:
             "TTFT counts from the intended send time, so time an answer waited in the client is "
             "in it; the dashed curve counts from the actual send (other tools' TTFT). A gap "
             "between them is the generator's own delay.",
-            encode(fig),
+            figures.encode(fig),
         )
 
 
 def itl_distribution(data: RunData) -> Plot | None:
-    with style():
+    with figures.style():
         fig = _percentile_plot(
             data,
             ("itl", "tpot"),
@@ -168,7 +160,7 @@ def itl_distribution(data: RunData) -> Plot | None:
             "ITL holds every gap between two content chunks of every answer, so its tail shows "
             "stalls inside answers; TPOT averages each answer's gaps per token, so jitter "
             "cancels in it. An ITL median well above TPOT's means chunks carry several tokens.",
-            encode(fig),
+            figures.encode(fig),
         )
 
 
@@ -191,26 +183,26 @@ def output_tokens_over_time(data: RunData) -> Plot | None:
         return None
     x = tokens.seconds + 0.5
     names = [n for n in ["warmup", *data.phase_names] if n in tokens.by_phase]
-    with style():
-        fig, (ax,) = new_figure(4.0)
+    with figures.style():
+        fig, (ax,) = figures.new_figure(4.0)
         bottom = np.zeros(len(x))
         for name in names:
             index = data.phase_names.index(name) if name in data.phase_names else -1
-            color = phase_color(index) if index >= 0 else _WARMUP_COLOR
+            color = figures.phase_color(index) if index >= 0 else _WARMUP_COLOR
             counts = tokens.by_phase[name]
             label = "warm-up" if index < 0 else name
             ax.bar(x, counts, width=0.9, bottom=bottom, color=color, label=label, zorder=2)
             bottom = bottom + counts
         _phase_means(ax, data)
-        shade_phases(ax, data.windows)
+        figures.shade_phases(ax, data.windows)
         ax.set_xlabel("time since the run started (s)")
         ax.set_ylabel("output tokens per second")
-        headroom(ax)
+        figures.headroom(ax)
         if data.windows:
             ax.set_xlim(0, max(w.end_s for w in data.windows) + 1)  # as the other time plots
         draw_faults(ax, resilience_plot_data(data.run.record.resilience), False)
         ax.set_title("Output tokens per second (by completion time)")
-        legend_below(ax, len(names) + 1)
+        figures.legend_below(ax, len(names) + 1)
         return Plot(
             "output-tokens-over-time",
             "Output tokens over time",
@@ -219,7 +211,7 @@ def output_tokens_over_time(data: RunData) -> Plot | None:
             "Each answer's output tokens (from requests.csv.gz) in the second it ended, failed "
             "answers included, as the phase's output_tps counts them; the phase's highest bar is "
             "its peak_output_tps. Bursts of completions show as tall bars.",
-            encode(fig),
+            figures.encode(fig),
         )
 
 
