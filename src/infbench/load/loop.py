@@ -15,13 +15,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-__all__ = [
-    "cancel",
-    "quiet_interpreter",
-    "restore_signal_handlers",
-    "run_async",
-    "stop_on_signals",
-]
+__all__ = ["cancel", "quiet_interpreter", "restore_signal_handlers", "run_async", "stop_on_signals"]
 
 SWITCH_INTERVAL_S = 0.0005
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
