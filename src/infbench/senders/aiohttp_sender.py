@@ -24,12 +24,12 @@ from infbench.senders.base import (
     SenderOptions,
     StreamReader,
     TooLarge,
+    answer_outcome,
     check_base_url,
     has_body,
     new_reader,
-    streamed_outcome,
 )
-from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
+from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
 __all__ = ["AiohttpSender"]
 
@@ -100,9 +100,7 @@ class AiohttpSender:
             return Outcome(monotonic_ns(), first_byte_ns, status, "too_large", exc.bytes_in)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return Outcome(monotonic_ns(), first_byte_ns, status, _classify(exc), bytes_in)
-        if reader is not None:
-            return streamed_outcome(reader, done_ns, first_byte_ns, status, bytes_in)
-        return Outcome(done_ns, first_byte_ns, status, classify_status(status), bytes_in)
+        return answer_outcome(reader, done_ns, first_byte_ns, status, bytes_in)
 
     async def _read_stream(self, response: aiohttp.ClientResponse, reader: StreamReader) -> int:
         """Feed each piece of the body to ``reader`` as it arrives, stamped; under the cap."""

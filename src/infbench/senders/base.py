@@ -26,6 +26,7 @@ __all__ = [
     "SenderOptions",
     "StreamReader",
     "TooLarge",
+    "answer_outcome",
     "check_base_url",
     "has_body",
     "new_reader",
@@ -97,6 +98,15 @@ def streamed_outcome(
         reader.output_tokens, TOKEN_SOURCES.index(reader.tokens_source), reader.gaps,
         reader.text, reader.token_gaps,
     )  # fmt: skip
+
+
+def answer_outcome(
+    reader: StreamReader | None, done_ns: int, first_byte_ns: int, status: int, bytes_in: int
+) -> Outcome:
+    """The outcome of an answer read to its end: streamed (``reader``) or plain."""
+    if reader is not None:
+        return streamed_outcome(reader, done_ns, first_byte_ns, status, bytes_in)
+    return Outcome(done_ns, first_byte_ns, status, classify_status(status), bytes_in)
 
 
 def has_body(method: str, status: int) -> bool:
