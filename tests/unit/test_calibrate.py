@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from infbench.commands import calibrate
 from infbench.commands.calibrate import (
     CalibrationSettings,
     Level,
@@ -18,7 +19,6 @@ from infbench.commands.calibrate import (
     search_capacity,
     warn_if_over_capacity,
 )
-from infbench.commands import calibrate
 from infbench.scenario.model import Scenario, Workload
 from infbench.schedule.arrivals import build_schedule
 from infbench.schedule.peak import peak_rate

@@ -1,4 +1,5 @@
-"""The package layout of DESIGN §2, checked from the source: no import cycle, views and commands on top.
+"""The package layout of DESIGN §2, checked from the source: no import cycle, views and
+commands on top.
 
 Every import statement of ``src/infbench`` is read with ``ast`` (lazy imports inside functions and
 ``TYPE_CHECKING`` blocks included, since a cycle through either still ties the modules together),
@@ -26,13 +27,13 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
-    """The infbench modules one file imports (``from a import b`` counts a.b when it is a module)."""
+    """The infbench modules a file imports (``from a import b`` counts a.b if it is a module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("infbench"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("infbench"):
-            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("infbench"):
+            found.add(str(node.module))
             found.update(
                 f"{node.module}.{alias.name}"
                 for alias in node.names
