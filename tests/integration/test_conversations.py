@@ -34,6 +34,7 @@ THINK_S = 0.2
 
 
 def run(tmp_path: Path, url: str, request: str, workload: str) -> dict[str, Any]:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "chats.json").write_text(json.dumps(CHATS, indent=1))
     path = tmp_path / "chat.yaml"
     path.write_text(
@@ -145,3 +146,20 @@ def test_trace_replay_sends_each_rows_lengths_at_its_time(tmp_path: Path) -> Non
     for row, record in zip(rows, due, strict=True):
         assert int(row["intended_ns"]) - int(rows[0]["intended_ns"]) == record["timestamp"] * 10**6
         assert int(row["sent_ns"]) - int(row["intended_ns"]) < 500_000_000  # the send lag, bounded
+
+
+def test_compare_of_two_chat_runs_gives_per_turn_ttft_verdicts(tmp_path: Path) -> None:
+    dirs = []
+    for name, ttft_s in (("base", 0.02), ("cand", 0.08)):
+        with ChatServer(ttft_s=ttft_s) as server:
+            busy = WORKLOAD.replace("rate: 2", "rate: 10")  # 30 sessions: p50 is testable
+            run(tmp_path / name, server.url, chat_request(), busy)
+        (run_dir,) = list((tmp_path / name / "out").iterdir())
+        dirs.append(str(run_dir))
+    result = runner.invoke(app, ["compare", *dirs, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["metric"]: r for r in json.loads(result.output)["rows"]}
+    first = rows["ttft_p50_turn1"]
+    assert first["base"] < first["candidate"] and first["change"] > 1.0  # 20 ms -> 80 ms
+    assert first["method"] == "bootstrap" and first["verdict"] == "worse"
+    assert "ttft_p50_turn2" in rows

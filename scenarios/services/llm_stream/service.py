@@ -17,6 +17,9 @@ and ``"stop"``.
 Timing, from the environment (a scenario's ``target.env``); times in milliseconds:
 
     LLM_STREAM_TTFT_MS            wait before the first content chunk (default 50)
+    LLM_STREAM_PREFILL_US_PER_TOKEN  further wait before it per prompt token, as a real
+                                  server's prefill grows with the context (default 0): a
+                                  conversation's later turns, sending the history, wait longer
     LLM_STREAM_ITL_MS             wait between content chunks (default 10)
     LLM_STREAM_JITTER_MS          each wait is moved by a uniform draw in ±jitter, never
                                   below 0, so the mean wait stays as set (default 0)
@@ -34,7 +37,9 @@ the request's arrival: content chunk k is due at TTFT + k x ITL (each wait jitte
 mean gap is the ITL set, not ITL plus each sleep's overshoot; a chunk the event loop
 delivered late is followed by a shorter gap, as when a real server's writes lag its tokens.
 The random draws of a request are seeded by (seed, prompt, max_tokens): the same request
-streams the same words at the same pace, whichever worker serves it.
+streams the same words at the same pace, whichever worker serves it, and the answer is
+derived from the request, its history included (chat: every message's text is the prompt),
+so a conversation whose turn sends other history gets other answers.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ def _env_ms(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class Timing:
     ttft_s: float
+    prefill_s_per_token: float
     itl_s: float
     jitter_s: float
     tokens_per_chunk: int
@@ -76,6 +82,7 @@ class Timing:
     def from_env(cls) -> Timing:
         timing = cls(
             ttft_s=_env_ms("LLM_STREAM_TTFT_MS", 50),
+            prefill_s_per_token=_env_ms("LLM_STREAM_PREFILL_US_PER_TOKEN", 0) / 1000.0,
             itl_s=_env_ms("LLM_STREAM_ITL_MS", 10),
             jitter_s=_env_ms("LLM_STREAM_JITTER_MS", 0),
             tokens_per_chunk=int(os.environ.get("LLM_STREAM_TOKENS_PER_CHUNK", "1")),
@@ -83,8 +90,10 @@ class Timing:
             max_tokens_limit=int(os.environ.get("LLM_STREAM_MAX_TOKENS", "4096")),
             seed=int(os.environ.get("LLM_STREAM_SEED", "0")),
         )
-        if min(timing.ttft_s, timing.itl_s, timing.jitter_s) < 0:
-            raise ValueError("LLM_STREAM_TTFT_MS, _ITL_MS and _JITTER_MS must be >= 0")
+        if min(timing.ttft_s, timing.itl_s, timing.jitter_s, timing.prefill_s_per_token) < 0:
+            raise ValueError(
+                "LLM_STREAM_TTFT_MS, _ITL_MS, _JITTER_MS and _PREFILL_US_PER_TOKEN must be >= 0"
+            )
         if min(timing.tokens_per_chunk, timing.output_tokens, timing.max_tokens_limit) < 1:
             raise ValueError(
                 "LLM_STREAM_TOKENS_PER_CHUNK, _OUTPUT_TOKENS, _MAX_TOKENS must be >= 1"
@@ -110,7 +119,7 @@ class FakeTokens:
         # A str seed is hashed with SHA-512 by random.Random: stable across processes.
         rng = random.Random(f"{timing.seed}\x00{max_tokens}\x00{prompt}")
         loop = asyncio.get_running_loop()
-        due, wait = loop.time(), timing.ttft_s
+        due, wait = loop.time(), timing.ttft_s + timing.prefill_s_per_token * self.count(prompt)
         for start in range(0, total, timing.tokens_per_chunk):
             due += max(0.0, wait + rng.uniform(-1, 1) * timing.jitter_s)
             await asyncio.sleep(due - loop.time())  # a negative wait returns at once

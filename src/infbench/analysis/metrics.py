@@ -21,9 +21,11 @@ __all__ = [
     "MEASURED_PATHS",
     "METRIC_PATHS",
     "SERVER_METRICS",
+    "TURN_METRICS",
     "MetricSpec",
     "metric_value",
     "server_value",
+    "turn_value",
 ]
 
 # metric name -> (section of a phases[] entry, key): the PhaseSummary attribute, and the field
@@ -55,15 +57,30 @@ METRIC_PATHS: dict[str, tuple[str | None, str]] = {
     "itl_p99": ("itl_ms", "p99"),
     "output_tps": (None, "output_tps"),
 }
+# Conversations (DESIGN §5c): TTFT of the requests of turn k, from phases[].turns.
+MAX_COMPARED_TURNS = 16
+TURN_METRICS: dict[str, tuple[int, str]] = {
+    f"ttft_{q}_turn{k}": (k, q) for k in range(1, MAX_COMPARED_TURNS + 1) for q in ("p50", "p99")
+}
 HIGHER_IS_BETTER = frozenset({"achieved_rps", "goodput_rps", "output_tps"})
 LATENCY_METRICS = frozenset(k for k, (section, _) in METRIC_PATHS.items() if section)
 
 
 def metric_value(phase: PhaseSummary, metric: str) -> float | None:
     """A phase's figure by catalogue name (a number, else None)."""
+    if metric in TURN_METRICS:
+        return turn_value(phase, metric)
     section, key = METRIC_PATHS[metric]
     holder = getattr(phase, section) if section else phase
     value = getattr(holder, key, None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def turn_value(phase: PhaseSummary, metric: str) -> float | None:
+    """TTFT p50/p99 of one turn index (``ttft_p50_turn2``), None without that turn."""
+    turn, quantile = TURN_METRICS[metric]
+    figures = next((t for t in phase.turns or () if t.turn == turn), None)
+    value = getattr(figures.ttft_ms, quantile) if figures and figures.ttft_ms else None
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -159,6 +176,7 @@ COMPARE_METRICS: dict[str, MetricSpec] = {
         MetricSpec("itl_p50", "ms"),
         MetricSpec("itl_p99", "ms"),
         MetricSpec("output_tps", "tok/s", higher_is_better=True),
+        *(MetricSpec(name, "ms") for name in TURN_METRICS),
         MetricSpec("server_p50", "ms"),
         MetricSpec("server_p99", "ms"),
         MetricSpec("server_cpu_pct", "%"),

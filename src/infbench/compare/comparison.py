@@ -23,6 +23,7 @@ import numpy as np
 from infbench.analysis.metrics import (
     COMPARE_METRICS,
     SERVER_METRICS,
+    TURN_METRICS,
     MetricSpec,
     metric_value,
     server_value,
@@ -38,6 +39,7 @@ from infbench.analysis.stats import (
     shift_interval,
 )
 from infbench.compare import warnings as warn
+from infbench.compare.turns import turn_tests
 from infbench.compare.warnings import CompareWarning
 from infbench.errors import InfbenchError
 from infbench.results.hlog import PhaseSeconds, fold_tail, pool, read_interval_log
@@ -78,7 +80,9 @@ _STREAM_METRICS = frozenset(
     {"ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p50", "itl_p99", "output_tps"}
 )
 _MWU: Method = "mann-whitney"
-PHASE_METRICS = tuple(name for name in COMPARE_METRICS if name not in SERVER_METRICS)
+PHASE_METRICS = tuple(
+    name for name in COMPARE_METRICS if name not in SERVER_METRICS and name not in TURN_METRICS
+)
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,9 @@ def compare_sides(base: Side, cand: Side, settings: CompareSettings) -> Comparis
         compare_phase = _phase_by_runs if by_runs else _phase_by_seconds
         phase_rows, phase_warnings = compare_phase(phase, base, cand, settings)
         rows += phase_rows
+        knobs = (settings.seed, settings.resamples, settings.min_tail)
+        turns = turn_tests(phase, base.run, cand.run, knobs)  # compare/turns.py: TTFT by turn
+        rows += [_row(phase, *test, settings) for test in turns]
         warnings += phase_warnings
     if not by_runs and any(r.metric in SERVER_METRICS for r in rows):
         warnings += warn.server_untested(settings.min_runs)
