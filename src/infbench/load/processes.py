@@ -41,16 +41,6 @@ __all__ = [
 ]
 
 READY_TIMEOUT_S = 120.0
-_COUNTS = (
-    "sent",
-    "completed",
-    "ok",
-    "ok_within_slo",
-    "dropped",
-    "out_of_range",
-    "bytes_in",
-    "bytes_out",
-)
 
 
 def resolve_processes(setting: int | str) -> int:
