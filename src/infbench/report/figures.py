@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from infbench.results.rundata import Distribution, FloatArray, PhaseWindow
+from infbench.results.rundata import Distribution, FloatArray, PhaseWindow, RunData
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,6 +35,7 @@ __all__ = [
     "new_figure",
     "percentile_axis",
     "percentile_curve",
+    "percentile_figure",
     "phase_color",
     "shade_phases",
     "style",
@@ -176,3 +177,26 @@ def percentile_curve(dist: Distribution) -> tuple[FloatArray, FloatArray]:
     """(1/(1−p), value ms) from 0 % to the last percentile the sample resolves (1 − 1/n)."""
     x = np.logspace(0, math.log10(max(dist.total, 2)), 400)
     return x, dist.at_ms(100.0 * (1.0 - 1.0 / x))
+
+
+def percentile_figure(
+    data: RunData, metrics: tuple[str, str], labels: tuple[str, str], ylabel: str, title: str
+) -> Figure | None:
+    """A figure of one metric by percentile per phase (solid), a second one dashed beside it."""
+    solid, dashed = (data.distributions.get(m, {}) for m in metrics)
+    if not solid:
+        return None
+    fig, (ax,) = new_figure(4.8)
+    for index, name in enumerate(data.phase_names):
+        color = phase_color(index)
+        if name in solid:
+            ax.plot(*percentile_curve(solid[name]), color=color, label=f"{name} {labels[0]}")
+        if name in dashed:
+            x, y = percentile_curve(dashed[name])
+            ax.plot(x, y, "--", color=color, lw=1, label=f"{name} {labels[1]}")
+    percentile_axis(ax, max(d.total for d in [*solid.values(), *dashed.values()]))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    legend_below(ax, max(len(solid), 2))  # a column per phase: solid over dashed
+    return fig

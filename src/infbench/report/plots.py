@@ -98,25 +98,16 @@ def rate_over_time(data: RunData) -> Plot | None:
 
 
 def percentile_distribution(data: RunData) -> Plot | None:
-    latency, service = data.distributions["latency"], data.distributions["service"]
-    if not latency:
-        return None
     with figures.style():
-        fig, (ax,) = figures.new_figure(4.8)
-        for index, name in enumerate(data.phase_names):
-            color = figures.phase_color(index)
-            if name in latency:
-                ax.plot(
-                    *figures.percentile_curve(latency[name]), color=color, label=f"{name} latency"
-                )
-            if name in service:
-                x, y = figures.percentile_curve(service[name])
-                ax.plot(x, y, "--", color=color, lw=1, label=f"{name} service time")
-        figures.percentile_axis(ax, max(d.total for d in latency.values()))
-        ax.set_ylabel("latency (ms)")
-        ax.set_ylim(bottom=0)
-        ax.set_title("Latency by percentile, per phase (HDR)")
-        figures.legend_below(ax, max(len(latency), 2))  # a column per phase: latency over service
+        fig = figures.percentile_figure(
+            data,
+            ("latency", "service"),
+            ("latency", "service time"),
+            "latency (ms)",
+            "Latency by percentile, per phase (HDR)",
+        )
+        if fig is None:
+            return None
         return _figure_data(
             fig,
             "percentiles",

@@ -29,7 +29,6 @@ from infbench.results.rundir import format_cell
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = [
     "compare_token_plots",
@@ -91,34 +90,9 @@ def _streamed(data: RunData) -> bool:
     return any(p.ttft_ms is not None for p in data.run.phases)
 
 
-def _percentile_plot(
-    data: RunData, metrics: tuple[str, str], labels: tuple[str, str], ylabel: str, title: str
-) -> Figure | None:
-    """A figure of one metric by percentile per phase (solid), a second one dashed beside it."""
-    solid, dashed = (data.distributions.get(m, {}) for m in metrics)
-    if not solid:
-        return None
-    fig, (ax,) = figures.new_figure(4.8)
-    for index, name in enumerate(data.phase_names):
-        color = figures.phase_color(index)
-        if name in solid:
-            ax.plot(
-                *figures.percentile_curve(solid[name]), color=color, label=f"{name} {labels[0]}"
-            )
-        if name in dashed:
-            x, y = figures.percentile_curve(dashed[name])
-            ax.plot(x, y, "--", color=color, lw=1, label=f"{name} {labels[1]}")
-    figures.percentile_axis(ax, max(d.total for d in [*solid.values(), *dashed.values()]))
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    figures.legend_below(ax, max(len(solid), 2))  # a column per phase: solid over dashed
-    return fig
-
-
 def ttft_distribution(data: RunData) -> Plot | None:
     with figures.style():
-        fig = _percentile_plot(
+        fig = figures.percentile_figure(
             data,
             ("ttft", "ttft_sent"),
             ("TTFT", "TTFT from send"),
@@ -142,7 +116,7 @@ def ttft_distribution(data: RunData) -> Plot | None:
 
 def itl_distribution(data: RunData) -> Plot | None:
     with figures.style():
-        fig = _percentile_plot(
+        fig = figures.percentile_figure(
             data,
             ("itl", "tpot"),
             ("ITL", "TPOT"),

@@ -7,17 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from infbench.scenario.model import (
-    Arrival,
-    ConstantArrival,
-    GammaArrival,
-    OnOffArrival,
-    PoissonArrival,
-    RampArrival,
-    StepsArrival,
-    TraceArrival,
-    Workload,
-)
+from infbench.scenario import model
 from infbench.schedule.arrivals import Schedule
 
 __all__ = ["peak_rate"]
@@ -31,23 +21,23 @@ def _trace_peak(offsets: np.ndarray[Any, np.dtype[np.float64]]) -> float:
     return float(np.max(ends - np.arange(len(offsets))))
 
 
-def _arrival_peak(arrival: Arrival, name: str, schedule: Schedule) -> float | None:
+def _arrival_peak(arrival: model.Arrival, name: str, schedule: Schedule) -> float | None:
     match arrival:
-        case ConstantArrival() | PoissonArrival() | GammaArrival():
+        case model.ConstantArrival() | model.PoissonArrival() | model.GammaArrival():
             return float(arrival.rate)
-        case OnOffArrival():
+        case model.OnOffArrival():
             return float(max(arrival.rate_on, arrival.rate_off))
-        case RampArrival():
+        case model.RampArrival():
             return float(max(arrival.from_, arrival.to))
-        case StepsArrival():
+        case model.StepsArrival():
             return float(max(arrival.rates))
-        case TraceArrival():
+        case model.TraceArrival():
             plan = next((p for p in schedule.phases if p.name == name), None)
             return _trace_peak(plan.offsets) if plan and plan.offsets is not None else None
     return None  # closed loop: the rate is whatever the server allows
 
 
-def peak_rate(workload: Workload, schedule: Schedule) -> float | None:
+def peak_rate(workload: model.Workload, schedule: Schedule) -> float | None:
     """The highest instantaneous rate any phase asks for, in requests per second: ramp
     max(from, to), steps max(rates), onoff rate_on, constant/poisson/gamma rate, trace the most
     arrivals in a 1-second window. None when every phase is closed loop."""
