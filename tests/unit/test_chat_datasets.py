@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from infbench.commands.validate import validate_scenario
 from infbench.errors import InputError
 from infbench.scenario.request import Dataset
 from infbench.workload.chat_files import Turn, read_conversations
@@ -104,3 +107,17 @@ def test_bad_conversations_name_file_and_line(
     with pytest.raises(InputError, match=words) as caught:
         read_conversations(path)
     assert caught.value.message.startswith(f"{path}:3:") and caught.value.exit_code == 2
+
+
+def test_validate_reads_the_conversations_as_run_does(tmp_path: pathlib.Path) -> None:
+    """A conversation with no user turn fails `infbench validate`, not only `run`."""
+    (tmp_path / "chats.jsonl").write_text('{"turns": ["fine"]}\n{"messages": []}\n')
+    scenario = tmp_path / "chat.yaml"
+    scenario.write_text(
+        "version: 1\nname: chat\ntarget: {kind: url, url: 'http://127.0.0.1:9'}\n"
+        "request: {api: openai-chat, model: m, conversations: {path: chats.jsonl}}\n"
+        "workload: {phases: [{name: p, duration: 1s, arrival: {process: poisson, rate: 1}}]}\n"
+    )
+    with pytest.raises(InputError, match="no user turn") as caught:
+        validate_scenario(scenario, [], Console(file=io.StringIO()))
+    assert caught.value.message.startswith(f"{tmp_path / 'chats.jsonl'}:2:")

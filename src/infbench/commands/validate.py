@@ -12,6 +12,7 @@ from infbench.report.tables import fit
 from infbench.scenario.source import load_scenario
 from infbench.schedule.arrivals import build_schedule
 from infbench.targets.faults import check_faults
+from infbench.workload.sources import check_requests
 
 __all__ = ["validate_scenario"]
 
@@ -20,8 +21,10 @@ def validate_scenario(path: Path, overrides: list[str], console: Console) -> Non
     """Every check ``run`` makes before it starts a target; an InfbenchError names the fault."""
     loaded = load_scenario(path, overrides)
     parse_slo(loaded.scenario.slo)
-    schedule = build_schedule(loaded.scenario.workload, loaded.base_dir)
-    check_faults(loaded.scenario, schedule, None)
+    scenario = loaded.scenario
+    schedule = build_schedule(scenario.workload, loaded.base_dir)
+    check_requests(scenario.request, loaded.base_dir, scenario.workload.seed, schedule)
+    check_faults(scenario, schedule, None)
     for table in fit(console, schedule_grid(loaded.scenario.name, schedule)):
         console.print(table)
     console.print(f"schedule sha256 {schedule.sha256}", style="dim")
