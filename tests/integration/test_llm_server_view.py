@@ -8,6 +8,7 @@ only within bounds far from its expected value (a shared machine).
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,16 @@ def test_server_queue_ttft_kv_and_outside_engine_per_phase(tmp_path: Path) -> No
     assert not any("GPU" in w for w in data["warnings"])  # turned off: nothing to say
     header = (run_dir / "timeseries.csv").read_text().splitlines()[0].split(",")
     assert {"server_running", "server_waiting", "server_kv_cache_usage"} <= set(header)
+    # each second's own server p99: every TTFT lies in 10-20 ms, every queue time in 0-300 ms
+    with open(run_dir / "timeseries.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ttft = {float(row["server_ttft_p99_ms"]) for row in rows if row["server_ttft_p99_ms"]}
+    queue = {float(row["server_queue_p99_ms"]) for row in rows if row["server_queue_p99_ms"]}
+    assert ttft == {19.9} and queue == {297.0}, (ttft, queue)
     assert "10–20 ms" in output and "LLM server" in output  # the bucket, not 0.01 ms digits
     report = (run_dir / "report.html").read_text()
     assert "queue depth, running requests and KV-cache use" in report
+    assert "own TTFT and queue-time p99 of that second" in report
 
 
 def test_renamed_series_and_a_missing_one_named(tmp_path: Path) -> None:

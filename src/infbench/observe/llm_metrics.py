@@ -5,7 +5,9 @@ A probe of the Observer (observe/probe.py): fed every scrape of the server's ``/
 waiting, KV-cache use) are sampled each second into the open phases and the time series;
 counters (preemptions, prefix-cache hits) and histograms (the server's TTFT, inter-token,
 queue and end-to-end times) are read as deltas between a phase's boundary scrapes, like the
-BentoML figures of observe/prometheus.py.
+BentoML figures of observe/prometheus.py. The server's TTFT and queue-time p99 are also read
+each second, from the histogram's increase since the previous second's scrape, so the report
+can draw them over time beside the client's TTFT p99.
 
 A quantile of a histogram is an interpolation inside one bucket: each comes with the bounds
 of its bucket (``p50_bucket_ms``), the resolution it really has (DESIGN §9).
@@ -31,9 +33,16 @@ from infbench.scenario.observing import SERIES_ROLES, parse_selector
 
 __all__ = ["LLM_COLUMNS", "LlmView", "histogram_figures"]
 
-LLM_COLUMNS = ("server_running", "server_waiting", "server_kv_cache_usage")
+LLM_COLUMNS = (
+    "server_running",
+    "server_waiting",
+    "server_kv_cache_usage",
+    "server_ttft_p99_ms",
+    "server_queue_p99_ms",
+)
 _GAUGES = ("running", "waiting", "kv_cache_usage", "prefix_cache_hit_rate")
 _HISTOGRAMS = {"ttft": "ttft_ms", "itl": "itl_ms", "queue": "queue_ms", "e2e": "e2e_ms"}
+_PER_SECOND = ("ttft", "queue")  # the histograms whose p99 each second goes to timeseries.csv
 Selector = tuple[str, Labels]
 
 
@@ -100,6 +109,7 @@ class LlmView:
         self._chosen: dict[str, Selector] = {}
         self._phases: dict[str, _Phase] = {}
         self._scraped = False
+        self._previous: Series | None = None  # the last per-second scrape
 
     @property
     def active(self) -> bool:
@@ -114,7 +124,22 @@ class LlmView:
             for role, value in gauges.items():
                 if value is not None:
                     phase.gauges[role].append(value)
-        return dict(zip(LLM_COLUMNS, (_round(gauges[g]) for g in _GAUGES[:3]), strict=True))
+        values = [_round(gauges[g]) for g in _GAUGES[:3]]
+        values += [self._p99_since_previous(series, role) for role in _PER_SECOND]
+        if series is not None:
+            self._previous = series
+        return dict(zip(LLM_COLUMNS, values, strict=True))
+
+    def _p99_since_previous(self, series: Series | None, role: str) -> float | None:
+        """p99 in ms of what the histogram observed since the previous second's scrape; None
+        for a second without observations. An interpolation inside its bucket, like every
+        server quantile: the per-phase figures carry the bucket's bounds."""
+        chosen = self._chosen.get(role)
+        if series is None or self._previous is None or chosen is None:
+            return None
+        buckets = selected_buckets(self._previous, series, *chosen)
+        found = quantile_bucket(0.99, buckets) if buckets else None
+        return None if found is None else _round(found[0] * _ms_per_unit(chosen[0]))
 
     def boundary(self, kind: str, name: str, series: Series | None) -> None:
         if kind == "start":

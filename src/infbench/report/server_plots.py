@@ -1,9 +1,11 @@
-"""The report's plot of an LLM server's own view over time: the client's TTFT p99 each second,
-above the queue depth, the requests running and the KV-cache use the server reported.
+"""The report's plot of an LLM server's own view over time: the client's TTFT p99 each second
+(beside the server's own TTFT and queue-time p99), above the queue depth, the requests running
+and the KV-cache use the server reported.
 
 Read side by side they say why a TTFT rose: the queue filling, the batch full, the KV cache
 near 100 % (where engines preempt). The gauges are timeseries.csv's (one sample a second,
-observe/llm_metrics.py); TTFT p99 per second comes from latency.hlog's interval histograms.
+observe/llm_metrics.py); the client's TTFT p99 per second comes from latency.hlog's interval
+histograms, the server's from its histogram's increase over each second.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ __all__ = ["server_view_over_time", "ttft_p99_per_second"]
 _GAUGES = (
     ("server_waiting", "waiting (queue depth)", "#d62728"),
     ("server_running", "running", "#1f77b4"),
+)
+# the server's own p99 each second (interpolated inside a bucket: run.json has the bounds)
+_SERVER_TIMES = (
+    ("server_ttft_p99_ms", "TTFT p99 (server)", "#9467bd"),
+    ("server_queue_p99_ms", "queue time p99 (server)", "#8c564b"),
 )
 
 
@@ -62,7 +69,7 @@ def server_view_over_time(data: RunData) -> Plot | None:
     x = data.timeseries["second"] + 0.5
     with style():
         fig, axes = new_figure(7.0, 3, 1, sharex=True)
-        _ttft_panel(axes[0], data)
+        _ttft_panel(axes[0], data, x)
         _gauge_panel(axes[1], data, x)
         _kv_panel(axes[2], data, x)
         for ax in axes:
@@ -72,21 +79,29 @@ def server_view_over_time(data: RunData) -> Plot | None:
         return Plot(
             "server-view",
             "LLM server: queue depth, running requests and KV-cache use against TTFT p99",
-            "Three line charts over time: client TTFT p99, the server's waiting and running "
+            "Three line charts over time: client and server TTFT p99 and server queue-time "
+            "p99, the server's waiting and running "
             "requests, and its KV-cache use in percent",
-            "Top: TTFT p99 per second as the client measured it (from the intended send time). "
+            "Top: TTFT p99 per second as the client measured it (from the intended send time), "
+            "and dashed, the server's own TTFT and queue-time p99 of that second (interpolated "
+            "inside a histogram bucket; run.json gives each phase's bucket bounds). "
             "Below: queue depth, running requests and KV-cache use as the server reported them "
             "on its /metrics, sampled once a second.",
             encode(fig),
         )
 
 
-def _ttft_panel(ax: Axes, data: RunData) -> None:
+def _ttft_panel(ax: Axes, data: RunData, x: FloatArray) -> None:
     seconds, p99 = ttft_p99_per_second(data)
     if len(seconds):
         ax.plot(seconds + 0.5, p99, color="#ff7f0e", marker=".", ms=4, label="TTFT p99 (client)")
+    for column, label, color in _SERVER_TIMES:
+        if _measured(data, column):
+            ax.plot(x, data.timeseries[column], color=color, ls="--", marker=".", ms=4,
+                    label=label)  # fmt: skip
+    if ax.get_lines():
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_ylabel("TTFT p99 (ms)")
+    ax.set_ylabel("p99 (ms)")
     headroom(ax)
 
 

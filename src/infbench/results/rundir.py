@@ -73,6 +73,8 @@ TIMESERIES_COLUMNS = (
     "server_running",
     "server_waiting",
     "server_kv_cache_usage",
+    "server_ttft_p99_ms",
+    "server_queue_p99_ms",
     "gpu_util_pct",
     "gpu_mem_used_mb",
     "gpu_power_w",
