@@ -49,6 +49,7 @@ def run(tmp_path: Path, url: str, request: str, workload: str) -> dict[str, Any]
     with gzip.open(run_dir / "requests.csv.gz", "rt") as rows:
         data["_rows"] = list(csv.DictReader(rows))
     data["_output"] = result.output
+    data["_report"] = (run_dir / "report.html").read_text()
     return data
 
 
@@ -125,6 +126,9 @@ def test_sessions_past_the_phase_end_are_counted_cut(tmp_path: Path) -> None:
     assert sessions == {"started": 4, "completed": 0, "cut": 4, "failed": 0, "turns": 4}
     assert len(server.exchanges) == 4
     assert "turn" in data["_output"].lower()
+    report = data["_report"]  # report.html holds the same sessions and TTFT by turn
+    assert "<h3>TTFT by turn" in report and "<h3>sessions" in report
+    assert "<td>4</td><td>0</td><td>4</td>" in report.split("<h3>sessions", 1)[1]
 
 
 def test_trace_replay_sends_each_rows_lengths_at_its_time(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from infbench.report.page import absent, facts, figure, page, table, write_atomi
 from infbench.report.server_plots import server_view_over_time
 from infbench.report.server_view import measured_html
 from infbench.report.token_plots import tokens_section
+from infbench.report.turns_view import traffic_html
 from infbench.results.records import Environment, GeneratorSummary, RunRecord, TargetSummary
 from infbench.results.rundata import load_run_data
 from infbench.results.rundir import (
@@ -72,6 +73,7 @@ def write_run_html(run_dir: Path, out: Path | None = None) -> Path:
     data = load_run_data(run)
     tables = _phase_section(run.record) + tokens_section(run.record)  # tokens: streamed only
     tables += measured_html(run.record)  # an LLM server's own view, GPUs, cost: when measured
+    tables += traffic_html(run.record)  # sessions, TTFT by turn, a trace's lengths
     parts = [_header(run), tables, "<h2>Plots</h2>"]
     parts += [f'<p class="absent">{escape(note)}</p>' for note in data.notes]
     for title, plot, note in run_plots(data):

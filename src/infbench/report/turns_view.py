@@ -1,22 +1,36 @@
 """Console grids of LLM traffic as users have it (report/console.py calls ``traffic_grids``
 with one line): the sessions of conversation phases, TTFT by turn index (it grows with the
-context), and the lengths a trace replay sent."""
+context), and the lengths a trace replay sent; report.html shows the same grids
+(``traffic_html``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 
 from infbench.figure_format import MISSING, format_figure
+from infbench.report.page import table
 from infbench.report.tables import Grid, new_grid
 from infbench.results.records import PhaseSummary, RunRecord
 
-__all__ = ["traffic_grids"]
+__all__ = ["traffic_grids", "traffic_html"]
 
 
 def traffic_grids(run: RunRecord) -> list[Grid]:
     """Each grid only when some phase has its figures."""
     grids = [_sessions_grid(run.phases), _turns_grid(run.phases), _trace_grid(run.phases)]
     return [grid for grid in grids if grid is not None]
+
+
+def traffic_html(run: RunRecord) -> str:
+    """report.html's sessions, TTFT by turn and trace lengths; "" when no phase has them."""
+    parts = []
+    for index, grid in enumerate(traffic_grids(run)):
+        headers = [column.header for column in grid.columns]
+        rows = [[str(cell) for cell in row] for row in grid.rows]
+        parts.append(f"<h3>{escape(str(grid.title))}</h3>")
+        parts.append(table(headers, rows, table_id=f"traffic-{index}"))
+    return "".join(parts)
 
 
 def _sessions_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
