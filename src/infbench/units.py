@@ -18,34 +18,34 @@ _RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*(?:/\s*(s|sec|m|min|h))?\s*$")
 _PERCENT_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+)\s*%\s*$")
 
 
+def _with_unit(
+    value: object, pattern: re.Pattern[str], units: dict[str, float], default: str, kind: str
+) -> float:
+    """A finite number >= 0 from a bare number or ``<number><unit>``, scaled by the unit.
+    ``kind`` ends each error message: what a value of this kind looks like."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {kind}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and (match := pattern.match(value)):
+        number = float(match.group(1)) * units[match.group(2) or default]
+    else:
+        raise ValueError(f"expected {kind}")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"expected a finite value >= 0: {kind}")
+    return number
+
+
 def parse_duration(value: object) -> float:
     """Seconds from ``500ms``/``30s``/``2m``/``1h``; a bare number means seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 500ms, 30s or 2m")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    else:
-        raise ValueError("expected a duration such as 500ms, 30s or 2m (units: ms, s, m, h)")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("expected a finite duration >= 0")
-    return seconds
+    kind = "a duration such as 500ms, 30s or 2m (units: ns, us, ms, s, m, h)"
+    return _with_unit(value, _DURATION_RE, _DURATION_UNITS, "s", kind)
 
 
 def parse_rate(value: object) -> float:
     """Requests per second from ``50``, ``50/s``, ``3000/m`` or ``100/h``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a rate in requests per second such as 50 or 3000/m")
-    if isinstance(value, int | float):
-        rate = float(value)
-    elif isinstance(value, str) and (match := _RATE_RE.match(value)):
-        rate = float(match.group(1)) * _RATE_UNITS[match.group(2) or "s"]
-    else:
-        raise ValueError("expected a rate in requests per second such as 50, 50/s or 3000/m")
-    if not math.isfinite(rate) or rate < 0:
-        raise ValueError("expected a finite rate >= 0")
-    return rate
+    kind = "a rate in requests per second such as 50, 50/s or 3000/m"
+    return _with_unit(value, _RATE_RE, _RATE_UNITS, "s", kind)
 
 
 def parse_percent(value: object) -> float | None:
