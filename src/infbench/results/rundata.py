@@ -31,7 +31,7 @@ from infbench.results.hlog import (
 )
 from infbench.results.percentile import bucket_percentiles
 from infbench.results.rows import read_row_chunks
-from infbench.results.rundir import TIMESERIES_COLUMNS, RunResult, load_run
+from infbench.results.rundir import TIMESERIES_ADDED, TIMESERIES_COLUMNS, RunResult, load_run
 from infbench.results.token_data import OutputTokens, by_second, read_output_tokens
 
 __all__ = ["Distribution", "PhaseWindow", "RunData", "load_run_data", "percentile_values"]
@@ -114,28 +114,35 @@ def _cell(text: str, where: str, column: str) -> float:
 
 
 def read_timeseries(path: Path) -> dict[str, FloatArray]:
-    """The numeric columns of timeseries.csv; empty cells (not measured) become NaN."""
+    """The numeric columns of timeseries.csv, read by name; empty cells (not measured) become
+    NaN, and so do the columns added to format v1 after a folder was written
+    (``TIMESERIES_ADDED``). Columns this version does not know are passed over."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ResultFormatError(f"{path}: cannot read ({exc})") from None
-    if not rows or tuple(rows[0]) != TIMESERIES_COLUMNS:
+    header = tuple(rows[0]) if rows else ()
+    missing = [c for c in TIMESERIES_COLUMNS if c not in header and c not in TIMESERIES_ADDED]
+    if missing:
         raise ResultFormatError(
-            f"{path}: header is not the v1 columns ({','.join(TIMESERIES_COLUMNS)})"
+            f"{path}: header lacks the v1 columns {','.join(missing)} "
+            f"(expected {','.join(TIMESERIES_COLUMNS)})"
         )
-    numeric = [c for c in TIMESERIES_COLUMNS if c != "phase"]
-    table: dict[str, list[float]] = {c: [] for c in numeric}
+    where = {c: header.index(c) for c in TIMESERIES_COLUMNS if c != "phase" and c in header}
+    table: dict[str, list[float]] = {c: [] for c in where}
     for number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(TIMESERIES_COLUMNS):
+        if len(row) != len(header):
             raise ResultFormatError(
-                f"{path}:{number}: {len(row)} fields, expected {len(TIMESERIES_COLUMNS)}; "
+                f"{path}:{number}: {len(row)} fields, expected {len(header)}; "
                 "the file is truncated or corrupt"
             )
-        for column, text in zip(TIMESERIES_COLUMNS, row, strict=True):
-            if column != "phase":
-                table[column].append(_cell(text, f"{path}:{number}", column))
-    return {column: np.asarray(values, dtype=np.float64) for column, values in table.items()}
+        for column, index in where.items():
+            table[column].append(_cell(row[index], f"{path}:{number}", column))
+    seconds = len(rows) - 1
+    absent = (c for c in TIMESERIES_COLUMNS if c != "phase" and c not in where)
+    arrays = {c: np.asarray(values, dtype=np.float64) for c, values in table.items()}
+    return arrays | {c: np.full(seconds, np.nan) for c in absent}
 
 
 def read_errors(path: Path) -> tuple[IntArray, dict[str, IntArray]]:

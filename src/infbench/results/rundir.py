@@ -37,6 +37,7 @@ from infbench.results.records import (
 __all__ = [
     "FORMAT_VERSION",
     "SUMMARY_COLUMNS",
+    "TIMESERIES_ADDED",
     "TIMESERIES_COLUMNS",
     "ResultDir",
     "RunResult",
@@ -69,6 +70,8 @@ TIMESERIES_COLUMNS = (
     "server_batch_size",
     "generator_cpu_pct",
     "generator_rss_mb",
+    # Columns added to format v1 since its first release: a result folder written before them
+    # lacks them, and readers take them as not measured (NaN).
     # an LLM server's own gauges (observe/llm_metrics.py) and the GPUs (observe/gpu.py)
     "server_running",
     "server_waiting",
@@ -78,6 +81,9 @@ TIMESERIES_COLUMNS = (
     "gpu_util_pct",
     "gpu_mem_used_mb",
     "gpu_power_w",
+)
+TIMESERIES_ADDED = frozenset(
+    ("loop_lag_p99_ms", *TIMESERIES_COLUMNS[TIMESERIES_COLUMNS.index("server_running") :])
 )
 SUMMARY_COLUMNS = (
     "phase",
