@@ -12,7 +12,9 @@ from that chunk on). The end of a stream: ``finish`` (the ``finish_reason`` chun
 (one ``data: `` line that never ends, written in 64 KiB pieces) come after the first content
 chunk. ``chunk_tokens`` gives each content chunk its own number of words (it overrides
 ``chunks`` and ``tokens_per_chunk``), and ``continuous_usage`` puts the running usage on every
-content chunk, as vLLM's ``stream_options.continuous_usage_stats`` does.
+content chunk, as vLLM's ``stream_options.continuous_usage_stats`` does. ``usage_offset`` adds
+that many tokens to every usage's ``completion_tokens`` (a server whose count is off, for the
+token audit).
 
     with StreamServer(ttft_s=0.06, itl_s=0.02, chunks=5, tokens_per_chunk=2) as srv:
         ... srv.url ...
@@ -48,6 +50,7 @@ class StreamKnobs:
     runaway: int = 0
     chunk_tokens: tuple[int, ...] = ()
     continuous_usage: bool = False
+    usage_offset: int = 0
 
     @property
     def tokens(self) -> tuple[int, ...]:
@@ -172,8 +175,8 @@ class StreamServer:
         prompt = self.knobs.prompt_tokens
         return {
             "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
+            "completion_tokens": completion + self.knobs.usage_offset,
+            "total_tokens": prompt + completion + self.knobs.usage_offset,
         }
 
     async def _runaway(self, writer: asyncio.StreamWriter, size: int) -> None:

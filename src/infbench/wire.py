@@ -77,6 +77,9 @@ class Outcome:
     gaps: Sequence[int] = ()
     text: str | None = None  # the streamed answer, when the sender was asked to keep it
     token_gaps: Sequence[int] = ()  # each gap ÷ the tokens its later chunk carried (when known)
+    # the local tokenizer's count of an answer whose output_tokens came from the server's usage
+    # (the token audit, DESIGN §5b); -1 where the two were not both counted
+    tokenizer_tokens: int = -1
 
     @property
     def ok(self) -> bool:
@@ -113,8 +116,9 @@ STAMP_FIELDS = (
     "input_tokens",
     "output_tokens",
     "tokens_source",
+    "tokenizer_tokens",  # -1: not counted both ways (Outcome.tokenizer_tokens)
 )
-STAMP = struct.Struct("<16q")
+STAMP = struct.Struct("<17q")
 # Where a streamed answer's token counts came from, by the stamp's tokens_source code.
 TOKEN_SOURCES = ("", "usage", "tokenizer", "chunks")
 ERROR_CODES: dict[ErrorKind | None, int] = {None: 0} | {

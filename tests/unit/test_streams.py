@@ -336,6 +336,29 @@ def test_tokenizer_counts_the_whole_text_when_no_usage_came() -> None:
     assert (with_usage.output_tokens, with_usage.tokens_source) == (2, "usage")
 
 
+def test_the_token_audit_counts_the_kept_text_only_where_usage_came_too() -> None:
+    """tokenizer_tokens: the tokenizer beside usage (usage says 5, the text holds 2 words);
+    -1 without a tokenizer or without usage, where there is nothing to audit."""
+    seen: list[str] = []
+
+    def count(text: str) -> int:
+        seen.append(text)
+        return len(text.split())
+
+    audited = SseReader("openai-chat", count_tokens=count)
+    audited.feed(HELLO + WORLD + event(usage_chunk(CHAT_HEAD, 7, 5)) + DONE, 1)
+    assert audited.end() is None
+    assert (audited.output_tokens, audited.tokenizer_tokens) == (5, 2)
+    assert seen[-1] == "Hello world"  # the whole text once, as without usage
+    plain = SseReader("openai-chat")
+    plain.feed(HELLO + WORLD + USAGE + DONE, 1)
+    no_usage = SseReader("openai-chat", count_tokens=count)
+    no_usage.feed(HELLO + WORLD + STOP + DONE, 1)
+    text = TextStreamReader(count_tokens=count)
+    text.feed(b"Hello world", 1)
+    assert plain.tokenizer_tokens == no_usage.tokenizer_tokens == text.tokenizer_tokens == -1
+
+
 def test_text_stream_stamps_every_non_empty_piece() -> None:
     reader = TextStreamReader()
     for data, now in [(b"Hel", 10), (b"", 15), (b"lo", 30), (b" w\xc3", 45), (b"\xa9", 50)]:

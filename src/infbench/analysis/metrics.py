@@ -56,6 +56,8 @@ METRIC_PATHS: dict[str, tuple[str | None, str]] = {
     "itl_p50": ("itl_ms", "p50"),
     "itl_p99": ("itl_ms", "p99"),
     "output_tps": (None, "output_tps"),
+    # the token audit (usage against request.tokenizer), in percent
+    "token_mismatch": (None, "token_mismatch_pct"),
 }
 # Conversations (DESIGN §5c): TTFT of the requests of turn k, from phases[].turns.
 MAX_COMPARED_TURNS = 16

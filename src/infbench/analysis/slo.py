@@ -52,6 +52,8 @@ class RuleResult:
     @property
     def _unit(self) -> Unit:
         metric = self.rule.metric
+        if metric == "token_mismatch":
+            return "%"  # stored in percent
         return "ms" if metric in LATENCY_METRICS else "fraction" if metric == "error_rate" else "/s"
 
     @property
@@ -74,7 +76,18 @@ def parse_threshold(metric: str, raw: object) -> float:
         if not 0 <= value <= 1:
             raise ValueError("error_rate is a fraction (0.01) or a percentage (1%)")
         return value
+    if metric == "token_mismatch":
+        return _percent_points(raw)
     return float(raw)  # type: ignore[arg-type]
+
+
+def _percent_points(raw: object) -> float:
+    """``1%`` -> 1.0: token_mismatch_pct is in percent. A bare number is refused: 0.01 could
+    mean 1 % or 0.01 %."""
+    percent = parse_percent(raw)
+    if percent is None or percent < 0:
+        raise ValueError("token_mismatch is a percentage such as 1%")
+    return round(percent * 100.0, 9)  # 1.5% is 1.5, not 1.4999999999999998
 
 
 def parse_slo(slo: Mapping[str, Any]) -> list[Rule]:

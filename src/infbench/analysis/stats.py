@@ -155,7 +155,18 @@ def _streamed(tally: PhaseTally, duration_s: float) -> dict[str, Any]:
         "peak_output_tps": float(tally.peak_output_tokens_per_s),
         "mean_concurrency": round(tally.service_ns / 1e9 / duration_s, 4),
         "tokens_source": source[0][0] if source else None,
+        "token_mismatch_pct": token_mismatch_pct(tally),
     }
+
+
+def token_mismatch_pct(tally: PhaseTally) -> float | None:
+    """The token audit (DESIGN §5b): 100 × Σ|usage − tokenizer| / Σ usage over the ok answers
+    counted both ways, per answer before summing so that over- and under-counts do not cancel;
+    it bounds how far the phase's output_tokens, output_tps and TPOT may be off. None (absent)
+    where no answer had both counts, never 0."""
+    if not tally.audited_answers or not tally.audited_usage_tokens:
+        return None
+    return round(100.0 * tally.audited_token_difference / tally.audited_usage_tokens, 4)
 
 
 def lag_limit_ms(phase: PhaseSummary) -> float:

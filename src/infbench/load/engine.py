@@ -45,7 +45,7 @@ LOCAL_LEAD_NS = 20_000_000  # from an open sender to the first arrival in one pr
 CHUNK = 1_024
 CATCH_UP_RUN = 8  # overdue arrivals sent before the dispatcher yields to the loop,
 CATCH_UP_LATE_NS = 1_000_000  # once it is this late (a burst due at one instant is not)
-_NOT_STREAMED = (0, 0, 0, 0, 0, 0)  # a plain answer's stream fields in its stamp
+_NOT_STREAMED = (0, 0, 0, 0, 0, 0, -1)  # a plain answer's stream fields in its stamp
 
 
 class RequestSource(Protocol):
@@ -261,6 +261,7 @@ class Engine:
             stream = (
                 outcome.first_token_ns, outcome.last_token_ns, outcome.chunks,
                 outcome.input_tokens, outcome.output_tokens, outcome.tokens_source,
+                outcome.tokenizer_tokens,
             )  # fmt: skip
             if outcome.gaps:
                 self.stamps.add_gaps(phase, outcome.done_ns, outcome.gaps)

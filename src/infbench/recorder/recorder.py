@@ -38,6 +38,7 @@ HOLD_NS = 100_000_000
 # Rows formatted between two pauses: ~0.3 ms of work (formatting is ~1.3 µs a row).
 ROWS_PER_PIECE = 256
 _DROPPED = ERROR_CODES["dropped"]
+_USAGE = TOKEN_SOURCES.index("usage")
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
@@ -52,6 +53,16 @@ def tpot_ns(rows: StampArray) -> IntArray:
     tokens = np.maximum(rows["output_tokens"] - 1, 1)
     tpot: IntArray = (rows["last_token_ns"] - rows["first_token_ns"]) // tokens
     return tpot
+
+
+def _audit_tokens(tally: PhaseTally, rows: StampArray, ok: BoolArray) -> None:
+    """The token audit's sums: ok answers whose output tokens came from the server's usage
+    and that a local tokenizer counted too (``tokenizer_tokens`` ≥ 0)."""
+    both = ok & (rows["tokens_source"] == _USAGE) & (rows["tokenizer_tokens"] >= 0)
+    usage, local = rows["output_tokens"][both], rows["tokenizer_tokens"][both]
+    tally.audited_answers += int(both.sum())
+    tally.audited_usage_tokens += int(usage.sum())
+    tally.audited_token_difference += int(np.abs(usage - local).sum())
 
 
 @dataclass(frozen=True)
@@ -208,6 +219,7 @@ class Recorder:
             codes, counts = np.unique(rows["tokens_source"][ok], return_counts=True)
             for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
                 tally.token_sources[TOKEN_SOURCES[code] or "none"] += count
+            _audit_tokens(tally, rows, ok)
 
     def _values(self, tally: PhaseTally | None, nanoseconds: IntArray) -> IntArray:
         """Microseconds clamped to the histogram's range; values above it are counted."""

@@ -1,6 +1,6 @@
 """The event loop's side of recording: fixed-width stamps in a preallocated buffer.
 
-Per request the loop packs ten integers (``wire.STAMP``) into a bytearray: no object per
+Per request the loop packs seventeen integers (``wire.STAMP``) into a bytearray: no object per
 request, no formatting, no histogram. Every ≤ 50 ms, and whenever the buffer is full, the filled
 part goes to the recorder process in one pipe write, headed by the generator's clock and
 running totals (``wire.BATCH_HEADER``). The recorder reads a batch as a numpy record array.
@@ -77,10 +77,11 @@ class StampBuffer:
         error: int,
         bytes_out: int,
         bytes_in: int,
-        stream: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0),
+        stream: tuple[int, int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0, -1),
     ) -> bool:
         """Write one stamp (``stream``: first and last token, chunks, input and output tokens,
-        their source); True when the buffer is full and must be handed over now."""
+        their source, the tokenizer's count beside usage or -1); True when the buffer is full
+        and must be handed over now."""
         offset = BATCH_HEADER.size + self._count * STAMP.size
         self._pack(
             self._buffer, offset, seq, phase, intended_ns, sent_ns, first_byte_ns, done_ns,

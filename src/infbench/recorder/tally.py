@@ -58,6 +58,11 @@ class PhaseTally:
     # the sum of every answer's service time: concurrency by Little's law
     service_ns: int = field(default=0, metadata=SUM)
     token_sources: Counter[str] = field(default_factory=Counter, metadata=SUM)
+    # the token audit (DESIGN §5b), over ok answers counted by the server's usage and a local
+    # tokenizer both: how many, their usage sum and the sum of |usage − tokenizer| per answer
+    audited_answers: int = field(default=0, metadata=SUM)
+    audited_usage_tokens: int = field(default=0, metadata=SUM)
+    audited_token_difference: int = field(default=0, metadata=SUM)
     # output tokens completed in each second of the run (seconds from its start)
     output_tokens_by_second: Counter[int] = field(default_factory=Counter, metadata=SECONDS)
     histograms: dict[str, HdrHistogram] = field(default_factory=dict)

@@ -181,9 +181,12 @@ def _tokens_grid(run: RunRecord) -> Grid | None:
     streamed = [p for p in run.phases if p.ttft_ms is not None]
     if not streamed:
         return None
+    # the token audit's column only where usage and a tokenizer both counted (DESIGN §5b)
+    audited = any(p.token_mismatch_pct is not None for p in streamed)
     grid = new_grid(
         "tokens (TTFT from intended send time)",
-        ("phase", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p99", "tok/s", "out tokens"),
+        ("phase", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p99", "tok/s", "out tokens")
+        + (("tok mismatch",) if audited else ()),
     )
     for phase in streamed:
         ttft, tpot, itl = phase.ttft_ms, phase.tpot_ms, phase.itl_ms
@@ -199,6 +202,7 @@ def _tokens_grid(run: RunRecord) -> Grid | None:
             *(format_figure(v, "ms") for v in times),
             format_figure(phase.output_tps),
             format_figure(phase.output_tokens, "count"),
+            *((format_figure(phase.token_mismatch_pct, "%"),) if audited else ()),
         )
     return grid
 

@@ -348,6 +348,8 @@ class PhaseSummary(_Record):
     peak_output_tps: float | None = field(default=None, metadata=_OMIT_NONE)
     mean_concurrency: float | None = field(default=None, metadata=_OMIT_NONE)
     tokens_source: str | None = field(default=None, metadata=_OMIT_NONE)
+    # the token audit: 100 × Σ|usage − tokenizer| / Σ usage where both counted (DESIGN §5b)
+    token_mismatch_pct: float | None = field(default=None, metadata=_OMIT_NONE)
     server_llm: ServerLlm | None = field(
         default=None, metadata=_optional(ServerLlm, omit_none=True)
     )

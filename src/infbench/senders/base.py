@@ -96,7 +96,7 @@ def streamed_outcome(
         done_ns, first_byte_ns, status, error, bytes_in,
         reader.first_token_ns, reader.last_token_ns, reader.chunks, reader.input_tokens,
         reader.output_tokens, TOKEN_SOURCES.index(reader.tokens_source), reader.gaps,
-        reader.text, reader.token_gaps,
+        reader.text, reader.token_gaps, reader.tokenizer_tokens,
     )  # fmt: skip
 
 

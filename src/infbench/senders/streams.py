@@ -118,6 +118,16 @@ class _Stream:
             return self._count_tokens(self._text())
         return self.chunks
 
+    @property
+    def tokenizer_tokens(self) -> int:
+        """The token audit's local count (DESIGN §5b): the tokenizer on the whole text already
+        kept for it, where the server's usage gave ``output_tokens``; -1 where the two were not
+        both counted. One tokenizer pass per answer, as without usage. Read it once, after
+        ``end()``."""
+        if self._usage_output >= 0 and self._count_tokens is not None:
+            return self._count_tokens(self._text())
+        return -1
+
 
 class SseReader(_Stream):
     """One request's OpenAI-compatible event stream. ``api`` picks where the text lies."""
