@@ -33,7 +33,11 @@ def word_tokenizer(directory: Path) -> str:
 
 
 def audited_run(
-    tmp_path: Path, usage_offset: int, tokenizer: bool = True, slo: str = "token_mismatch: 1%"
+    tmp_path: Path,
+    usage_offset: int,
+    tokenizer: bool = True,
+    slo: str = "token_mismatch: 1%",
+    processes: int = 1,
 ) -> tuple[int, str, dict[str, Any]]:
     """Exit code, console output and the only phase of run.json."""
     tokenizer_key = f", tokenizer: {word_tokenizer(tmp_path)}" if tokenizer else ""
@@ -46,7 +50,7 @@ version: 1
 name: audit
 target: {{kind: url, url: "{server.url}"}}
 request: {{api: openai-chat, model: m, prompt: "hello", timeout: 5s{tokenizer_key}}}
-client: {{sender: fast, connections: 4}}
+client: {{sender: fast, connections: 4, processes: {processes}}}
 workload:
   phases:
     - {{name: steady, duration: 1s, arrival: {{process: constant, rate: 6}}}}
@@ -60,8 +64,11 @@ slo: {{{slo}}}
     return result.exit_code, result.output, phase
 
 
-def test_usage_one_token_over_is_a_mismatch_of_1_in_13_and_fails_the_slo(tmp_path: Path) -> None:
-    code, output, phase = audited_run(tmp_path, usage_offset=1)
+@pytest.mark.parametrize("processes", [1, 2])  # two: the sums merged across generator processes
+def test_usage_one_token_over_is_a_mismatch_of_1_in_13_and_fails_the_slo(
+    tmp_path: Path, processes: int
+) -> None:
+    code, output, phase = audited_run(tmp_path, usage_offset=1, processes=processes)
     assert phase["output_tokens"] == 13 * phase["ok"]  # the server's usage is what is reported
     assert phase["token_mismatch_pct"] == pytest.approx(100 / 13, abs=1e-4)
     assert code == 1, output
