@@ -24,6 +24,7 @@ from infbench.senders.base import (
     SenderOptions,
     StreamReader,
     TooLarge,
+    UrlCache,
     answer_outcome,
     check_base_url,
     has_body,
@@ -34,7 +35,6 @@ from infbench.wire import ErrorKind, Outcome, PreparedRequest
 __all__ = ["AiohttpSender"]
 
 _PATH_SAFE = "/:@!$&'()*+,;=?#[]%~"
-_URL_CACHE_MAX = 65_536  # distinct paths remembered; beyond that URLs are built per request
 _READ_CHUNK = 256 * 1024
 _READ_WHOLE_MAX = 1024 * 1024
 
@@ -47,7 +47,7 @@ class AiohttpSender:
         self._base = _base_url(options.base_url)
         self._cap = options.max_response_bytes
         self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, URL] = {}
+        self._urls = UrlCache(self._url)
 
     async def open(self) -> None:
         options = self.options
@@ -78,7 +78,7 @@ class AiohttpSender:
         session = self._session
         if session is None:
             raise RuntimeError("AiohttpSender.send() before open()")
-        url = self._urls.get(request.path) or self._url(request.path)
+        url = self._urls.get(request.path)
         first_byte_ns = status = bytes_in = 0
         try:
             async with session.request(
@@ -138,10 +138,7 @@ class AiohttpSender:
     def _url(self, path: str) -> URL:
         # Paths from RequestFactory are already encoded; encoding again only touches what may
         # not stand in a URL, and encoded=True stops yarl from re-normalising the path.
-        url = URL(self._base + quote(path, safe=_PATH_SAFE), encoded=True)
-        if len(self._urls) < _URL_CACHE_MAX:
-            self._urls[path] = url
-        return url
+        return URL(self._base + quote(path, safe=_PATH_SAFE), encoded=True)
 
 
 def _base_url(base_url: str) -> str:

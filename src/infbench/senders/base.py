@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from infbench import __version__
@@ -26,6 +26,7 @@ __all__ = [
     "SenderOptions",
     "StreamReader",
     "TooLarge",
+    "UrlCache",
     "answer_outcome",
     "check_base_url",
     "has_body",
@@ -34,6 +35,26 @@ __all__ = [
 ]
 
 USER_AGENT = f"infbench/{__version__}"
+URL_CACHE_MAX = 65_536  # distinct paths remembered; beyond that URLs are built per request
+
+U = TypeVar("U")
+
+
+class UrlCache(Generic[U]):
+    """Each path's URL object built once: building one (parsing, quoting) costs more than the
+    dict look-up, and a scenario sends the same few paths again and again."""
+
+    def __init__(self, build: Callable[[str], U]) -> None:
+        self._build = build
+        self._urls: dict[str, U] = {}
+
+    def get(self, path: str) -> U:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._build(path)
+            if len(self._urls) < URL_CACHE_MAX:
+                self._urls[path] = url
+        return url
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from infbench.senders.base import (
     SenderOptions,
     StreamReader,
     TooLarge,
+    UrlCache,
     answer_outcome,
     check_base_url,
     has_body,
@@ -35,7 +36,6 @@ from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
 __all__ = ["HttpxSender"]
 
-_URL_CACHE_MAX = 65_536
 # httpcore/h11 messages for a peer that closed the connection before the answer was complete.
 _DISCONNECTED = ("server disconnected", "peer closed")
 
@@ -64,7 +64,7 @@ class HttpxSender:
         self._cap = options.max_response_bytes
         self._timeout_s = options.timeout_s
         self._client: httpx.AsyncClient | None = None
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls = UrlCache(self._url)
 
     async def open(self) -> None:
         options = self.options
@@ -93,7 +93,7 @@ class HttpxSender:
         client = self._client
         if client is None:
             raise RuntimeError("HttpxSender.send() before open()")
-        url = self._urls.get(request.path) or self._url(request.path)
+        url = self._urls.get(request.path)
         first_byte_ns = status = bytes_in = 0
         try:
             async with _deadline(self._timeout_s):
@@ -139,10 +139,7 @@ class HttpxSender:
         return total
 
     def _url(self, path: str) -> httpx.URL:
-        url = httpx.URL(self._base + path)
-        if len(self._urls) < _URL_CACHE_MAX:
-            self._urls[path] = url
-        return url
+        return httpx.URL(self._base + path)
 
 
 def _content_length(headers: httpx.Headers) -> int | None:
