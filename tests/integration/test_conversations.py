@@ -33,13 +33,15 @@ CHATS = [
 THINK_S = 0.2
 
 
-def run(tmp_path: Path, url: str, request: str, workload: str) -> dict[str, Any]:
+def run(
+    tmp_path: Path, url: str, request: str, workload: str, client: str = "{connections: 8}"
+) -> dict[str, Any]:
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "chats.json").write_text(json.dumps(CHATS, indent=1))
     path = tmp_path / "chat.yaml"
     path.write_text(
         f"version: 1\nname: chat\ntarget: {{kind: url, url: '{url}'}}\n"
-        f"request: {request}\nclient: {{connections: 8}}\nworkload: {workload}\n"
+        f"request: {request}\nclient: {client}\nworkload: {workload}\n"
     )
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(path), "--out", str(out), "-q"])
@@ -167,3 +169,42 @@ def test_compare_of_two_chat_runs_gives_per_turn_ttft_verdicts(tmp_path: Path) -
     assert first["base"] < first["candidate"] and first["change"] > 1.0  # 20 ms -> 80 ms
     assert first["method"] == "bootstrap" and first["verdict"] == "worse"
     assert "ttft_p50_turn2" in rows
+
+
+def _first_turns(exchanges: list[Exchange]) -> list[tuple[str, str]]:
+    """(session id, first question) of every session, in session order."""
+    firsts = {
+        e.headers["x-session-id"]: e.body["messages"][0]["content"]
+        for e in exchanges
+        if len(e.body["messages"]) == 1
+    }
+    return sorted(firsts.items(), key=lambda item: int(item[0].removeprefix("session-")))
+
+
+def test_same_file_and_seed_start_the_same_sessions_with_one_or_two_processes(
+    tmp_path: Path,
+) -> None:
+    request = chat_request().replace("order: sequential", "order: random")
+    workload = WORKLOAD.replace("seed: 3", "seed: 9")
+    runs = []
+    for name, client in (("one", "{connections: 8}"), ("two", "{connections: 8, processes: 2}")):
+        with ChatServer() as server:
+            data = run(tmp_path / name, server.url, request, workload, client)
+        assert data["generator"]["processes"] == (2 if name == "two" else 1)
+        runs.append((_first_turns(server.exchanges), data["phases"][0]["sessions"]))
+    (one, sessions_one), (two, sessions_two) = runs
+    assert len(one) == 6 and one == two  # the same sessions open with the same questions
+    assert sessions_one["started"] == sessions_two["started"] == 6
+    assert sessions_two["turns"] >= 6
+
+
+def test_a_sweep_of_session_rates_runs_each_level(tmp_path: Path) -> None:
+    with ChatServer() as server:
+        run(tmp_path, server.url, chat_request(), WORKLOAD)  # writes chat.yaml and chats.json
+        out = tmp_path / "sweep"
+        args = ["sweep", str(tmp_path / "chat.yaml"), "--rates", "1,3", "--duration", "2s"]
+        result = runner.invoke(app, [*args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    (sweep_dir,) = list(out.iterdir())
+    levels = json.loads((sweep_dir / "sweep.json").read_text())["levels"]
+    assert [level["rate"] for level in levels] == [1.0, 3.0]
