@@ -64,17 +64,15 @@ def _q(figures: ServerQuantiles | None, key: str) -> str:
 
 
 def _llm_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
-    measured = [p for p in phases if p.server_llm is not None]
-    if not measured:
-        return None
     grid = new_grid(
         "LLM server, its own histograms (bucket ranges); outside engine = client TTFT − server",
         ("phase", "queue p50", "TTFT p50", "TTFT p99", "outside p50", "outside p99",
          "running", "waiting max", "KV max", "preempted", "prefix hits"),
     )  # fmt: skip
-    for phase in measured:
+    for phase in phases:
         llm, out = phase.server_llm, phase.outside_engine_ms
-        assert llm is not None
+        if llm is None:
+            continue
         grid.add_row(
             phase.name,
             _q(llm.queue_ms, "p50"),
@@ -88,7 +86,7 @@ def _llm_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
             format_figure(llm.preemptions, "count"),
             format_figure(llm.prefix_cache_hit_rate, "fraction"),
         )
-    return grid
+    return grid if grid.rows else None  # no phase measured these figures
 
 
 def _money(value: float | None, currency: str | None) -> str:
@@ -96,16 +94,15 @@ def _money(value: float | None, currency: str | None) -> str:
 
 
 def _gpu_cost_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
-    measured = [p for p in phases if p.gpu is not None or p.cost is not None]
-    if not measured:
-        return None
     grid = new_grid(
         "GPU and cost (energy integrated over the phase; cost at its achieved throughput)",
         ("phase", "GPU util %", "mem MB", "power W", "energy J", "J/req", "J/1k tok",
          "per 1M req", "per 1M tok"),
     )  # fmt: skip
-    for phase in measured:
+    for phase in phases:
         gpu, cost = phase.gpu, phase.cost
+        if gpu is None and cost is None:
+            continue
         currency = cost.currency if cost else None
         grid.add_row(
             phase.name,
@@ -123,7 +120,7 @@ def _gpu_cost_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
             _money(cost.per_1m_requests if cost else None, currency),
             _money(cost.per_1m_output_tokens if cost else None, currency),
         )
-    return grid
+    return grid if grid.rows else None  # no phase measured these figures
 
 
 def measured_html(run: RunRecord) -> str:

@@ -34,31 +34,26 @@ def traffic_html(run: RunRecord) -> str:
 
 
 def _sessions_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
-    chats = [p for p in phases if p.sessions is not None]
-    if not chats:
-        return None
     grid = new_grid(
         "sessions (cut: the phase ended before their next turn)",
         ("phase", "started", "completed", "cut", "failed", "turns sent"),
     )
-    for phase in chats:
+    for phase in phases:
         s = phase.sessions
-        assert s is not None
+        if s is None:
+            continue
         counts = (s.started, s.completed, s.cut, s.failed, s.turns)
         grid.add_row(phase.name, *(format_figure(n, "count") for n in counts))
-    return grid
+    return grid if grid.rows else None  # no phase measured these figures
 
 
 def _turns_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
-    chats = [p for p in phases if p.turns]
-    if not chats:
-        return None
     grid = new_grid(
         "TTFT by turn (from the turn's intended time: the answer before it + think time)",
         ("phase", "turn", "requests", "TTFT p50", "TTFT p90", "TTFT p99", "input tokens"),
         keys=2,
     )
-    for phase in chats:
+    for phase in phases:
         for turn in phase.turns or ():
             ttft = turn.ttft_ms
             grid.add_row(
@@ -70,18 +65,17 @@ def _turns_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
                 format_figure(ttft.p99, "ms") if ttft else MISSING,
                 format_figure(turn.input_tokens),
             )
-    return grid
+    return grid if grid.rows else None  # no phase measured these figures
 
 
 def _trace_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
-    replays = [p for p in phases if p.process == "trace" and p.output_tokens is not None]
-    if not replays:
-        return None
     grid = new_grid(
         "trace replay: the lengths sent (means per answered request, from the server's usage)",
         ("phase", "requests", "input tokens", "output tokens"),
     )
-    for phase in replays:
+    for phase in phases:
+        if phase.process != "trace" or phase.output_tokens is None:
+            continue
         ok = phase.ok or None
         mean_in = phase.input_tokens / ok if ok and phase.input_tokens is not None else None
         mean_out = phase.output_tokens / ok if ok and phase.output_tokens is not None else None
@@ -89,4 +83,4 @@ def _trace_grid(phases: Sequence[PhaseSummary]) -> Grid | None:
             phase.name, format_figure(phase.ok, "count"), format_figure(mean_in),
             format_figure(mean_out),
         )  # fmt: skip
-    return grid
+    return grid if grid.rows else None  # no phase measured these figures
