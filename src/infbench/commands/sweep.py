@@ -226,20 +226,24 @@ def phase_override(
 def level_entry(label: str, rate: float | None, run: RunRecord, phase: str) -> dict[str, Any]:
     """sweep.json's entry for one level: the phase's figures from the level's run."""
     entry = run.phase(phase) or PhaseSummary()
-    return {
-        "label": label,
-        "rate": rate,
-        "phase": phase,
-        "result_dir": run.result_dir,
-        "offered_rps": entry.offered_rps,
-        "achieved_rps": entry.achieved_rps,
-        "p50_ms": entry.latency_ms.p50,
-        "p90_ms": entry.latency_ms.p90,
-        "p99_ms": entry.latency_ms.p99,
-        "error_rate": entry.error_rate,
-        "valid": run.valid,
-        "invalid_reasons": list(run.invalid_reasons),
-    } | _ttft_entry(entry) | cost_entry(entry)
+    return (
+        {
+            "label": label,
+            "rate": rate,
+            "phase": phase,
+            "result_dir": run.result_dir,
+            "offered_rps": entry.offered_rps,
+            "achieved_rps": entry.achieved_rps,
+            "p50_ms": entry.latency_ms.p50,
+            "p90_ms": entry.latency_ms.p90,
+            "p99_ms": entry.latency_ms.p99,
+            "error_rate": entry.error_rate,
+            "valid": run.valid,
+            "invalid_reasons": list(run.invalid_reasons),
+        }
+        | _ttft_entry(entry)
+        | cost_entry(entry)
+    )
 
 
 def _ttft_entry(entry: PhaseSummary) -> dict[str, Any]:

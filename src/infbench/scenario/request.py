@@ -242,8 +242,7 @@ class Request(Model):
             raise ValueError("`conversations` give the prompts: remove `dataset` / `prompts`")
         if self.api not in OPENAI_PATHS:
             raise ValueError(
-                "`conversations` send chat history: set `api: openai-chat` (or "
-                "openai-completions)"
+                "`conversations` send chat history: set `api: openai-chat` (or openai-completions)"
             )
         if self.prompt is not None or self.messages is not None:
             raise ValueError("`conversations` give the messages: remove `prompt` / `messages`")

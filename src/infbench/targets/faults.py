@@ -90,9 +90,7 @@ def check_faults(scenario: Scenario, schedule: Schedule, url_override: str | Non
 class FaultInjector:
     """Arm before the load; ``phase_started`` (an engine hook) fires the timeline."""
 
-    def __init__(
-        self, faults: Sequence[Fault], supervisor: Supervising, first_phase: str
-    ) -> None:
+    def __init__(self, faults: Sequence[Fault], supervisor: Supervising, first_phase: str) -> None:
         self.supervisor = supervisor
         self.first_phase = first_phase
         self.events = [FaultEvent(i, f.action, f.at, f.duration) for i, f in enumerate(faults)]
