@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
+
+from streamserver import LoopServer
 
 __all__ = ["ChatServer", "Exchange"]
 
@@ -33,36 +34,11 @@ def _event(payload: Any) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-class ChatServer:
+class ChatServer(LoopServer):
     def __init__(self, ttft_s: float = 0.02, itl_s: float = 0.002) -> None:
+        super().__init__()
         self.ttft_s, self.itl_s = ttft_s, itl_s
         self.exchanges: list[Exchange] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ChatServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

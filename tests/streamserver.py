@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StreamKnobs", "StreamServer"]
+__all__ = ["LoopServer", "StreamKnobs", "StreamServer"]
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,12 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return _event({"id": "c", "object": "chat.completion.chunk", "choices": [choice]})
 
 
-class StreamServer:
-    def __init__(self, **knobs: Any) -> None:
-        self.knobs = StreamKnobs(**knobs)
-        self.requests = 0
-        self.bodies: list[bytes] = []  # every request's body, in arrival order
+class LoopServer:
+    """An asyncio server on a loop thread of its own, on a free port of 127.0.0.1: listening
+    once the ``with`` block is entered; closed, its answers still running cancelled and its
+    thread joined when it is left. Subclasses answer each connection in ``_serve``."""
+
+    def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.AbstractServer | None = None
@@ -81,10 +82,9 @@ class StreamServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> StreamServer:
+    def __enter__(self) -> LoopServer:
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
-        future.result(timeout=5)
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=5)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,6 +104,17 @@ class StreamServer:
         for task in asyncio.all_tasks():
             if task is not current:
                 task.cancel()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class StreamServer(LoopServer):
+    def __init__(self, **knobs: Any) -> None:
+        super().__init__()
+        self.knobs = StreamKnobs(**knobs)
+        self.requests = 0
+        self.bodies: list[bytes] = []  # every request's body, in arrival order
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
