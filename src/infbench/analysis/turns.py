@@ -16,7 +16,6 @@ Percentiles are those of DESIGN §5 on the exact values: the value of rank ⌈p/
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infbench.results.percentile import percentile_rank
 from infbench.results.records import Percentiles, SessionCounts, TurnFigures
 from infbench.results.rows import read_row_chunks
 
@@ -61,8 +61,8 @@ def exact_percentiles(values: Iterable[float]) -> Percentiles | None:
     if not len(data):
         return None
 
-    def at(p: float) -> float:
-        return round(float(data[max(math.ceil(p / 100 * len(data)) - 1, 0)]), 3)
+    def at(p: float) -> float:  # the reference definition's rank (DESIGN §5)
+        return round(float(data[percentile_rank(p, len(data)) - 1]), 3)
 
     return Percentiles(
         at(50), at(90), at(95), at(99), at(99.9), round(float(data[-1]), 3),
