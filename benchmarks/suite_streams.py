@@ -14,11 +14,13 @@ try counts, as a moment's preemption on a shared machine looks the same; so is a
 which the sink's own ticks ran late (more than 1 % of them by half a gap or more: the sink was
 held up, by other work on its core or by its own load).
 
-CPU per chunk: the bare reader's own getrusage over its measured window ÷ the content chunks it
-counted in it. infbench: the generator process's busy CPU from run.json
-(``generator.busy_cpu_pct`` × the run's duration) ÷ every content chunk of the run
-(requests.csv.gz's ``chunks``), and, beside it, the recorder process's CPU over the same
-window (the process tree sampled every 0.1 s) ÷ the same chunks.
+CPU per chunk, both in a steady window (the streams running, none opening or ending the run):
+the bare reader's own getrusage over its measured window (after a 1 s warm-up) ÷ the content
+chunks it counted in it. infbench: the generator process's CPU time (sampled every 0.1 s with
+the rest of its process tree) from 1 s after the run's start to 0.5 s before its phase ends ÷
+the content chunks received in that window (each request's ``chunks`` of requests.csv.gz,
+spread evenly between its first and last token); beside it, the recorder process's CPU over
+the same window ÷ the same chunks.
 
 Search: from ``concurrency`` C doubles until a level fails (halves while none has held, down to
 8), then bisects (geometric mean) between the most streams held and the fewest failed until
@@ -222,19 +224,24 @@ def _scenario(url: str, sender: str, concurrency: int, settings: StreamSettings)
     return json.dumps(document)  # JSON is YAML
 
 
-def _descendants_cpu(process: psutil.Process, seen: dict[int, float]) -> float:
-    """CPU seconds of every descendant seen so far: the live ones now, an exited one (the
-    recorder ends with the run) at its last sample, so the sum never falls."""
+def _tree_cpu(process: psutil.Process, seen: dict[int, float]) -> tuple[float, float]:
+    """CPU seconds of the process itself and of every descendant seen so far: the live ones
+    now, an exited one (the recorder ends with the run) at its last sample, so no sum falls."""
+    times = process.cpu_times()
     for child in process.children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            times = child.cpu_times()
-            seen[child.pid] = times.user + times.system
-    return sum(seen.values())
+            child_times = child.cpu_times()
+            seen[child.pid] = child_times.user + child_times.system
+    return times.user + times.system, sum(seen.values())
 
 
-def _at(samples: list[tuple[float, float]], when: float) -> float | None:
+CpuSample = tuple[float, float, float]  # Unix time, the generator's CPU s, its descendants'
+
+
+def _at(samples: list[CpuSample], when: float, column: int) -> float | None:
     """A sampled cumulative figure at a Unix time, interpolated (None outside the samples)."""
-    for (t0, v0), (t1, v1) in itertools.pairwise(samples):
+    for before, after in itertools.pairwise(samples):
+        t0, t1, v0, v1 = before[0], after[0], before[column], after[column]
         if t0 <= when <= t1:
             return v0 + (v1 - v0) * (when - t0) / (t1 - t0) if t1 > t0 else v0
     return None
@@ -242,11 +249,11 @@ def _at(samples: list[tuple[float, float]], when: float) -> float | None:
 
 def _run_sampled(
     command: list[str], timeout: float, work: Path
-) -> tuple[int, str, list[tuple[float, float]]]:
-    """Run to completion, sampling the CPU of its descendants (the recorder) every 0.1 s;
-    returns the exit status, what it printed, and the (Unix time, CPU seconds) samples."""
+) -> tuple[int, str, list[CpuSample]]:
+    """Run to completion, sampling the CPU of the process and of its descendants (the
+    recorder) every 0.1 s; returns the exit status, what it printed, and the samples."""
     out_path = work / "out.txt"
-    samples: list[tuple[float, float]] = []
+    samples: list[CpuSample] = []
     seen: dict[int, float] = {}
     with open(out_path, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -255,7 +262,7 @@ def _run_sampled(
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline:
             with contextlib.suppress(psutil.Error):
-                samples.append((time.time(), _descendants_cpu(watched, seen)))
+                samples.append((time.time(), *_tree_cpu(watched, seen)))
             time.sleep(0.1)
         if process.poll() is None:
             raise subprocess.TimeoutExpired(command, timeout)
@@ -270,9 +277,25 @@ def _run_sampled(
     return process.returncode, out_path.read_text(errors="replace"), samples
 
 
-def _all_chunks(result_dir: Path) -> int:
+def _chunks_between(result_dir: Path, start_ns: int, end_ns: int) -> float:
+    """Content chunks received between two instants (ns from the run's start): each request's
+    chunks spread evenly between its first and last token."""
+    total = 0.0
     with gzip.open(result_dir / "requests.csv.gz", "rt", newline="") as rows:
-        return sum(int(row["chunks"] or 0) for row in csv.DictReader(rows))
+        for row in csv.DictReader(rows):
+            chunks = int(row["chunks"] or 0)
+            if not chunks:
+                continue
+            first, last = int(row["first_token_ns"]), int(row["last_token_ns"])
+            if last <= first:
+                total += chunks if start_ns <= first < end_ns else 0
+                continue
+            overlap = min(last, end_ns) - max(first, start_ns)
+            total += chunks * max(overlap, 0) / (last - first)
+    return total
+
+
+STEADY_AFTER_S, STEADY_BEFORE_END_S = 1.0, 0.5  # the window CPU per chunk is measured in
 
 
 def measure_infbench(
@@ -293,23 +316,29 @@ def measure_infbench(
         if status not in (0, 4) or not runs:
             return {"error": _tail(printed)}
         run = json.loads(runs[0].read_text())
-        chunks = _all_chunks(runs[0].parent)
-    (phase,) = run["phases"]
-    start, duration = run["timings"]["start_epoch_s"], run["timings"]["duration_s"]
-    generator_s = run["generator"]["busy_cpu_pct"] / 100 * (duration + 0.1)  # + the start lead
-    first, last = _at(samples, start), _at(samples, start + duration)
-    recorder_s = last - first if first is not None and last is not None else None
+        (phase,) = run["phases"]
+        start = run["timings"]["start_epoch_s"]
+        window = (STEADY_AFTER_S, phase["duration_s"] - STEADY_BEFORE_END_S)
+        chunks = _chunks_between(runs[0].parent, *(int(t * 1e9) for t in window))
+    cpu = [
+        [_at(samples, start + t, column) for t in window] for column in (1, 2)
+    ]  # the generator's, the recorder's
+    per_chunk = [
+        round(1e6 * (last - first) / chunks, 2)
+        if chunks and first is not None and last is not None
+        else None
+        for first, last in cpu
+    ]
     errors = sum(phase["errors"].values()) + phase["dropped"]
     return {
         "sender": run["generator"].get("sender", sender),
-        "chunks": chunks,
+        "chunks": round(chunks),
         "chunks_per_s": round(phase["output_tokens"] / phase["duration_s"], 1),
-        "cpu_us_per_chunk": round(1e6 * generator_s / chunks, 2) if chunks else None,
-        "recorder_us_per_chunk": (
-            round(1e6 * recorder_s / chunks, 2) if chunks and recorder_s is not None else None
-        ),
+        "cpu_us_per_chunk": per_chunk[0],
+        "recorder_us_per_chunk": per_chunk[1],
         "itl_p50_ms": phase["itl_ms"]["p50"],
         "itl_p99_ms": phase["itl_ms"]["p99"],
+        "loop_lag_p99_ms": (phase.get("loop_lag_ms") or {}).get("p99"),
         "errors": errors,
         "streams": phase["ok"],
         "tokens_source": phase.get("tokens_source"),

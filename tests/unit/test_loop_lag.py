@@ -2,20 +2,24 @@
 
 The probe runs on a real event loop that the test blocks on purpose (a 60 ms ``time.sleep``
 inside a callback): one sample near 60 ms must appear, whatever else the shared machine does
-(bounds far from the expected values). The rule is checked on phase summaries built by hand.
+(bounds far from the expected values). With a sender's read notice the timer slows down while
+the loop reads nothing and comes back at the next read; the samples still number one per
+millisecond the loop was free. The rule is checked on phase summaries built by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
 from infbench.analysis.stats import loop_lag_limit_ms, validity
-from infbench.load.loop_lag import LoopLagProbe
+from infbench.load.loop_lag import SLOW_TICKS, LoopLagProbe
 from infbench.recorder.stamps import LOOP_LAG, SEGMENT_METRICS, StampBuffer, read_gaps
 from infbench.results.records import LagPercentiles, Percentiles, PhaseSummary
+from infbench.senders.base import ReadNotice
 
 
 class Sink:
@@ -26,19 +30,50 @@ class Sink:
         self.messages.append(bytes(memoryview(buf).cast("B")[offset : offset + size]))  # type: ignore[arg-type]
 
 
-async def probe_a_blocked_loop(phase_ends_ns: list[int]) -> list[tuple[int, int, int, list[int]]]:
+Segment = tuple[int, int, int, list[int]]  # phase, metric, at ns, values
+
+
+class CountingProbe(LoopLagProbe):
+    """The probe, counting the times its timer woke the loop."""
+
+    wake_ups = 0
+
+    def _fired(self) -> None:
+        self.wake_ups += 1
+        super()._fired()
+
+
+async def probed(
+    phase_ends_ns: list[int],
+    work: Callable[[CountingProbe], Awaitable[None]],
+    notice: ReadNotice | None = None,
+) -> tuple[list[Segment], CountingProbe]:
+    """The loop-lag segments of a probe running while ``work`` runs on the loop."""
     sink = Sink()
     stamps = StampBuffer(sink)
     start = time.monotonic_ns()
-    probe = LoopLagProbe(stamps, [start + end for end in phase_ends_ns])
+    probe = CountingProbe(stamps, [start + end for end in phase_ends_ns], notice)
     probe.start(asyncio.get_running_loop(), start)
-    await asyncio.sleep(0.05)
-    time.sleep(0.06)  # the loop is blocked: the timer is served ~60 ms late
-    await asyncio.sleep(0.05)
+    await work(probe)
     probe.stop()
     stamps.hand_over(time.monotonic_ns(), 0, 0, 0)
     segments = [s for message in sink.messages[1:] for s in read_gaps(message)]
-    return [(phase, metric, at, values.tolist()) for phase, metric, at, values in segments]
+    found = [(phase, metric, at, values.tolist()) for phase, metric, at, values in segments]
+    return found, probe
+
+
+async def blocked_for_60_ms(_: CountingProbe) -> None:
+    await asyncio.sleep(0.05)
+    time.sleep(0.06)  # the loop is blocked: the timer is served ~60 ms late
+    await asyncio.sleep(0.05)
+
+
+async def probe_a_blocked_loop(phase_ends_ns: list[int]) -> list[Segment]:
+    return (await probed(phase_ends_ns, blocked_for_60_ms))[0]
+
+
+def values_of(segments: list[Segment]) -> list[int]:
+    return [v for _, _, _, values in segments for v in values]
 
 
 def test_a_blocked_loop_shows_as_one_late_sample_in_its_phase() -> None:
@@ -55,6 +90,76 @@ def test_a_blocked_loop_shows_as_one_late_sample_in_its_phase() -> None:
     total = sum(len(v) for v in by_phase.values())
     assert 5 <= total <= 200
     assert np.median([v for values in by_phase.values() for v in values]) < 40_000_000
+
+
+def test_an_idle_loop_wakes_up_a_few_times_and_still_counts_every_millisecond() -> None:
+    async def idle(_: CountingProbe) -> None:
+        await asyncio.sleep(0.2)
+
+    segments, probe = asyncio.run(probed([100_000_000, 10**12], idle, ReadNotice()))
+    per_phase = [sum(len(v) for p, _, _, v in segments if p == phase) for phase in (0, 1)]
+    # ~100 ticks in each phase, counted whether the timer woke the loop for them or not
+    assert 60 <= per_phase[0] <= 110 and 60 <= per_phase[1] <= 120
+    assert probe.wake_ups < sum(per_phase) / 3  # every 8 ms: ~25 wake-ups, not ~200
+    assert max(values_of(segments)) < 40_000_000
+
+
+def test_without_a_read_notice_the_timer_stays_at_1_ms() -> None:
+    async def idle(_: CountingProbe) -> None:
+        await asyncio.sleep(0.1)
+
+    segments, probe = asyncio.run(probed([10**12], idle))
+    assert probe.wake_ups >= 50 and len(values_of(segments)) == probe.wake_ups
+
+
+def test_reads_bring_the_1_ms_ticks_back_and_a_stall_while_slow_is_seen() -> None:
+    notice = ReadNotice()
+
+    async def read_then_stall(probe: CountingProbe) -> None:
+        await asyncio.sleep(0.05)  # idle: the timer is slow now
+        assert notice.wanted
+        before = probe.wake_ups
+        for _ in range(40):  # a read every 0.5 ms for 20 ms or more
+            if notice.wanted:
+                notice.notify()
+            await asyncio.sleep(0.0005)
+        assert probe.wake_ups - before >= 12  # ~1 a millisecond; a slow timer: 3
+        await asyncio.sleep(0.05)
+        time.sleep(0.06)  # a stall while the timer is slow, by a callback that reads nothing
+        await asyncio.sleep(0.03)
+
+    segments, _ = asyncio.run(probed([10**12], read_then_stall, notice))
+    late = [v for v in values_of(segments) if v > 20_000_000]
+    assert len(late) == 1 and 60_000_000 - SLOW_TICKS * 1_000_000 <= late[0] < 1_000_000_000
+
+
+def test_a_stall_that_ends_with_a_read_is_seen_by_the_read() -> None:
+    notice = ReadNotice()
+
+    async def stall_then_read(_: CountingProbe) -> None:
+        await asyncio.sleep(0.05)  # idle: the timer is slow now
+        time.sleep(0.03)  # a stall, then the read that was waiting in the socket
+        notice.notify()
+        await asyncio.sleep(0.02)
+
+    segments, _ = asyncio.run(probed([10**12], stall_then_read, notice))
+    late = [v for v in values_of(segments) if v > 10_000_000]
+    assert len(late) == 1 and 30_000_000 - SLOW_TICKS * 1_000_000 <= late[0] < 1_000_000_000
+
+
+def test_a_cpu_stall_shorter_than_a_slow_tick_is_seen_by_the_read_after_it() -> None:
+    notice = ReadNotice()
+
+    async def spin_then_read(_: CountingProbe) -> None:
+        await asyncio.sleep(0.05)  # idle: the timer is slow now
+        end = time.thread_time_ns() + 5_000_000
+        while time.thread_time_ns() < end:  # 5 ms of CPU, perhaps between two slow ticks
+            pass
+        notice.notify()
+        await asyncio.sleep(0.02)
+
+    segments, _ = asyncio.run(probed([10**12], spin_then_read, notice))
+    assert 4_000_000 <= max(values_of(segments)) < 1_000_000_000
 
 
 def summary(loop_p99: float | None, ttft_p50: float | None, latency_p50: float) -> PhaseSummary:

@@ -31,7 +31,7 @@ from infbench.load.slots import ArrivalQueue, Slots
 from infbench.recorder.recorder import IntervalStats
 from infbench.recorder.stamps import ITL_TOKEN, StampBuffer
 from infbench.schedule.arrivals import PhasePlan, Schedule, sequence_bases, worker_think_sampler
-from infbench.senders.base import Sender
+from infbench.senders.base import ReadNotice, Sender
 from infbench.wire import ERROR_CODES, Outcome, PreparedRequest
 from infbench.workload.conversations import ConversationSource
 
@@ -134,6 +134,8 @@ class Engine:
         # Senders that can write a request at once on an idle connection (the fast sender).
         self._send_now: SendNow | None = getattr(sender, "send_now", None)
         self._direct = 0  # requests written by send_now, not yet answered
+        # Senders that tell of their reads (the fast sender): the loop-lag timer slows when idle.
+        self._read_notice: ReadNotice | None = getattr(sender, "read_notice", None)
         self._backlog = ArrivalQueue(self.timeout_ns, self._now, self._drop)
         self._abandoning = False
         self._phases_task: asyncio.Task[None] | None = None
@@ -445,7 +447,9 @@ class Engine:
                 self._fix_start()
                 if isinstance(self.clock, MonotonicClock):  # loop lag in real time only
                     t0 = self.report.t0_ns
-                    self._loop_lag = LoopLagProbe.started(loop, self.stamps, self.schedule, t0)
+                    self._loop_lag = LoopLagProbe.started(
+                        loop, self.stamps, self.schedule, t0, self._read_notice
+                    )
                 ticker = loop.create_task(self._ticker(priority))
                 await self._dispatch()
             self.report.priority = priority.applied

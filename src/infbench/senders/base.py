@@ -22,6 +22,7 @@ StreamReader = SseReader | TextStreamReader
 
 __all__ = [
     "USER_AGENT",
+    "ReadNotice",
     "Sender",
     "SenderOptions",
     "StreamReader",
@@ -88,6 +89,26 @@ class Sender(Protocol):
     async def send(self, request: PreparedRequest) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+def _nobody() -> None:
+    return None
+
+
+class ReadNotice:
+    """How a sender tells the loop-lag probe that it read from a socket (DESIGN §5).
+
+    The probe sets ``wanted`` when it wants to hear of the next read (its timer slows down
+    while the loop reads nothing); the sender's read path tests it on every read, a single
+    attribute load, and calls ``notify`` once when it is set. A sender that has one offers it
+    as ``read_notice`` (the fast sender); for the others the probe's timer never slows down.
+    """
+
+    __slots__ = ("notify", "wanted")
+
+    def __init__(self) -> None:
+        self.wanted = False
+        self.notify: Callable[[], None] = _nobody
 
 
 class TooLarge(Exception):

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from time import monotonic_ns
 
 from infbench.errors import UsageError
-from infbench.senders.base import SenderOptions, new_reader
+from infbench.senders.base import ReadNotice, SenderOptions, new_reader
 from infbench.senders.http1 import DIRECT, Http1Connection, Http1Encoder
 from infbench.wire import ErrorKind, Outcome, PreparedRequest
 
@@ -72,6 +72,9 @@ class FastSender:
         self._all: set[Http1Connection] = set()
         self._sweep_s = sweep_interval(self._timeout_s)
         self._sweeper: asyncio.TimerHandle | None = None
+        # Every read of every connection tests it: the loop-lag probe's timer slows down
+        # while nothing is read and comes back at the first read (load/loop_lag.py).
+        self.read_notice = ReadNotice()
 
     async def open(self) -> None:
         """Open the connections before the run, as wrk does: a burst at the start must find
@@ -90,7 +93,7 @@ class FastSender:
     def _new_connection(self) -> Http1Connection:
         # Known to the pool (``_all``) only once connected: uvloop makes the protocol before
         # the connection exists, and one that never connects has no transport to close.
-        return Http1Connection(self._cap, self._forget, self._direct_done)
+        return Http1Connection(self._cap, self._forget, self._direct_done, self.read_notice)
 
     def send_now(self, request: PreparedRequest, on_done: Callable[[Outcome], None]) -> bool:
         """Write ``request`` on an idle connection at once, without a task, and call

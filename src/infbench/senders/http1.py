@@ -22,7 +22,13 @@ from urllib.parse import quote
 import httptools
 
 from infbench.errors import UsageError
-from infbench.senders.base import USER_AGENT, StreamReader, check_base_url, streamed_outcome
+from infbench.senders.base import (
+    USER_AGENT,
+    ReadNotice,
+    StreamReader,
+    check_base_url,
+    streamed_outcome,
+)
 from infbench.wire import ErrorKind, Outcome, PreparedRequest, classify_status
 
 __all__ = ["DIRECT", "Http1Connection", "Http1Encoder", "Settlement", "framing", "parse_base"]
@@ -152,6 +158,7 @@ class Http1Connection(asyncio.Protocol):
         "head",
         "headers_done",
         "idle",
+        "notice",
         "on_closed",
         "on_direct",
         "on_done",
@@ -174,7 +181,9 @@ class Http1Connection(asyncio.Protocol):
         cap: int,
         on_closed: Callable[[Http1Connection], None],
         on_direct: Callable[[Http1Connection, Outcome | None], None],
+        notice: ReadNotice | None = None,
     ) -> None:
+        self.notice = notice if notice is not None else ReadNotice()
         self.on_closed = on_closed
         self.on_direct = on_direct  # the pool's, for requests sent with DIRECT
         self.cap = cap
@@ -260,6 +269,9 @@ class Http1Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        notice = self.notice
+        if notice.wanted:
+            notice.notify()
         if self.future is None:
             self.abort()  # bytes nobody asked for: the connection cannot be trusted
             return
