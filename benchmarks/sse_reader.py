@@ -12,6 +12,12 @@ can be checked like infbench's; nothing else is recorded. The garbage collector 
 infbench's measured window. After ``--warmup`` seconds it counts for ``--duration`` seconds:
 content chunks, finished streams, failures, and its own CPU time (getrusage) over that window;
 then it stops posting, waits at most 10 s for the streams in flight, and prints one JSON line.
+
+``--floor`` measures instead the floor of reading these streams from Python at all: an asyncio
+protocol on uvloop per connection that writes its request, counts the content chunks in each
+read (a byte search, nothing decoded, no clock read) and writes the next request when ``[DONE]``
+comes. What it costs per chunk is the kernel's (the read, its ACK, epoll) and the loop's; any
+reader's cost above it is its own.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import math
 import resource
 import time
 from array import array
+from typing import cast
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -104,12 +112,64 @@ async def read(args: argparse.Namespace) -> dict[str, object]:
     }  # fmt: skip
 
 
+class _FloorProtocol(asyncio.Protocol):
+    def __init__(self, request: bytes, end: int) -> None:
+        self.request, self.end = request, end
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        counts["chunks"] += data.count(b'"content":"')
+        if b"[DONE]" in data:
+            counts["streams"] += 1
+            if now_ns() < self.end and self.transport is not None:
+                self.transport.write(self.request)
+
+
+async def floor(args: argparse.Namespace) -> dict[str, object]:
+    url = urlsplit(args.url)
+    body = json.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "Say many words."}],
+        "max_tokens": 100, "stream": True, "stream_options": {"include_usage": True},
+    }).encode()  # fmt: skip
+    request = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    loop = asyncio.get_running_loop()
+    start = now_ns() + int(args.warmup * 1e9)
+    end = start + int(args.duration * 1e9)
+    connections = [
+        await loop.create_connection(lambda: _FloorProtocol(request, end), url.hostname, url.port)
+        for _ in range(args.concurrency)
+    ]
+    gc.disable()
+    await asyncio.sleep(max(start - now_ns(), 0) / 1e9)
+    cpu0, chunks0 = cpu_s(), counts["chunks"]
+    await asyncio.sleep(max(end - now_ns(), 0) / 1e9)
+    cpu1, chunks = cpu_s(), counts["chunks"] - chunks0
+    for transport, _ in connections:
+        transport.close()
+    gc.enable()
+    return {
+        "chunks": chunks, "streams": counts["streams"], "errors": 0,
+        "concurrency": args.concurrency, "seconds": args.duration,
+        "cpu_s": round(cpu1 - cpu0, 4), "chunks_per_s": round(chunks / args.duration, 1),
+        "cpu_us_per_chunk": round(1e6 * (cpu1 - cpu0) / chunks, 2) if chunks else None,
+        "itl_p50_ms": None, "itl_p99_ms": None, "itl_max_ms": None, "unfinished": 0,
+    }  # fmt: skip
+
+
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     cli.add_argument("url", help="the chat completions URL")
     cli.add_argument("-c", "--concurrency", type=int, default=64, help="streams at a time")
     cli.add_argument("--duration", type=float, default=5.0, help="measured seconds")
     cli.add_argument("--warmup", type=float, default=1.0, help="seconds before, not counted")
+    cli.add_argument("--floor", action="store_true", help="the floor: read and count, no more")
     args = cli.parse_args()
     try:
         import uvloop
@@ -117,7 +177,7 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(read(args))))
+    print(json.dumps(asyncio.run(floor(args) if args.floor else read(args))))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -181,11 +181,16 @@ def _tail(text: str, lines: int = 4) -> str:
 
 
 def measure_bare(
-    layout: Layout, sink: StreamSink, settings: StreamSettings, concurrency: int
+    layout: Layout,
+    sink: StreamSink,
+    settings: StreamSettings,
+    concurrency: int,
+    options: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The bare aiohttp reader at one level (``options``: more of its flags, e.g. --floor)."""
     command = [
         *Layout.prefix(layout.generator(1)), sys.executable, str(READER), sink.url + CHAT_PATH,
-        "-c", str(concurrency), "--duration", f"{settings.seconds:g}", "--warmup", "1",
+        "-c", str(concurrency), "--duration", f"{settings.seconds:g}", "--warmup", "1", *options,
     ]  # fmt: skip
     timeout = settings.seconds + 60
     try:

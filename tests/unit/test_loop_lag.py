@@ -18,6 +18,7 @@ import numpy as np
 from infbench.analysis.stats import loop_lag_limit_ms, validity
 from infbench.load.loop_lag import SLOW_TICKS, LoopLagProbe
 from infbench.recorder.stamps import LOOP_LAG, SEGMENT_METRICS, StampBuffer, read_gaps
+from infbench.results.percentile import percentile_rank
 from infbench.results.records import LagPercentiles, Percentiles, PhaseSummary
 from infbench.senders.base import ReadNotice
 
@@ -162,6 +163,20 @@ def test_a_cpu_stall_shorter_than_a_slow_tick_is_seen_by_the_read_after_it() -> 
     assert 4_000_000 <= max(values_of(segments)) < 1_000_000_000
 
 
+def test_each_process_counts_its_own_p99_as_the_recorder_would() -> None:
+    async def two_stalls(_: CountingProbe) -> None:
+        for _ in range(2):
+            await asyncio.sleep(0.02)
+            time.sleep(0.03)
+        await asyncio.sleep(0.02)
+
+    segments, probe = asyncio.run(probed([10**12], two_stalls))
+    values = sorted(values_of(segments))
+    reference = values[percentile_rank(99.0, len(values)) - 1] / 1e6
+    own = probe.p99_ms()[0]
+    assert 20 <= reference < 1000 and reference <= own <= reference + 0.01  # to 10 µs
+
+
 def summary(loop_p99: float | None, ttft_p50: float | None, latency_p50: float) -> PhaseSummary:
     return PhaseSummary(
         name="steady",
@@ -186,6 +201,16 @@ def test_a_late_reading_generator_makes_the_run_invalid_and_says_why() -> None:
     (reason,) = reasons
     assert "loop lag p99 5.100 ms exceeds 5.000 ms" in reason
     assert "read the answers late" in reason and "client.processes" in reason
+
+
+def test_one_late_process_among_several_makes_the_run_invalid() -> None:
+    phase = summary(0.5, 100.0, 700.0)  # merged over the processes: within 5 ms
+    valid, reasons = validity([phase], 40.0, process_loop_lag={"steady": 7.5}, processes=4)
+    assert not valid
+    (reason,) = reasons
+    assert "loop lag p99 7.500 ms in one of 4 generator processes exceeds 5.000 ms" in reason
+    assert "all merged: 0.500 ms" in reason and "client.processes" in reason
+    assert validity([phase], 40.0, process_loop_lag={"steady": 4.0}, processes=4) == (True, [])
 
 
 def test_a_run_without_loop_lag_is_judged_as_before() -> None:

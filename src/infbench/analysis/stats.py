@@ -181,16 +181,31 @@ def loop_lag_limit_ms(phase: PhaseSummary) -> float:
     return max(LAG_LIMIT_MS, LAG_LIMIT_FRACTION_OF_P50 * (base or 0.0))
 
 
-def _loop_lag_reason(phase: PhaseSummary) -> str | None:
-    lag = phase.loop_lag_ms
-    if lag is None or lag.p99 is None or lag.p99 <= loop_lag_limit_ms(phase):
-        return None
-    return (
-        f"phase {phase.name}: loop lag p99 {lag.p99:.3f} ms exceeds "
-        f"{loop_lag_limit_ms(phase):.3f} ms (the generator read the answers late: its event "
-        "loop was busy; spread the load over more client.processes, or run fewer streams "
-        "or connections per process)"
-    )
+_LOOP_LAG_ADVICE = (
+    "the generator read the answers late: its event loop was busy; spread the load over more "
+    "client.processes, or run fewer streams or connections per process"
+)
+
+
+def _loop_lag_reason(
+    phase: PhaseSummary, process_p99_ms: float | None, processes: int
+) -> str | None:
+    """Why the phase's loop lag makes the run invalid: the merged p99 over the limit, or,
+    with several generator processes, the p99 of the one that lagged most."""
+    lag, limit = phase.loop_lag_ms, loop_lag_limit_ms(phase)
+    merged = lag.p99 if lag is not None else None
+    if merged is not None and merged > limit:
+        return (
+            f"phase {phase.name}: loop lag p99 {merged:.3f} ms exceeds {limit:.3f} ms "
+            f"({_LOOP_LAG_ADVICE})"
+        )
+    if processes > 1 and process_p99_ms is not None and process_p99_ms > limit:
+        return (
+            f"phase {phase.name}: loop lag p99 {process_p99_ms:.3f} ms in one of {processes} "
+            f"generator processes exceeds {limit:.3f} ms (all merged: "
+            f"{'–' if merged is None else f'{merged:.3f} ms'}; {_LOOP_LAG_ADVICE})"
+        )
+    return None
 
 
 def lagging(phases: Sequence[PhaseSummary]) -> list[PhaseSummary]:
@@ -202,9 +217,15 @@ def validity(
     phases: Sequence[PhaseSummary],
     generator_cpu_pct: float | None,
     lag_advice: Mapping[str, str] | None = None,
+    *,
+    process_loop_lag: Mapping[str, float] | None = None,
+    processes: int = 1,
 ) -> tuple[bool, list[str]]:
     """A run is valid only when the generator kept up (DESIGN §5); reasons say why not, with
-    the cause of a phase's lag when ``lag_advice`` names it (``analysis/lag.py``)."""
+    the cause of a phase's lag when ``lag_advice`` names it (``analysis/lag.py``). With
+    several generator processes, ``process_loop_lag`` (per phase, the p99 of the process that
+    lagged most: ``generator.loop_lag_p99_ms``) judges each process by its own loop lag."""
+    own = process_loop_lag or {}
     reasons: list[str] = []
     late = {p.name for p in lagging(phases)}
     for phase in phases:
@@ -217,7 +238,7 @@ def validity(
                 f"phase {phase.name}: send lag p99 {phase.lag_ms.p99:.3f} ms exceeds "
                 f"{lag_limit_ms(phase):.3f} ms ({why})"
             )
-        if loop_reason := _loop_lag_reason(phase):
+        if loop_reason := _loop_lag_reason(phase, own.get(phase.name), processes):
             reasons.append(loop_reason)
         if phase.dropped:
             reasons.append(

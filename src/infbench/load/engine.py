@@ -85,6 +85,8 @@ class EngineReport:
     recorder_lost: str | None = None  # why stamps could no longer be handed over
     priority: str = "normal"  # "realtime" when the OS allowed it (load/priority.py)
     realtime_s: float = 0.0  # of the measured window, at real-time priority
+    # per phase name, this engine's own loop lag p99 (the recorder merges every process's)
+    loop_lag_p99_ms: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
@@ -460,6 +462,9 @@ class Engine:
             self.report.end_ns = self._now()
             if self._loop_lag is not None:
                 self._loop_lag.stop()
+                names = [plan.name for plan in self.schedule.phases]
+                figures = self._loop_lag.p99_ms().items()
+                self.report.loop_lag_p99_ms = {names[phase]: p99 for phase, p99 in figures}
             self._hand_over()
             self.report.spin_s = self.clock.spin_ns / 1e9
             await self.sender.close()

@@ -6,7 +6,7 @@ job and returns the same result, so the run never asks which way it went.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,11 @@ def merge_generators(
     cpu = max(part.cpu_pct or 0.0 for part in parts)
     busy = max(part.busy_cpu_pct or 0.0 for part in parts)
     rss = [part.rss_mb or 0.0 for part in parts]
+    loop_lag = _worst_per_phase([part.loop_lag_p99_ms or {} for part in parts])
     if not side_by_side:
-        return GeneratorSummary(cpu, busy, rss_mb=max(rss), processes=parts[0].processes)
+        return GeneratorSummary(
+            cpu, busy, rss_mb=max(rss), processes=parts[0].processes, loop_lag_p99_ms=loop_lag
+        )
     return GeneratorSummary(
         cpu_pct=cpu,
         busy_cpu_pct=busy,
@@ -70,4 +73,14 @@ def merge_generators(
         sender=parts[0].sender,
         priority=min(part.priority or "normal" for part in parts),  # "normal" if any had to
         realtime_s=round(sum(part.realtime_s or 0.0 for part in parts), 3),
+        loop_lag_p99_ms=loop_lag,
     )
+
+
+def _worst_per_phase(figures: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
+    """Per phase, the highest of the generators' figures (None when none had any)."""
+    worst: dict[str, float] = {}
+    for figure in figures:
+        for phase, value in figure.items():
+            worst[phase] = max(worst.get(phase, value), value)
+    return worst or None

@@ -189,6 +189,7 @@ class _ProcessUsage:
             sender=sender,
             priority=report.priority,
             realtime_s=round(report.realtime_s, 3),
+            loop_lag_p99_ms=report.loop_lag_p99_ms or None,
         )
 
 

@@ -26,6 +26,10 @@ to the recorder (a pipe write that can block) brings the 1 ms ticks back too. Wh
 costs: a stall that begins while the timer is slow, in a callback that reads nothing, is seen
 up to ``SLOW_TICKS`` - 1 ms short, unless it burns CPU, which the next read finds out from the
 thread's CPU clock and records as one sample of that length.
+
+Each process also counts its own samples per phase, to 10 µs (``p99_ms``): with several
+generator processes the recorder merges all their samples, where one late process among
+eight would sink under the p99 of the others; validity judges each process by its own.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from itertools import accumulate, repeat
 
 from infbench.load.timerfd import TimerFd
 from infbench.recorder.stamps import LOOP_LAG, StampBuffer
+from infbench.results.percentile import percentile_rank
 from infbench.schedule.arrivals import Schedule
 from infbench.senders.base import ReadNotice
 
@@ -47,6 +52,7 @@ __all__ = ["INTERVAL_NS", "QUIET_NS", "SLOW_TICKS", "LoopLagProbe"]
 INTERVAL_NS = 1_000_000
 SLOW_TICKS = 8  # an idle loop's timer fires every 8 ms, until the next read
 QUIET_NS = 100_000  # a tick served this early, nothing read since the last: the loop is idle
+BUCKET_NS, BUCKETS = 10_000, 10_000  # this process's own count: 10 µs buckets, to 100 ms
 
 
 class LoopLagProbe:
@@ -71,6 +77,8 @@ class LoopLagProbe:
         self._idle_ns = 0  # the lateness of the tick that found the loop idle
         self._cpu_ns = 0  # the loop thread's CPU clock at the last slow expiry
         self._notice = notice
+        self._counts: dict[int, array[int]] = {}  # per phase: samples per 10 µs bucket
+        self._max: dict[int, int] = {}
         self._timer: TimerFd | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,9 +203,33 @@ class LoopLagProbe:
         self._due_ns = max(due, self._due_ns)
 
     def hand_over_samples(self) -> None:
-        if self._samples:
-            self._stamps.add_segment(self._phase, self._first_ns, self._samples, LOOP_LAG)
-            del self._samples[:]
+        samples = self._samples
+        if not samples:
+            return
+        self._stamps.add_segment(self._phase, self._first_ns, samples, LOOP_LAG)
+        counts = self._counts.get(self._phase)
+        if counts is None:
+            counts = self._counts[self._phase] = array("q", bytes(8 * BUCKETS))
+        last = BUCKETS - 1
+        for value in samples:
+            counts[min(value // BUCKET_NS, last)] += 1
+        self._max[self._phase] = max(self._max.get(self._phase, 0), max(samples))
+        del samples[:]
+
+    def p99_ms(self) -> dict[int, float]:
+        """Per phase index, this process's own loop lag p99 (ms): the upper edge of the 10 µs
+        bucket holding the sample of rank ⌈0.99 N⌉ (DESIGN §5's percentile), at most the
+        largest sample. Read after ``stop``."""
+        figures = {}
+        for phase, counts in self._counts.items():
+            rank, seen = percentile_rank(99.0, sum(counts)), 0
+            for bucket, count in enumerate(counts):
+                seen += count
+                if seen >= rank:
+                    top = min((bucket + 1) * BUCKET_NS, self._max[phase])
+                    figures[phase] = -(-top // 1000) / 1000  # µs, rounded up
+                    break
+        return figures
 
     def hand_over(self) -> None:
         """The samples since the last hand-over, to the stamp buffer (before its own). A slow

@@ -408,6 +408,13 @@ class TargetSummary(_Record):
     config: Mapping[str, Any] = field(default_factory=dict, metadata=_reads(_mapping))
 
 
+def _per_phase_ms(value: Any) -> dict[str, float] | None:
+    """A mapping of phase names to milliseconds; None where it is something else."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(name): float(ms) for name, ms in value.items() if _is_number(ms)}
+
+
 def _windows(value: Any) -> dict[str, tuple[float, float]] | None:
     if not isinstance(value, Mapping):
         return None
@@ -436,6 +443,9 @@ class GeneratorSummary(_Record):
     """``generator``: the load generator's own CPU and memory (DESIGN §5 validity).
 
     ``per_process`` (several processes or Ray actors) holds open-ended entries.
+    ``loop_lag_p99_ms``: per phase, the loop lag p99 of the generator process that lagged
+    most (each process's own, to 10 µs): one late process among many can hide in the merged
+    histogram of ``phases[].loop_lag_ms``, not here.
     """
 
     cpu_pct: float | None = None
@@ -451,6 +461,9 @@ class GeneratorSummary(_Record):
     sender: str | None = field(default=None, metadata=_OMIT_NONE)  # the one used (auto resolved)
     priority: str | None = field(default=None, metadata=_OMIT_NONE)  # dispatcher: realtime|normal
     realtime_s: float | None = field(default=None, metadata=_OMIT_NONE)  # time it held real-time
+    loop_lag_p99_ms: Mapping[str, float] | None = field(
+        default=None, metadata=_reads(_per_phase_ms, omit_none=True)
+    )
 
 
 @dataclass(frozen=True)

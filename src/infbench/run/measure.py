@@ -293,7 +293,11 @@ def _run_record(
     joined = join_observed(phases, server, cost, instances_for(loaded.scenario))
     phases, warnings = joined.phases, [*warnings, *joined.warnings]
     valid, reasons = validity(
-        phases, generator.busy_cpu_pct, _lag_advice(results, phases, generator)
+        phases,
+        generator.busy_cpu_pct,
+        _lag_advice(results, phases, generator),
+        process_loop_lag=generator.loop_lag_p99_ms,
+        processes=generator.processes or 1,
     )
     if report.recorder_lost:
         valid, reasons = False, [_recorder_lost(report.recorder_lost), *reasons]

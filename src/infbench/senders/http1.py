@@ -288,7 +288,7 @@ class Http1Connection(asyncio.Protocol):
             if not isinstance(exc.__context__, _Stop):
                 self._fail("protocol")  # bad status line, headers, length or chunk framing
         else:
-            if self.future is not None and self.headers_done and not self.sized:
+            if not self.sized and self.headers_done and self.future is not None:
                 self._check_size()
 
     def _check_size(self) -> None:

@@ -160,13 +160,13 @@ class SseReader(_Stream):
         """Take one body piece received at ``now_ns``; complete events are handled at once."""
         if not data or self.cut:
             return
-        if self._cr and data[0] == 10:  # the LF of a CRLF split across reads
-            data = data[1:]
+        if self._cr:  # the last read ended in CR: a leading LF is the same line end
+            self._cr = False
+            if data[0] == 10:
+                data = data[1:]
         if 13 in data:  # CR: rare (vLLM and OpenAI send LF); an int test is a memchr, 10x faster
             self._cr = data[-1] == 13
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        else:
-            self._cr = False
         end = len(data) - 2  # one whole one-line event and nothing pending: most reads
         if (
             self._data is None
@@ -244,19 +244,20 @@ class SseReader(_Stream):
         # id and retry matter to a browser reconnecting, not to a measurement; others are ignored
 
     def _dispatch(self, payload: bytes, now_ns: int) -> None:
-        if payload == b"[DONE]":
-            self.done = True
+        try:
+            chunk = decode_chunk(payload)
+        except ValueError:  # [DONE], empty, not JSON, not UTF-8, or not the shape of a chunk
+            if payload == b"[DONE]":
+                self.done = True
+                return
+            if self._event == b"error":
+                self._fail("stream_error")
+            if payload:
+                self._fail("protocol")
             return
         if self._event == b"error":
             self._fail("stream_error")
-        if not payload:
-            return
-        try:
-            chunk = decode_chunk(payload)
-        except ValueError:  # not JSON, not UTF-8, or not the shape of a chunk
-            self._fail("protocol")
-            return
-        choices = chunk.choices
+        choices, usage = chunk.choices, chunk.usage
         if choices:
             choice = choices[0]
             if self._chat:
@@ -270,13 +271,12 @@ class SseReader(_Stream):
                 self._stamp(now_ns)
                 if self._texts is not None:
                     self._texts.append(text)
-                if self.chunks > 1 and (chunk.usage is not None or self._count_tokens):
-                    self._token_gap(text, chunk.usage)
+                if self.chunks > 1 and (usage is not None or self._count_tokens):
+                    self._token_gap(text, usage)
         # {"error": {...}} as vLLM and OpenAI stream it (a null "error" is none, as in the
         # OpenAI client); {"object": "error", ...} is vLLM's bare error body.
         if chunk.error or (not choices and chunk.object == "error"):
             self._fail("stream_error")
-        usage = chunk.usage
         if usage is not None:  # the last chunk (choices: []), or every chunk with continuous usage
             output, prompt = usage.completion_tokens, usage.prompt_tokens
             if type(output) is int:
