@@ -17,7 +17,8 @@ then it stops posting, waits at most 10 s for the streams in flight, and prints 
 protocol on uvloop per connection that writes its request, counts the content chunks in each
 read (a byte search, nothing decoded, no clock read) and writes the next request when ``[DONE]``
 comes. What it costs per chunk is the kernel's (the read, its ACK, epoll) and the loop's; any
-reader's cost above it is its own.
+reader's cost above it is its own. ``--timer-ms 1`` adds a loop timer firing every millisecond
+and doing nothing else: what such a timer costs a reader whose loop is mostly idle.
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ async def floor(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     start = now_ns() + int(args.warmup * 1e9)
     end = start + int(args.duration * 1e9)
+    if args.timer_ms:
+
+        def tick() -> None:
+            loop.call_later(args.timer_ms / 1000, tick)
+
+        tick()
     connections = [
         await loop.create_connection(lambda: _FloorProtocol(request, end), url.hostname, url.port)
         for _ in range(args.concurrency)
@@ -170,6 +177,7 @@ def main() -> None:
     cli.add_argument("--duration", type=float, default=5.0, help="measured seconds")
     cli.add_argument("--warmup", type=float, default=1.0, help="seconds before, not counted")
     cli.add_argument("--floor", action="store_true", help="the floor: read and count, no more")
+    cli.add_argument("--timer-ms", type=float, default=0.0, help="with --floor: a loop timer")
     args = cli.parse_args()
     try:
         import uvloop
