@@ -35,32 +35,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from suite_env import Layout
 from suite_runs import INFBENCH
-from suite_streams import StreamSettings, StreamSink, measure_bare
+from suite_streams import StreamSettings, StreamSink, measure_bare, stream_scenario
 
 LAYOUT = Layout(True, (0, 1), (1,))  # the generator on core 0, the sink on core 1
-
-
-def scenario(url: str, concurrency: int, settings: StreamSettings) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "name": "streams-truth",
-        "target": {"kind": "url", "url": url},
-        "request": {
-            "api": "openai-chat", "model": "m", "prompt": "Say many words.",
-            "max_tokens": settings.chunks, "timeout": "30s",
-        },
-        "client": {"connections": concurrency},
-        "workload": {"seed": 1, "phases": [{
-            "name": "streams", "duration": settings.seconds,
-            "arrival": {"process": "closed", "concurrency": concurrency},
-        }]},
-    }  # fmt: skip
 
 
 def run_infbench(sink: StreamSink, concurrency: int, settings: StreamSettings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="infbench-truth-") as tmp:
         work = Path(tmp)
-        (work / "scenario.json").write_text(json.dumps(scenario(sink.url, concurrency, settings)))
+        scenario = stream_scenario(sink.url, "auto", concurrency, settings)
+        (work / "scenario.json").write_text(scenario)
         command = [
             *Layout.prefix(LAYOUT.generator(1)), *INFBENCH, "run", str(work / "scenario.json"),
             "--out", str(work / "results"), "-q",

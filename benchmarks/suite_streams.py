@@ -211,7 +211,8 @@ def measure_bare(
     }
 
 
-def _scenario(url: str, sender: str, concurrency: int, settings: StreamSettings) -> str:
+def stream_scenario(url: str, sender: str, concurrency: int, settings: StreamSettings) -> str:
+    """A closed-loop phase of ``concurrency`` streamed chat answers against the sink (YAML)."""
     document = {
         "version": 1,
         "name": "streams",
@@ -308,7 +309,9 @@ def measure_infbench(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="infbench-bench-streams-") as tmp:
         work = Path(tmp)
-        (work / "scenario.yaml").write_text(_scenario(sink.url, sender, concurrency, settings))
+        (work / "scenario.yaml").write_text(
+            stream_scenario(sink.url, sender, concurrency, settings)
+        )
         command = [
             *Layout.prefix(layout.generator(1)), *INFBENCH, "run", str(work / "scenario.yaml"),
             "--out", str(work / "results"), "-q",

@@ -180,7 +180,7 @@ class LoopLagProbe:
     def _phase_of(self, due_ns: int) -> int:
         phase = min(bisect_right(self._ends, due_ns), len(self._ends) - 1)
         if phase != self._phase:
-            self.hand_over_samples()
+            self._hand_over_samples()
             self._phase = phase
         if not self._samples:
             self._first_ns = due_ns
@@ -202,7 +202,7 @@ class LoopLagProbe:
             due += ticks * INTERVAL_NS
         self._due_ns = max(due, self._due_ns)
 
-    def hand_over_samples(self) -> None:
+    def _hand_over_samples(self) -> None:
         samples = self._samples
         if not samples:
             return
@@ -236,7 +236,7 @@ class LoopLagProbe:
         timer is brought back to 1 ms ticks first: the hand-over's pipe write may block."""
         if self._step > 1 and self._timer is not None:
             self._resume(time.monotonic_ns())
-        self.hand_over_samples()
+        self._hand_over_samples()
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -251,7 +251,7 @@ class LoopLagProbe:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self.hand_over_samples()
+        self._hand_over_samples()
 
 
 def _tick_after(now_ns: int, tick_ns: int) -> int:
