@@ -15,6 +15,9 @@ a new stream's first content chunk, and a chunk of a stream whose place in the t
 written that much later than one gap).
 What the DESIGN promises is that a level either reads true or the run says invalid, naming
 the read side (loop lag); a level that does neither is a **broken promise** and is printed so.
+Each reader's CPU per chunk is measured as benchmarks/suite_streams.py measures it: CPU time in
+a steady window (the streams running, none opening or ending the run) ÷ the content chunks
+received in it.
 
 Prints one JSON line per level and generator (load average beside it) and, at the end, a
 Markdown table (``--markdown`` writes it to a file too). Runs are short and bounded; the sink
@@ -26,50 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from suite_env import Layout
-from suite_runs import INFBENCH
-from suite_streams import StreamSettings, StreamSink, measure_bare, stream_scenario
+from suite_streams import StreamSettings, StreamSink, measure_bare, measure_infbench
 
 LAYOUT = Layout(True, (0, 1), (1,))  # the generator on core 0, the sink on core 1
-
-
-def run_infbench(sink: StreamSink, concurrency: int, settings: StreamSettings) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="infbench-truth-") as tmp:
-        work = Path(tmp)
-        scenario = stream_scenario(sink.url, "auto", concurrency, settings)
-        (work / "scenario.json").write_text(scenario)
-        command = [
-            *Layout.prefix(LAYOUT.generator(1)), *INFBENCH, "run", str(work / "scenario.json"),
-            "--out", str(work / "results"), "-q",
-        ]  # fmt: skip
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=settings.seconds + 90
-        )
-        runs = list((work / "results").glob("*/run.json"))
-        if done.returncode not in (0, 4) or not runs:
-            return {"error": (done.stderr + done.stdout)[-300:]}
-        run = json.loads(runs[0].read_text())
-    (phase,) = run["phases"]
-    generator = run["generator"]
-    return {
-        "ttft_p99_ms": phase["ttft_ms"]["p99"],
-        "itl_p99_ms": phase["itl_ms"]["p99"],
-        "loop_lag_p99_ms": (phase.get("loop_lag_ms") or {}).get("p99"),
-        "cpu_us_per_chunk": round(
-            1e4 * generator["busy_cpu_pct"] * (run["timings"]["duration_s"] + 0.1)
-            / max(phase["output_tokens"], 1), 2,
-        ),
-        "errors": sum(phase["errors"].values()) + phase["dropped"],
-        "valid": run["valid"],
-        "reasons": run.get("invalid_reasons") or run.get("reasons") or [],
-    }  # fmt: skip
 
 
 def level(sink: StreamSink, concurrency: int, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -81,7 +49,7 @@ def level(sink: StreamSink, concurrency: int, args: argparse.Namespace) -> list[
         if generator == "bare":
             figures = measure_bare(LAYOUT, sink, settings, concurrency)
         else:
-            figures = run_infbench(sink, concurrency, settings)
+            figures = measure_infbench(LAYOUT, sink, settings, "auto", concurrency)
         after = sink.stats()
         # What the sink sent, by its own clock: a tick starts up to its worst lag late, and
         # a chunk is written up to its longest tick after the tick's start.

@@ -344,6 +344,7 @@ def measure_infbench(
         "chunks_per_s": round(phase["output_tokens"] / phase["duration_s"], 1),
         "cpu_us_per_chunk": per_chunk[0],
         "recorder_us_per_chunk": per_chunk[1],
+        "ttft_p99_ms": phase["ttft_ms"]["p99"],
         "itl_p50_ms": phase["itl_ms"]["p50"],
         "itl_p99_ms": phase["itl_ms"]["p99"],
         "loop_lag_p99_ms": (phase.get("loop_lag_ms") or {}).get("p99"),
@@ -351,6 +352,7 @@ def measure_infbench(
         "streams": phase["ok"],
         "tokens_source": phase.get("tokens_source"),
         "valid": run["valid"],
+        "reasons": run.get("invalid_reasons", []),
     }
 
 

@@ -72,14 +72,17 @@ def test_ttft_tpot_itl_and_tokens_from_a_stream_with_every_quirk(
     with gzip.open(Path(str(data["_dir"])) / "requests.csv.gz", "rt") as rows:
         header = rows.readline().strip().split(",")
         first = dict(zip(header, rows.readline().strip().split(","), strict=True))
-    assert header[-5:] == [
+    assert header[-7:] == [
         "first_token_ns",
         "last_token_ns",
         "chunks",
         "input_tokens",
         "output_tokens",
+        "tokens_source",
+        "tokenizer_tokens",
     ]
     assert first["chunks"] == "5" and first["output_tokens"] == "10"
+    assert first["tokens_source"] == "usage" and first["tokenizer_tokens"] == ""  # no tokenizer
     tags = {line.split(",")[0] for line in (Path(str(data["_dir"])) / "latency.hlog").open()}
     assert {"Tag=steady/ttft", "Tag=steady/tpot", "Tag=steady/itl"} <= tags
 

@@ -8,6 +8,8 @@ offset of 1, whatever the number of answers.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,13 @@ slo: {{{slo}}}
     return result.exit_code, result.output, phase
 
 
+def ok_rows(tmp_path: Path) -> list[dict[str, str]]:
+    """The rows of requests.csv.gz of the run audited_run made that succeeded."""
+    (run_dir,) = (tmp_path / "out").iterdir()
+    with gzip.open(run_dir / "requests.csv.gz", "rt", newline="") as handle:
+        return [row for row in csv.DictReader(handle) if not row["error"]]
+
+
 @pytest.mark.parametrize("processes", [1, 2])  # two: the sums merged across generator processes
 def test_usage_one_token_over_is_a_mismatch_of_1_in_13_and_fails_the_slo(
     tmp_path: Path, processes: int
@@ -74,6 +83,11 @@ def test_usage_one_token_over_is_a_mismatch_of_1_in_13_and_fails_the_slo(
     assert code == 1, output
     assert "token_mismatch = 7.692%, required ≤ 1%: FAILED" in output
     assert "tok mismatch" in output  # the console's tokens table shows the figure
+    rows = ok_rows(tmp_path)  # each answer's two counts, in its own row (merged across processes)
+    assert len(rows) == phase["ok"]
+    assert {(r["tokens_source"], r["output_tokens"], r["tokenizer_tokens"]) for r in rows} == {
+        ("usage", "13", "12")
+    }
 
 
 def test_an_undercount_is_as_far_off_as_an_overcount(tmp_path: Path) -> None:
@@ -92,6 +106,8 @@ def test_without_a_tokenizer_there_is_no_figure(tmp_path: Path) -> None:
     code, output, phase = audited_run(tmp_path, usage_offset=1, tokenizer=False, slo="ttft: 5s")
     assert "token_mismatch_pct" not in phase  # absent, never 0
     assert code == 0 and "tok mismatch" not in output
+    rows = ok_rows(tmp_path)  # usage alone: the tokenizer's cell is empty
+    assert rows and {(r["tokens_source"], r["tokenizer_tokens"]) for r in rows} == {("usage", "")}
 
 
 def test_the_threshold_is_a_percentage_and_a_bare_number_is_refused() -> None:

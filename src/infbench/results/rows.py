@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infbench.errors import ResultFormatError
-from infbench.wire import ERROR_KINDS, STAMP_FIELDS
+from infbench.wire import ERROR_KINDS, STAMP_FIELDS, TOKEN_SOURCES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["ROW_COLUMNS", "STREAM_COLUMNS", "format_rows", "merge_row_files", "read_row_chunks"]
 
 ROW_COLUMNS = STAMP_FIELDS[:10]  # the loop's stamp, field by field, in its order
-STREAM_COLUMNS = STAMP_FIELDS[10:15]  # added for streamed answers (DESIGN §7)
+# added for streamed answers (DESIGN §7), with where the count came from and the token audit's
+# local count: a request whose usage and tokenizer disagree can be found by its row
+STREAM_COLUMNS = STAMP_FIELDS[10:17]
 _ERROR_NAMES = ("", *ERROR_KINDS)  # by the stamp's error code
 CHUNK_ROWS = 500_000
 
@@ -42,7 +44,8 @@ def _csv_field(text: str) -> str:
 
 def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int, streamed: bool = False) -> str:
     """CSV text of a batch of stamps (a numpy record array of ``wire.STAMP_FIELDS``), times
-    made relative to the run's start; "" where a time was never reached."""
+    made relative to the run's start; "" where a time was never reached, and where an answer's
+    tokens were not counted by the tokenizer beside the server's usage (``tokenizer_tokens``)."""
 
     def relative(column: str) -> list[int | str]:
         return ["" if v == 0 else v - t0_ns for v in stamps[column].tolist()]
@@ -67,6 +70,8 @@ def format_rows(stamps: Any, phase_names: Sequence[str], t0_ns: int, streamed: b
             stamps["chunks"].tolist(),
             stamps["input_tokens"].tolist(),
             stamps["output_tokens"].tolist(),
+            [TOKEN_SOURCES[code] for code in stamps["tokens_source"].tolist()],
+            ["" if count < 0 else count for count in stamps["tokenizer_tokens"].tolist()],
         )
     line = ",".join(["%s"] * len(columns)) + "\r\n"
     return "".join(line % row for row in zip(*columns, strict=True))
