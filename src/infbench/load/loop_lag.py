@@ -41,9 +41,11 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate, repeat
 
+import numpy as np
+
 from infbench.load.timerfd import TimerFd
 from infbench.recorder.stamps import LOOP_LAG, StampBuffer
-from infbench.results.percentile import percentile_rank
+from infbench.results.percentile import bucket_percentiles
 from infbench.schedule.arrivals import Schedule
 from infbench.senders.base import ReadNotice
 
@@ -53,6 +55,8 @@ INTERVAL_NS = 1_000_000
 SLOW_TICKS = 8  # an idle loop's timer fires every 8 ms, until the next read
 QUIET_NS = 100_000  # a tick served this early, nothing read since the last: the loop is idle
 BUCKET_NS, BUCKETS = 10_000, 10_000  # this process's own count: 10 µs buckets, to 100 ms
+_BUCKET_LOWS = np.arange(BUCKETS, dtype=np.int64) * BUCKET_NS
+_BUCKET_HIGHS = _BUCKET_LOWS + BUCKET_NS  # each bucket's upper edge
 
 
 class LoopLagProbe:
@@ -222,13 +226,9 @@ class LoopLagProbe:
         largest sample. Read after ``stop``."""
         figures = {}
         for phase, counts in self._counts.items():
-            rank, seen = percentile_rank(99.0, sum(counts)), 0
-            for bucket, count in enumerate(counts):
-                seen += count
-                if seen >= rank:
-                    top = min((bucket + 1) * BUCKET_NS, self._max[phase])
-                    figures[phase] = -(-top // 1000) / 1000  # µs, rounded up
-                    break
+            (edge,) = bucket_percentiles(counts, _BUCKET_LOWS, _BUCKET_HIGHS, [99.0])
+            top = min(int(edge), self._max[phase])
+            figures[phase] = -(-top // 1000) / 1000  # µs, rounded up
         return figures
 
     def hand_over(self) -> None:
