@@ -40,6 +40,11 @@ now_ns = time.monotonic_ns
 counts = {"chunks": 0, "streams": 0, "errors": 0}
 gaps: array[int] = array("q")
 HEADERS = {"Content-Type": "application/json"}
+# The one chat request both readers post.
+BODY = json.dumps({
+    "model": "m", "messages": [{"role": "user", "content": "Say many words."}],
+    "max_tokens": 100, "stream": True, "stream_options": {"include_usage": True},
+}).encode()  # fmt: skip
 
 
 def cpu_s() -> float:
@@ -76,10 +81,6 @@ async def worker(
 
 
 async def read(args: argparse.Namespace) -> dict[str, object]:
-    body = json.dumps({
-        "model": "m", "messages": [{"role": "user", "content": "Say many words."}],
-        "max_tokens": 100, "stream": True, "stream_options": {"include_usage": True},
-    }).encode()  # fmt: skip
     start = now_ns() + int(args.warmup * 1e9)
     end = start + int(args.duration * 1e9)
     connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=False)
@@ -87,7 +88,7 @@ async def read(args: argparse.Namespace) -> dict[str, object]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         gc.disable()
         tasks = [
-            asyncio.ensure_future(worker(session, args.url, body, start, end))
+            asyncio.ensure_future(worker(session, args.url, BODY, start, end))
             for _ in range(args.concurrency)
         ]
         await asyncio.sleep(max(start - now_ns(), 0) / 1e9)
@@ -132,14 +133,10 @@ class _FloorProtocol(asyncio.Protocol):
 
 async def floor(args: argparse.Namespace) -> dict[str, object]:
     url = urlsplit(args.url)
-    body = json.dumps({
-        "model": "m", "messages": [{"role": "user", "content": "Say many words."}],
-        "max_tokens": 100, "stream": True, "stream_options": {"include_usage": True},
-    }).encode()  # fmt: skip
     request = (
         f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+        f"Content-Length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
     loop = asyncio.get_running_loop()
     start = now_ns() + int(args.warmup * 1e9)
     end = start + int(args.duration * 1e9)
